@@ -1,0 +1,97 @@
+//! The command line: `limpet [--config PATH]`, `limpet check`, `limpet
+//! --version`, and the signals of a running limpet (SIGHUP reloads,
+//! SIGTERM/SIGINT stop gracefully).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::Limpet;
+use crate::config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "limpet",
+    version,
+    about = "A sticky-session HTTP load balancer"
+)]
+pub struct Cli {
+    /// Path of the configuration file.
+    #[arg(long, short, global = true, default_value = "lb.yaml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and exit: 0 if valid, 1 with the error.
+    Check,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("limpet: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(Command::Check) = cli.command {
+        println!("{}: configuration is valid", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    crate::logging::init(&cfg.log);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = cfg.workers {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("limpet: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(run(cfg, &cli.config))
+}
+
+async fn run(cfg: config::Config, path: &Path) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut limpet = match Limpet::start(cfg).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("limpet: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("limpet: cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match config::load(path) {
+                Ok(new) => match limpet.reload(new) {
+                    Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+                    Err(e) => tracing::error!("reload rejected: {e}; the running configuration stays"),
+                },
+                Err(e) => tracing::error!("reload rejected: {e}; the running configuration stays"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping: no new connections, waiting for in-flight requests");
+    limpet.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,237 @@
+//! Configuration: `lb.yaml` is parsed into a serde mirror ([`file`]), then
+//! validated into the typed [`Config`] below. `limpet check`, start-up and a
+//! reload all go through [`load`], so they accept and reject the same files.
+
+mod error;
+pub mod file;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use error::ConfigError;
+
+/// Reads, parses and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates configuration text; `path` only names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let file: file::FileConfig =
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::syntax(path, &e))?;
+    validate::validate(file, path)
+}
+
+/// The validated configuration. Pools are kept in file order; listeners and
+/// routes refer to pools by index.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<ListenerConfig>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub state_dir: PathBuf,
+    /// Runtime worker threads; `None` = one per CPU.
+    pub workers: Option<usize>,
+    pub log: LogConfig,
+    pub pools: Vec<PoolConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    /// Index into [`Config::pools`]; `None` when the routes must cover every request.
+    pub pool: Option<usize>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Lower-case host without port. A leading `*.` matches any subdomain.
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub pool: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request_header: Duration,
+    pub backend_response: Duration,
+    pub client_idle: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(3),
+            request_header: Duration::from_secs(10),
+            backend_response: Duration::from_secs(60),
+            client_idle: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_header_bytes: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing` level name: error, warn, info, debug, trace.
+    pub level: String,
+    pub format: LogFormat,
+    pub access: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    RandomTwo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    Active,
+    Drain,
+    Disabled,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Active => "active",
+            ServerState::Drain => "drain",
+            ServerState::Disabled => "disabled",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub name: String,
+    pub balance: Balance,
+    pub sticky: StickyConfig,
+    pub retries: u32,
+    pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub name: String,
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub route: String,
+    pub state: ServerState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StickyMode {
+    None,
+    IpHash,
+    Cookie,
+    JvmRoute,
+    Learn,
+}
+
+impl StickyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StickyMode::None => "none",
+            StickyMode::IpHash => "ip_hash",
+            StickyMode::Cookie => "cookie",
+            StickyMode::JvmRoute => "jvm_route",
+            StickyMode::Learn => "learn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnServerDown {
+    Redispatch,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpHashKey {
+    Address,
+    Subnet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    pub name: String,
+    pub path: String,
+    pub domain: Option<String>,
+    pub max_age: Option<Duration>,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: SameSite,
+    pub indirect: bool,
+    pub nocache: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JvmRouteConfig {
+    pub cookie: String,
+    pub path_param: String,
+    pub separator: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LearnConfig {
+    pub cookie: String,
+    pub path_param: String,
+    pub max_len: usize,
+    pub idle_timeout: Duration,
+    pub request_learn: bool,
+    pub capacity: u64,
+    pub persist: bool,
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StickyConfig {
+    pub mode: StickyMode,
+    pub on_server_down: OnServerDown,
+    pub ip_hash_key: IpHashKey,
+    pub cookie: CookieConfig,
+    pub jvm_route: JvmRouteConfig,
+    pub learn: LearnConfig,
+}

@@ -1,0 +1,170 @@
+//! limpet — a sticky-session HTTP load balancer for stateful Java clusters.
+//!
+//! The data path of one request:
+//!
+//! ```text
+//! listener (accept, limits, timers)                  listener/
+//!   └─ proxy::handle                                 proxy/mod.rs
+//!        client address (trusted_proxies, XFF)       proxy/client_addr.rs
+//!        pool (listener routes)                      proxy/route.rs
+//!        Pool::decide → server                       pool/mod.rs
+//!        forward, retry a failed connect elsewhere   proxy/forward.rs
+//!        response streamed back; access log on end   proxy/body.rs, proxy/completion.rs
+//! ```
+//!
+//! Everything a request reads lives in one immutable [`runtime::Snapshot`]
+//! behind an `ArcSwap`; [`Limpet::reload`] swaps in a new one and carries the
+//! live state of servers over by name.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod listener;
+pub mod logging;
+pub mod pool;
+pub mod proxy;
+pub mod runtime;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use config::Config;
+use runtime::{Shared, Snapshot};
+
+/// Why limpet could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} (listener {name:?}): {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("listeners changed ({0}); changing listeners needs a restart")]
+    ListenersChanged(String),
+}
+
+/// A running limpet: its listeners and the handle to reload or stop it.
+pub struct Limpet {
+    shared: Arc<Shared>,
+    config: Config,
+    addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Limpet {
+    /// Binds every listener of `config` and starts serving.
+    pub async fn start(config: Config) -> Result<Limpet, StartError> {
+        Limpet::start_with(config, HashMap::new()).await
+    }
+
+    /// Starts serving, using the given pre-bound sockets (by listener name)
+    /// instead of binding those listeners' addresses. Tests bind
+    /// `127.0.0.1:0` themselves so no port is ever re-bound.
+    pub async fn start_with(
+        config: Config,
+        mut bound: HashMap<String, std::net::TcpListener>,
+    ) -> Result<Limpet, StartError> {
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::build(&config, None)),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+        let builder = Arc::new(listener::server_builder(&config));
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for (index, lc) in config.listeners.iter().enumerate() {
+            let bind_err = |source| StartError::Bind {
+                name: lc.name.clone(),
+                addr: lc.bind,
+                source,
+            };
+            let std_listener = match bound.remove(&lc.name) {
+                Some(l) => {
+                    l.set_nonblocking(true).map_err(bind_err)?;
+                    l
+                }
+                None => listener::bind(lc.bind).map_err(bind_err)?,
+            };
+            let tcp = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
+            let addr = tcp.local_addr().map_err(bind_err)?;
+            tracing::info!(listener = %lc.name, %addr, "listening");
+            addrs.push(addr);
+            tasks.push(tokio::spawn(listener::serve(listener::Serve {
+                listener: tcp,
+                index,
+                shared: Arc::clone(&shared),
+                builder: Arc::clone(&builder),
+                permits: Arc::clone(&permits),
+                stop: stop_rx.clone(),
+                grace: config.timeouts.shutdown_grace,
+            })));
+        }
+        Ok(Limpet {
+            shared,
+            config,
+            addrs,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The bound address of each listener, in configuration order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The bound address of the listener named `name`.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        let i = self.config.listeners.iter().position(|l| l.name == name)?;
+        self.addrs.get(i).copied()
+    }
+
+    /// The running snapshot (for inspection by the admin endpoint and tests).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// Swaps in a new configuration. Pools, servers, routes, timeouts and
+    /// limits change at once; live server state is carried over by name.
+    /// Listeners (names and binds) cannot change without a restart.
+    pub fn reload(&mut self, config: Config) -> Result<(), StartError> {
+        let old: Vec<(&str, SocketAddr)> = self
+            .config
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.bind))
+            .collect();
+        let new: Vec<(&str, SocketAddr)> = config
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.bind))
+            .collect();
+        if old != new {
+            return Err(StartError::ListenersChanged(format!(
+                "{old:?} became {new:?}"
+            )));
+        }
+        let previous = self.shared.snapshot.load_full();
+        self.shared
+            .snapshot
+            .store(Arc::new(Snapshot::build(&config, Some(&previous))));
+        self.config = config;
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight requests finish within
+    /// `timeouts.shutdown_grace`, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

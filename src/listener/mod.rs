@@ -1,0 +1,126 @@
+//! Listeners: the accept loop of each bound socket, the connection limit,
+//! and hyper's HTTP/1.1 + h2c server per connection, watched for graceful
+//! shutdown.
+
+mod io;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+pub use io::{ConnState, TimedIo};
+
+use crate::config::Config;
+use crate::proxy::{self, ConnCtx};
+use crate::runtime::Shared;
+
+/// Binds a listener socket the way a server should: SO_REUSEADDR, a deep
+/// backlog, non-blocking.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// hyper's server settings for client connections, from the configuration.
+pub fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // limpet's own timers (io.rs) answer 408 and close idle connections.
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_buf_size(config.limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+pub struct Serve {
+    pub listener: TcpListener,
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub builder: Arc<auto::Builder<TokioExecutor>>,
+    pub permits: Arc<Semaphore>,
+    pub stop: watch::Receiver<bool>,
+    pub grace: Duration,
+}
+
+/// Accepts connections until `stop` turns true, then lets in-flight requests
+/// finish within `grace`.
+pub async fn serve(mut s: Serve) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&s.permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = s.stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = s.listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = s.stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let snap = s.shared.snapshot.load();
+        let state = Arc::new(ConnState::default());
+        let io = TimedIo::new(
+            stream,
+            Arc::clone(&state),
+            snap.timeouts.request_header,
+            snap.timeouts.client_idle,
+        );
+        let ctx = Arc::new(ConnCtx {
+            peer,
+            listener: s.index,
+            scheme: "http",
+            state,
+        });
+        let shared = Arc::clone(&s.shared);
+        let svc = service_fn(move |req| proxy::handle(Arc::clone(&shared), Arc::clone(&ctx), req));
+        let conn = s
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(s.listener);
+    if tokio::time::timeout(s.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}

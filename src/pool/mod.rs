@@ -1,0 +1,185 @@
+//! A pool of servers and THE decision of which server takes a request.
+//! [`Pool::decide`] is the only place that answers "which server": the affine
+//! server if it is usable, else a deterministic replacement (rendezvous) or a
+//! fresh placement by the pool's balancer.
+
+pub mod balance;
+pub mod rendezvous;
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{OnServerDown, PoolConfig, StickyConfig};
+
+use balance::Balancer;
+pub use server::{Live, Server};
+
+/// What the sticky mode found in a request, before health is considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    /// Nothing ties the request to a server.
+    None,
+    /// The request belongs to this server (index into the pool's servers).
+    Server(usize),
+    /// The request names a route that no server of this pool has.
+    UnknownRoute,
+}
+
+/// The sticky outcome of a decision, as logged and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    New,
+    Redispatch,
+    UnknownRoute,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::New => "new",
+            Outcome::Redispatch => "redispatch",
+            Outcome::UnknownRoute => "unknown_route",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub server: usize,
+    pub outcome: Outcome,
+}
+
+/// Why no server could be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoServer {
+    /// No server is usable (503).
+    NoneUsable,
+    /// The affine server is down and the pool says `on_server_down: error` (503).
+    AffineDown,
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    pub name: Arc<str>,
+    pub servers: Box<[Server]>,
+    pub retries: u32,
+    pub sticky: StickyConfig,
+    balancer: Balancer,
+    /// `rendezvous::server_hash` of each server's route.
+    server_hashes: Box<[u64]>,
+}
+
+impl Pool {
+    /// Builds a pool, re-linking the live state of servers that `previous`
+    /// (the running snapshot's pool of the same name) already had.
+    pub fn new(config: &PoolConfig, previous: Option<&Pool>) -> Pool {
+        let old: HashMap<&str, &Arc<Live>> = previous
+            .map(|p| p.servers.iter().map(|s| (&*s.name, &s.live)).collect())
+            .unwrap_or_default();
+        let servers: Box<[Server]> = config
+            .servers
+            .iter()
+            .map(|sc| {
+                let live = match old.get(sc.name.as_str()) {
+                    Some(live) => {
+                        // The file's state wins on reload, as a restart would.
+                        live.set_state(sc.state);
+                        Arc::clone(live)
+                    }
+                    None => Arc::new(Live::new(sc.state)),
+                };
+                Server::new(sc, live)
+            })
+            .collect();
+        Pool {
+            name: config.name.as_str().into(),
+            balancer: Balancer::new(config.balance, &servers),
+            server_hashes: servers
+                .iter()
+                .map(|s| rendezvous::server_hash(&s.route))
+                .collect(),
+            servers,
+            retries: config.retries,
+            sticky: config.sticky.clone(),
+        }
+    }
+
+    /// Decides which server takes a request. `key` is the rendezvous key for
+    /// a deterministic replacement when the affine server is unusable (None:
+    /// use the balancer). `tried` lists servers this request already failed on.
+    pub fn decide(
+        &self,
+        affinity: Affinity,
+        key: Option<u64>,
+        tried: &[usize],
+    ) -> Result<Decision, NoServer> {
+        let fresh = |i: usize| !tried.contains(&i);
+        match affinity {
+            Affinity::Server(i) if self.servers.get(i).is_some_and(|s| s.usable()) && fresh(i) => {
+                Ok(Decision {
+                    server: i,
+                    outcome: Outcome::Hit,
+                })
+            }
+            Affinity::Server(_) => {
+                if self.sticky.on_server_down == OnServerDown::Error && tried.is_empty() {
+                    return Err(NoServer::AffineDown);
+                }
+                let server = match key {
+                    Some(k) => self.rendezvous(k, |i| self.servers[i].placeable() && fresh(i)),
+                    None => self.place(tried),
+                };
+                server
+                    .map(|server| Decision {
+                        server,
+                        outcome: Outcome::Redispatch,
+                    })
+                    .ok_or(NoServer::NoneUsable)
+            }
+            Affinity::UnknownRoute => self
+                .place(tried)
+                .map(|server| Decision {
+                    server,
+                    outcome: Outcome::UnknownRoute,
+                })
+                .ok_or(NoServer::NoneUsable),
+            Affinity::None => self
+                .place(tried)
+                .map(|server| Decision {
+                    server,
+                    outcome: Outcome::New,
+                })
+                .ok_or(NoServer::NoneUsable),
+        }
+    }
+
+    /// A new placement by the pool's balancer among placeable, untried servers.
+    fn place(&self, tried: &[usize]) -> Option<usize> {
+        self.balancer.pick(&self.servers, |i| {
+            self.servers[i].placeable() && !tried.contains(&i)
+        })
+    }
+
+    /// The acceptable server ranked first for `key` by weighted rendezvous hashing.
+    pub fn rendezvous(&self, key: u64, accept: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, s) in self.servers.iter().enumerate() {
+            if !accept(i) {
+                continue;
+            }
+            let score = rendezvous::score(key, self.server_hashes[i], s.weight);
+            if best.is_none_or(|(_, b)| score > b) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// The server whose route is `route`.
+    pub fn by_route(&self, route: &str) -> Option<usize> {
+        self.servers.iter().position(|s| &*s.route == route)
+    }
+}

@@ -1,0 +1,182 @@
+//! Bodies that stream through limpet without being buffered.
+//!
+//! [`ReqBody`] carries a client's request body to a server. Until the first
+//! frame is polled the body sits in a shared slot, so a request whose connect
+//! failed (the server never saw a byte) can take it back and go to another
+//! server. [`ResBody`] carries a response to the client and owns the
+//! request's [`Completion`]: when the body ends or is dropped, the access log
+//! line is written and the in-flight counts fall.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::completion::Completion;
+
+/// A request body on its way to a server.
+#[derive(Debug)]
+pub enum ReqBody {
+    Empty,
+    /// Not polled yet: the body is still in the slot the handler can take back.
+    Waiting {
+        slot: Arc<Mutex<Option<Incoming>>>,
+        hint: SizeHint,
+    },
+    Streaming(Incoming),
+}
+
+impl ReqBody {
+    /// Wraps a client body; returns the slot to take it back from if the
+    /// attempt fails before the body was touched.
+    pub fn new(body: Incoming) -> (ReqBody, Option<Arc<Mutex<Option<Incoming>>>>) {
+        if body.is_end_stream() {
+            return (ReqBody::Empty, None);
+        }
+        let hint = body.size_hint();
+        let slot = Arc::new(Mutex::new(Some(body)));
+        (
+            ReqBody::Waiting {
+                slot: Arc::clone(&slot),
+                hint,
+            },
+            Some(slot),
+        )
+    }
+
+    /// A new body for a retry from the slot, if the failed attempt never
+    /// polled it; `None` when it was consumed and cannot be replayed.
+    pub fn reclaim(slot: &Option<Arc<Mutex<Option<Incoming>>>>) -> Option<ReqBody> {
+        match slot {
+            None => Some(ReqBody::Empty),
+            Some(slot) => {
+                let hint = slot.lock().ok()?.as_ref()?.size_hint();
+                Some(ReqBody::Waiting {
+                    slot: Arc::clone(slot),
+                    hint,
+                })
+            }
+        }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let ReqBody::Waiting { slot, .. } = this {
+            let taken = slot.lock().ok().and_then(|mut g| g.take());
+            *this = match taken {
+                Some(body) => ReqBody::Streaming(body),
+                None => ReqBody::Empty,
+            };
+        }
+        match this {
+            ReqBody::Streaming(body) => Pin::new(body).poll_frame(cx),
+            _ => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Empty => true,
+            ReqBody::Waiting { .. } => false,
+            ReqBody::Streaming(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Waiting { hint, .. } => *hint,
+            ReqBody::Streaming(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A response body on its way to the client.
+#[derive(Debug)]
+pub struct ResBody {
+    inner: Inner,
+    done: Option<Completion>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Incoming(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl ResBody {
+    pub fn streaming(body: Incoming, done: Completion) -> ResBody {
+        ResBody {
+            inner: Inner::Incoming(body),
+            done: Some(done),
+        }
+    }
+
+    pub fn full(bytes: Bytes, done: Option<Completion>) -> ResBody {
+        ResBody {
+            inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
+            done,
+        }
+    }
+
+    pub fn empty() -> ResBody {
+        ResBody::full(Bytes::new(), None)
+    }
+}
+
+impl Body for ResBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Incoming(body) => Pin::new(body).poll_frame(cx),
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(done)) = (frame.data_ref(), this.done.as_mut()) {
+                    done.add_bytes(data.len());
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(done) = this.done.as_mut() {
+                    done.mark_aborted();
+                }
+                this.done = None;
+            }
+            Poll::Ready(None) => this.done = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Incoming(b) => b.is_end_stream(),
+            Inner::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Incoming(b) => b.size_hint(),
+            Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The data path. [`handle`] reads top-down, one step per file: resolve the
+//! client address → pick the pool (routes) → affinity → decide the server →
+//! forward (retrying a failed connect elsewhere) → act on the response →
+//! log. Everything a request needs comes from one runtime snapshot, loaded
+//! once, so a reload never shows a request two worlds.
+
+pub mod body;
+pub mod client_addr;
+pub mod completion;
+pub mod error;
+pub mod forward;
+pub mod headers;
+pub mod http_client;
+pub mod route;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::listener::ConnState;
+use crate::pool::Affinity;
+use crate::runtime::Shared;
+use body::{ReqBody, ResBody};
+use completion::Completion;
+use error::ProxyError;
+use forward::Placement;
+
+/// What the data path knows about the client connection a request came on.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub peer: SocketAddr,
+    pub listener: usize,
+    pub scheme: &'static str,
+    pub state: Arc<ConnState>,
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResBody>, Infallible> {
+    let snap = shared.snapshot.load_full();
+    let peer = conn.peer.ip().to_canonical();
+    let peer_trusted = client_addr::is_trusted(peer, &snap.trusted_proxies);
+    let client = client_addr::resolve(peer, req.headers(), &snap.trusted_proxies);
+    let mut done = Completion::new(
+        Arc::clone(&conn.state),
+        client,
+        req.method().clone(),
+        req.uri().clone(),
+        snap.access_log,
+    );
+
+    if header_bytes(req.headers()) > snap.limits.max_header_bytes {
+        return Ok(ProxyError::HeaderTooLarge.into_response(done));
+    }
+    let Some(listener) = snap.listeners.get(conn.listener) else {
+        return Ok(ProxyError::NoServer.into_response(done));
+    };
+    let Some(pool) = route::pick(listener, &req) else {
+        return Ok(ProxyError::NoServer.into_response(done));
+    };
+    done.set_pool(pool);
+    let placement = Placement {
+        affinity: Affinity::None,
+        key: None,
+    };
+
+    let upgrade = headers::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let raw_host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let (mut parts, body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::set_forwarded(
+        &mut parts.headers,
+        peer,
+        peer_trusted,
+        conn.scheme,
+        raw_host.as_deref(),
+    );
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(v) = raw_host.and_then(|h| http::HeaderValue::from_str(&h).ok())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    let (req_body, slot) = ReqBody::new(body);
+
+    let (mut res, _decision) =
+        match forward::send(&snap, pool, &parts, req_body, slot, placement, &mut done).await {
+            Ok(r) => r,
+            Err(e) => return Ok(e.into_response(done)),
+        };
+
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            conn.state.set_tunnel();
+            let server_upgrade = hyper::upgrade::on(&mut res);
+            tokio::spawn(tunnel(client_upgrade, server_upgrade));
+        }
+    } else {
+        headers::strip_hop_by_hop(res.headers_mut(), false);
+    }
+    done.set_status(res.status().as_u16());
+    let (parts, body) = res.into_parts();
+    Ok(Response::from_parts(parts, ResBody::streaming(body, done)))
+}
+
+/// Copies bytes both ways between an upgraded client and server connection.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpgrade) {
+    let (client, server) = match tokio::try_join!(client, server) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut server = TokioIo::new(server);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
+        tracing::debug!(error = %e, "tunnel closed");
+    }
+}
+
+/// Size of a request header as it came on the wire (names, values, separators).
+fn header_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}

@@ -1,0 +1,159 @@
+//! The test harness: limpet started in-process on listeners pre-bound to
+//! `127.0.0.1:0`, demo nodes that answer `{"server":"node1",...}`, a
+//! browser-like client (cookie jar, optional source address), and
+//! `eventually` to poll with a deadline instead of sleeping.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use limpet::Limpet;
+use limpet::demo::DemoNode;
+use serde_json::Value;
+
+/// limpet running in this test process.
+pub struct Lb {
+    pub limpet: Option<Limpet>,
+    pub addr: SocketAddr,
+}
+
+impl Lb {
+    /// Starts limpet with `yaml`; every listener is pre-bound to 127.0.0.1:0.
+    pub async fn start(yaml: &str) -> Lb {
+        let config = limpet::config::parse(yaml, Path::new("test.yaml"))
+            .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
+        let mut bound = HashMap::new();
+        for l in &config.listeners {
+            bound.insert(
+                l.name.clone(),
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            );
+        }
+        let limpet = Limpet::start_with(config, bound).await.unwrap();
+        let addr = limpet.local_addrs()[0];
+        Lb {
+            limpet: Some(limpet),
+            addr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn reload(&mut self, yaml: &str) {
+        let config = limpet::config::parse(yaml, Path::new("test.yaml")).unwrap();
+        self.limpet.as_mut().unwrap().reload(config).unwrap();
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(l) = self.limpet.take() {
+            l.shutdown().await;
+        }
+    }
+}
+
+/// Starts demo nodes named node1..nodeN.
+pub async fn nodes(n: usize) -> Vec<DemoNode> {
+    let mut v = Vec::new();
+    for i in 1..=n {
+        v.push(DemoNode::start(&format!("node{i}")).await.unwrap());
+    }
+    v
+}
+
+/// The `servers:` list of a pool for these nodes (name = route = nodeN).
+pub fn servers_yaml(nodes: &[DemoNode]) -> String {
+    nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "      - {{ name: {}, address: \"{}\" }}\n",
+                n.route(),
+                n.addr()
+            )
+        })
+        .collect()
+}
+
+/// A minimal config: one listener `http`, one pool `app` with `pool_extra`
+/// lines (indented 4 spaces) and these nodes, plus `top_extra` top-level lines.
+pub fn config(nodes: &[DemoNode], pool_extra: &str, top_extra: &str) -> String {
+    format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\nlog:\n  level: warn\n{top_extra}\npools:\n  app:\n{pool_extra}\n    servers:\n{}",
+        servers_yaml(nodes)
+    )
+}
+
+/// A client like a browser: keeps cookies, optionally from a given source address.
+pub fn browser(source: Option<IpAddr>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10));
+    if let Some(ip) = source {
+        b = b.local_address(ip);
+    }
+    b.build().unwrap()
+}
+
+/// A client without a cookie jar.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// GET `url` and return (status, JSON body or Null).
+pub async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
+    let res = c.get(url).send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The name of the server that answered.
+pub fn server_of(v: &Value) -> String {
+    v["server"].as_str().unwrap_or("-").to_owned()
+}
+
+/// Polls `check` until it returns true or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An address nobody listens on (bound, then closed).
+pub fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Sends raw bytes and reads the whole answer until the server closes or
+/// `wait` passes.
+pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,169 @@
+//! Timeouts and limits: 504 for a slow server, 408 for a trickled header,
+//! 431 for a huge header, idle keep-alive connections closed, the
+//! connection limit.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_slow_server_gives_504() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "timeouts:\n  backend_response: 300ms\n")).await;
+    let started = Instant::now();
+    let res = client().get(lb.url("/slow?ms=3000")).send().await.unwrap();
+    assert_eq!(res.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A fast request on the same server still works.
+    assert_eq!(
+        client().get(lb.url("/")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_trickled_header_gets_408_and_the_connection_is_cut() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "timeouts:\n  request_header: 300ms\n")).await;
+    let mut s = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    // Keep trickling a header byte now and then; the deadline still holds.
+    let reader = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => out.extend_from_slice(&buf[..k]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(n[0].requests(), 0);
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_may_idle_longer_than_the_header_timeout() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(
+        &n,
+        "",
+        "timeouts:\n  request_header: 200ms\n  client_idle: 5s\n",
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    for _ in 0..2 {
+        s.write_all(req).await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let k = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..k].starts_with(b"HTTP/1.1 200"));
+        // idle longer than request_header, less than client_idle
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_client_idle() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "timeouts:\n  client_idle: 300ms\n")).await;
+    let mut s = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let k = s.read(&mut buf).await.unwrap();
+    assert!(buf[..k].starts_with(b"HTTP/1.1 200"));
+    let started = Instant::now();
+    let k = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(k, 0, "expected the idle connection to be closed");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
+async fn a_huge_header_gets_431() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "limits:\n  max_header_bytes: 16384\n")).await;
+    let big = "a".repeat(20_000);
+    let res = client()
+        .get(lb.url("/"))
+        .header("x-big", &big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 431);
+    // Past hyper's read buffer too.
+    let huge = "b".repeat(100_000);
+    let res = client()
+        .get(lb.url("/"))
+        .header("x-big", &huge)
+        .send()
+        .await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 431);
+    }
+    // A normal request is fine.
+    assert_eq!(
+        client()
+            .get(lb.url("/"))
+            .header("x-small", "1")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(n[0].requests(), 1);
+}
+
+#[tokio::test]
+async fn a_malformed_request_gets_400() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "")).await;
+    let out = raw(
+        lb.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(n[0].requests(), 0);
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_wait_for_a_free_slot() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "limits:\n  max_connections: 1\n")).await;
+    // The first connection holds the only slot with a slow request.
+    let slow_url = lb.url("/slow?ms=800");
+    let first = tokio::spawn(async move {
+        client()
+            .get(slow_url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    assert!(eventually(Duration::from_secs(5), || async { n[0].in_flight() == 1 }).await);
+    let started = Instant::now();
+    let res = client().get(lb.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(first.await.unwrap().unwrap(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "second connection was served while the limit was reached"
+    );
+}

@@ -1,0 +1,11 @@
+//! limpet's integration tests: real sockets on loopback, real HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod balancing;
+mod config;
+mod forwarding;
+mod lifecycle;
+mod limits;
