@@ -1,0 +1,66 @@
+//! The demo: three Tomcat-like nodes on 127.0.0.1:9001-9003 and limpet in
+//! front of them with the repository's `lb.yaml`, ready to curl.
+//!
+//! ```text
+//! cargo run --release --example demo
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use limpet::Limpet;
+use limpet::demo::DemoNode;
+
+#[tokio::main]
+async fn main() {
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "lb.yaml".to_owned());
+    let config = match limpet::config::load(Path::new(&path)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            std::process::exit(1);
+        }
+    };
+    limpet::logging::init(&config.log);
+
+    let mut nodes = Vec::new();
+    for (i, port) in [9001u16, 9002, 9003].into_iter().enumerate() {
+        let addr = ([127, 0, 0, 1], port).into();
+        match DemoNode::start_on(&format!("node{}", i + 1), addr).await {
+            Ok(n) => nodes.push(n),
+            Err(e) => {
+                eprintln!("demo: cannot start demo node on {addr}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let limpet = match Limpet::start(config).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            std::process::exit(1);
+        }
+    };
+    let lb = limpet.local_addrs()[0];
+    println!(
+        "\nlimpet is listening on http://{lb} in front of {} demo Tomcat nodes.\n\n\
+         Try:\n\
+         \x20 curl -s http://{lb}/                      # a new session: JSON naming the node, Set-Cookie JSESSIONID=<id>.<node>\n\
+         \x20 curl -s -c /tmp/jar -b /tmp/jar http://{lb}/cart   # repeat: the session counter grows on one node\n\
+         \x20 curl -s http://{lb}/static/logo.png       # the `static` pool (route by path prefix)\n\
+         \x20 curl -s -X POST --data-binary @Cargo.toml http://{lb}/upload\n\
+         \x20 curl -sN 'http://{lb}/stream?chunks=5&size=10'\n\
+         \x20 curl -s -o /dev/null -w '%{{http_code}}\\n' 'http://{lb}/slow?ms=100'\n\
+         \x20 kill -HUP <limpet pid>  # (when run as the `limpet` binary) reloads lb.yaml\n\n\
+         Ctrl-C stops the demo.\n",
+        nodes.len()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    limpet.shutdown().await;
+    for n in &nodes {
+        n.stop().await;
+    }
+}
