@@ -24,6 +24,7 @@ pub mod logging;
 pub mod pool;
 pub mod proxy;
 pub mod runtime;
+pub mod sticky;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -71,8 +72,10 @@ impl Limpet {
         config: Config,
         mut bound: HashMap<String, std::net::TcpListener>,
     ) -> Result<Limpet, StartError> {
+        let snapshot = Snapshot::build(&config, None);
+        restore_learned(&snapshot, &config.state_dir);
         let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(Snapshot::build(&config, None)),
+            snapshot: ArcSwap::from_pointee(snapshot),
         });
         let (stop, stop_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -106,6 +109,11 @@ impl Limpet {
                 grace: config.timeouts.shutdown_grace,
             })));
         }
+        tasks.push(tokio::spawn(persist_periodically(
+            Arc::clone(&shared),
+            config.state_dir.clone(),
+            stop_rx.clone(),
+        )));
         Ok(Limpet {
             shared,
             config,
@@ -166,5 +174,56 @@ impl Limpet {
         for task in self.tasks {
             let _ = task.await;
         }
+        persist_learned(&self.shared.snapshot.load(), &self.config.state_dir);
+    }
+
+    /// Writes the learned tables of pools with `persist: true` now.
+    pub fn persist(&self) {
+        persist_learned(&self.shared.snapshot.load(), &self.config.state_dir);
+    }
+}
+
+/// How often learned tables are written to `state_dir`.
+pub const PERSIST_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn restore_learned(snapshot: &Snapshot, dir: &std::path::Path) {
+    for pool in snapshot.pools.iter().filter(|p| p.persist) {
+        let Some(table) = pool.sticky.learned() else {
+            continue;
+        };
+        match sticky::persist::load(dir, &pool.name, table) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pool = %pool.name, sessions = n, "learned sessions restored"),
+            Err(e) => tracing::warn!(pool = %pool.name, "{e}"),
+        }
+    }
+}
+
+fn persist_learned(snapshot: &Snapshot, dir: &std::path::Path) {
+    for pool in snapshot.pools.iter().filter(|p| p.persist) {
+        let Some(table) = pool.sticky.learned() else {
+            continue;
+        };
+        match sticky::persist::save(dir, &pool.name, table) {
+            Ok(n) => tracing::debug!(pool = %pool.name, sessions = n, "learned sessions saved"),
+            Err(e) => tracing::error!(pool = %pool.name, "{e}"),
+        }
+    }
+}
+
+async fn persist_periodically(
+    shared: Arc<Shared>,
+    dir: std::path::PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PERSIST_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        let snapshot = shared.snapshot.load_full();
+        let dir = dir.clone();
+        // File writes and fsync block: keep them off the runtime's workers.
+        let _ = tokio::task::spawn_blocking(move || persist_learned(&snapshot, &dir)).await;
     }
 }

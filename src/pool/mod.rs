@@ -10,7 +10,8 @@ pub mod server;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{OnServerDown, PoolConfig, StickyConfig};
+use crate::config::{OnServerDown, PoolConfig, StickyMode};
+use crate::sticky::Sticky;
 
 use balance::Balancer;
 pub use server::{Live, Server};
@@ -66,7 +67,11 @@ pub struct Pool {
     pub name: Arc<str>,
     pub servers: Box<[Server]>,
     pub retries: u32,
-    pub sticky: StickyConfig,
+    pub mode: StickyMode,
+    pub on_server_down: OnServerDown,
+    /// Persist the learned table (learn mode).
+    pub persist: bool,
+    pub sticky: Sticky,
     balancer: Balancer,
     /// `rendezvous::server_hash` of each server's route.
     server_hashes: Box<[u64]>,
@@ -94,6 +99,7 @@ impl Pool {
                 Server::new(sc, live)
             })
             .collect();
+        let sticky = Sticky::new(&config.sticky, &servers, previous.map(|p| &p.sticky));
         Pool {
             name: config.name.as_str().into(),
             balancer: Balancer::new(config.balance, &servers),
@@ -103,7 +109,10 @@ impl Pool {
                 .collect(),
             servers,
             retries: config.retries,
-            sticky: config.sticky.clone(),
+            mode: config.sticky.mode,
+            on_server_down: config.sticky.on_server_down,
+            persist: config.sticky.mode == StickyMode::Learn && config.sticky.learn.persist,
+            sticky,
         }
     }
 
@@ -125,7 +134,7 @@ impl Pool {
                 })
             }
             Affinity::Server(_) => {
-                if self.sticky.on_server_down == OnServerDown::Error && tried.is_empty() {
+                if self.on_server_down == OnServerDown::Error && tried.is_empty() {
                     return Err(NoServer::AffineDown);
                 }
                 let server = match key {
@@ -176,6 +185,16 @@ impl Pool {
             }
         }
         best.map(|(i, _)| i)
+    }
+
+    /// The rendezvous identity of server `i`.
+    pub fn server_hash(&self, i: usize) -> u64 {
+        self.server_hashes.get(i).copied().unwrap_or(0)
+    }
+
+    /// The server named `name`.
+    pub fn by_name(&self, name: &str) -> Option<usize> {
+        self.servers.iter().position(|s| &*s.name == name)
     }
 
     /// The server whose route is `route`.

@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::listener::ConnState;
-use crate::pool::Affinity;
 use crate::runtime::Shared;
 use body::{ReqBody, ResBody};
 use completion::Completion;
@@ -65,9 +64,12 @@ pub async fn handle(
         return Ok(ProxyError::NoServer.into_response(done));
     };
     done.set_pool(pool);
+    let found = pool
+        .sticky
+        .find(pool, req.headers(), req.uri().path(), client);
     let placement = Placement {
-        affinity: Affinity::None,
-        key: None,
+        affinity: found.affinity,
+        key: found.key,
     };
 
     let upgrade = headers::is_upgrade(req.headers());
@@ -80,6 +82,7 @@ pub async fn handle(
         .or_else(|| req.uri().authority().map(|a| a.to_string()));
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    pool.sticky.prepare(&mut parts.headers);
     headers::set_forwarded(
         &mut parts.headers,
         peer,
@@ -94,7 +97,7 @@ pub async fn handle(
     }
     let (req_body, slot) = ReqBody::new(body);
 
-    let (mut res, _decision) =
+    let (mut res, decision) =
         match forward::send(&snap, pool, &parts, req_body, slot, placement, &mut done).await {
             Ok(r) => r,
             Err(e) => return Ok(e.into_response(done)),
@@ -109,6 +112,8 @@ pub async fn handle(
     } else {
         headers::strip_hop_by_hop(res.headers_mut(), false);
     }
+    pool.sticky
+        .respond(pool, &found, decision, res.headers_mut());
     done.set_status(res.status().as_u16());
     let (parts, body) = res.into_parts();
     Ok(Response::from_parts(parts, ResBody::streaming(body, done)))

@@ -157,3 +157,64 @@ pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Loopback source address number `i` in 127.0.x.y (never 127.0.0.1).
+pub fn source_ip(i: u32) -> IpAddr {
+    let n = 256 + i; // skip 127.0.0.*
+    IpAddr::from([127, 0, (n >> 8) as u8, (n & 0xff) as u8])
+}
+
+/// Sends `n` requests with `c` and returns the servers that answered.
+pub async fn servers_seen(c: &reqwest::Client, url: &str, n: usize) -> Vec<String> {
+    let mut seen = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (status, v) = get_json(c, url).await;
+        assert_eq!(status, 200, "{v}");
+        seen.push(server_of(&v));
+    }
+    seen
+}
+
+/// Asserts every element is the same and returns it.
+pub fn one_server(seen: &[String]) -> String {
+    let first = seen.first().cloned().unwrap_or_default();
+    assert!(
+        seen.iter().all(|s| *s == first),
+        "requests moved between servers: {seen:?}"
+    );
+    first
+}
+
+/// The raw `Set-Cookie` lines of a response.
+pub fn set_cookies(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A config whose pool `app` has `sticky_yaml` (lines indented 4 spaces)
+/// and the given server states.
+pub fn sticky_config(
+    nodes: &[DemoNode],
+    sticky_yaml: &str,
+    states: &[&str],
+    top_extra: &str,
+) -> String {
+    let servers: String = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "      - {{ name: {}, address: \"{}\", state: {} }}\n",
+                n.route(),
+                n.addr(),
+                states.get(i).copied().unwrap_or("active")
+            )
+        })
+        .collect();
+    format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\nlog:\n  level: warn\n{top_extra}\npools:\n  app:\n{sticky_yaml}\n    servers:\n{servers}"
+    )
+}

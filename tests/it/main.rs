@@ -9,3 +9,7 @@ mod config;
 mod forwarding;
 mod lifecycle;
 mod limits;
+mod sticky_cookie;
+mod sticky_ip_hash;
+mod sticky_jvm_route;
+mod sticky_learn;

@@ -1,0 +1,146 @@
+//! jvm_route: Tomcat names the node in the session id itself,
+//! `<id><separator><jvmRoute>` (mod_jk, mod_proxy_balancer
+//! `stickysession=JSESSIONID|jsessionid`). The route is what follows the
+//! FIRST separator. When the named node is down, the session is bound to a
+//! deterministic replacement; the binding wins over the route until the
+//! backend issues a new id (JvmRouteBinderValve re-suffixing it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+use crate::config::JvmRouteConfig;
+use crate::pool::rendezvous::key_hash;
+use crate::pool::{Affinity, Decision, Outcome, Pool};
+
+use super::{Found, cookies};
+
+#[derive(Debug, Clone)]
+pub struct JvmRoute {
+    pub config: JvmRouteConfig,
+    /// Session id hash → name of the replacement server it was moved to.
+    bindings: Cache<u64, Arc<str>>,
+}
+
+/// The route of a session id: the text after the first separator.
+pub fn route_of<'a>(id: &'a str, separator: &str) -> Option<&'a str> {
+    let (_, route) = id.split_once(separator)?;
+    (!route.is_empty()).then_some(route)
+}
+
+impl JvmRoute {
+    pub fn new(
+        config: &JvmRouteConfig,
+        capacity: u64,
+        idle: Duration,
+        previous: Option<&JvmRoute>,
+    ) -> JvmRoute {
+        let bindings = match previous {
+            Some(p)
+                if p.bindings.policy().max_capacity() == Some(capacity)
+                    && p.bindings.policy().time_to_idle() == Some(idle) =>
+            {
+                p.bindings.clone()
+            }
+            _ => Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(idle)
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+        };
+        JvmRoute {
+            config: config.clone(),
+            bindings,
+        }
+    }
+
+    pub fn find(&self, pool: &Pool, headers: &HeaderMap, path: &str) -> Found {
+        let mut first: Option<u64> = None;
+        let mut from_cookie = false;
+        for id in cookies::request_values(headers, &self.config.cookie) {
+            from_cookie = true;
+            let h = key_hash(id.as_bytes());
+            first.get_or_insert(h);
+            if let Some(found) = self.affine(pool, id, h) {
+                return found;
+            }
+        }
+        if !from_cookie && let Some(id) = cookies::path_param(path, &self.config.path_param) {
+            let h = key_hash(id.as_bytes());
+            first = Some(h);
+            if let Some(found) = self.affine(pool, id, h) {
+                return found;
+            }
+        }
+        Found {
+            affinity: if first.is_some() {
+                Affinity::UnknownRoute
+            } else {
+                Affinity::None
+            },
+            key: first,
+            session: first,
+            held: None,
+        }
+    }
+
+    /// A binding made at failover wins; else the route in the id.
+    fn affine(&self, pool: &Pool, id: &str, h: u64) -> Option<Found> {
+        let server = match self.bindings.get(&h) {
+            Some(bound) => pool.by_name(&bound),
+            None => None,
+        }
+        .or_else(|| route_of(id, &self.config.separator).and_then(|r| pool.by_route(r)))?;
+        Some(Found {
+            affinity: Affinity::Server(server),
+            key: Some(h),
+            session: Some(h),
+            held: None,
+        })
+    }
+
+    pub fn respond(&self, pool: &Pool, found: &Found, decision: Decision, headers: &HeaderMap) {
+        let Some(session) = found.session else { return };
+        if decision.outcome == Outcome::Redispatch {
+            self.bindings
+                .insert(session, Arc::clone(&pool.servers[decision.server].name));
+        }
+        // A new id (or the session's end) releases the binding of the old one.
+        for set in cookies::response_values(headers, &self.config.cookie) {
+            let (cookies::SetCookie::Set(id) | cookies::SetCookie::Deleted(id)) = set;
+            if key_hash(id.as_bytes()) != session || matches!(set, cookies::SetCookie::Deleted(_)) {
+                self.bindings.invalidate(&session);
+            }
+        }
+    }
+
+    /// Bindings currently held (approximate).
+    pub fn bindings(&self) -> u64 {
+        self.bindings.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_route_follows_the_first_separator() {
+        assert_eq!(route_of("8A3F.node2", "."), Some("node2"));
+        assert_eq!(route_of("8A3F.node2.extra", "."), Some("node2.extra"));
+        assert_eq!(route_of("8A3F", "."), None);
+        assert_eq!(route_of("8A3F.", "."), None);
+        assert_eq!(route_of("8A3F::n1", "::"), Some("n1"));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_ids_never_panic(id in ".{0,100}", sep in "[.:_-]{1,3}") {
+            let _ = route_of(&id, &sep);
+        }
+    }
+}

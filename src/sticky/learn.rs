@@ -1,0 +1,257 @@
+//! learn: limpet learns which server owns a session id from the server's own
+//! `Set-Cookie` (HAProxy `appsession JSESSIONID len 64 timeout 5h
+//! request-learn`). The table is a bounded concurrent cache (moka, least
+//! recently used evicted first, entries forgotten after `idle_timeout`
+//! unused); keys are fixed-seed hashes of the id's first `max_len`
+//! characters, so several instances and restarts agree.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use moka::Expiry;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+use crate::config::LearnConfig;
+use crate::pool::rendezvous::key_hash;
+use crate::pool::{Affinity, Decision, Outcome, Pool};
+
+use super::{Found, cookies};
+
+/// One learned session: its server, and when it was last used (kept in the
+/// entry so a snapshot can save each entry's remaining idle time).
+#[derive(Debug)]
+pub struct Entry {
+    pub server: Arc<str>,
+    last_used: AtomicU64,
+    /// Remaining idle time of an entry restored from a snapshot.
+    restored_ttl: Option<Duration>,
+}
+
+impl Entry {
+    fn new(server: Arc<str>, restored_ttl: Option<Duration>) -> Entry {
+        Entry {
+            server,
+            last_used: AtomicU64::new(now_ms()),
+            restored_ttl,
+        }
+    }
+
+    fn touch(&self) {
+        self.last_used.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the entry was last used.
+    pub fn idle_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed))
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+struct IdleExpiry {
+    idle: Duration,
+}
+
+impl Expiry<u64, Arc<Entry>> for IdleExpiry {
+    fn expire_after_create(&self, _: &u64, value: &Arc<Entry>, _: Instant) -> Option<Duration> {
+        Some(value.restored_ttl.unwrap_or(self.idle))
+    }
+
+    fn expire_after_read(
+        &self,
+        _: &u64,
+        _: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(self.idle)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &u64,
+        _: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.idle)
+    }
+}
+
+/// The learned table of one pool; shared by every snapshot with the same
+/// pool, capacity and idle timeout.
+#[derive(Clone)]
+pub struct Table {
+    cache: Cache<u64, Arc<Entry>>,
+    pub idle: Duration,
+    pub capacity: u64,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("entries", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+impl Table {
+    pub fn new(capacity: u64, idle: Duration) -> Table {
+        Table {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .eviction_policy(EvictionPolicy::lru())
+                .expire_after(IdleExpiry { idle })
+                .build(),
+            idle,
+            capacity,
+        }
+    }
+
+    pub fn get(&self, key: u64) -> Option<Arc<Entry>> {
+        let e = self.cache.get(&key)?;
+        e.touch();
+        Some(e)
+    }
+
+    pub fn insert(&self, key: u64, server: Arc<str>) {
+        if self.cache.get(&key).is_some_and(|e| e.server == server) {
+            return;
+        }
+        // Apply recorded reads first, so eviction sees true recency (moka
+        // buffers them); this runs once per new session, not per request.
+        self.cache.run_pending_tasks();
+        self.cache.insert(key, Arc::new(Entry::new(server, None)));
+    }
+
+    /// Inserts an entry restored from a snapshot with its remaining idle time.
+    pub fn restore(&self, key: u64, server: Arc<str>, remaining: Duration) {
+        let entry = Entry::new(server, Some(remaining));
+        entry.last_used.store(
+            now_ms().saturating_sub(
+                u64::try_from((self.idle.saturating_sub(remaining)).as_millis()).unwrap_or(0),
+            ),
+            Ordering::Relaxed,
+        );
+        self.cache.insert(key, Arc::new(entry));
+    }
+
+    pub fn remove(&self, key: u64) {
+        self.cache.invalidate(&key);
+    }
+
+    /// Entries now (approximate until pending work has run).
+    pub fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every live entry with its remaining idle time.
+    pub fn entries(&self) -> Vec<(u64, Arc<str>, Duration)> {
+        self.cache
+            .iter()
+            .filter_map(|(k, e)| {
+                let idle = Duration::from_millis(e.idle_ms());
+                let remaining = self.idle.checked_sub(idle)?;
+                Some((*k, Arc::clone(&e.server), remaining))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Learn {
+    pub config: LearnConfig,
+    pub table: Table,
+}
+
+impl Learn {
+    pub fn new(config: &LearnConfig, previous: Option<&Learn>) -> Learn {
+        let table = match previous {
+            Some(p)
+                if p.table.capacity == config.capacity && p.table.idle == config.idle_timeout =>
+            {
+                p.table.clone()
+            }
+            Some(p) => {
+                let t = Table::new(config.capacity, config.idle_timeout);
+                for (k, server, remaining) in p.table.entries() {
+                    t.restore(k, server, remaining.min(config.idle_timeout));
+                }
+                t
+            }
+            None => Table::new(config.capacity, config.idle_timeout),
+        };
+        Learn {
+            config: config.clone(),
+            table,
+        }
+    }
+
+    /// The table key of a session id: a hash of its first `max_len` characters.
+    pub fn key(&self, id: &str) -> u64 {
+        let end = id
+            .char_indices()
+            .nth(self.config.max_len)
+            .map_or(id.len(), |(i, _)| i);
+        key_hash(&id.as_bytes()[..end])
+    }
+
+    pub fn find(&self, pool: &Pool, headers: &HeaderMap, path: &str) -> Found {
+        let id = cookies::request_values(headers, &self.config.cookie)
+            .next()
+            .or_else(|| cookies::path_param(path, &self.config.path_param));
+        let Some(id) = id else {
+            return Found::default();
+        };
+        let key = self.key(id);
+        let affinity = match self.table.get(key).and_then(|e| pool.by_name(&e.server)) {
+            Some(i) => Affinity::Server(i),
+            None => Affinity::None,
+        };
+        Found {
+            affinity,
+            key: Some(key),
+            session: Some(key),
+            held: None,
+        }
+    }
+
+    pub fn respond(&self, pool: &Pool, found: &Found, decision: Decision, headers: &HeaderMap) {
+        let server = &pool.servers[decision.server].name;
+        let mut learned = false;
+        for set in cookies::response_values(headers, &self.config.cookie) {
+            match set {
+                cookies::SetCookie::Set(id) => {
+                    self.table.insert(self.key(id), Arc::clone(server));
+                    learned = true;
+                }
+                cookies::SetCookie::Deleted(id) => {
+                    self.table.remove(self.key(id));
+                    if found.session == Some(self.key(id)) {
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(session) = found.session else { return };
+        let rewrite = decision.outcome == Outcome::Redispatch;
+        let request_learn =
+            self.config.request_learn && found.affinity == Affinity::None && !learned;
+        if rewrite || request_learn {
+            self.table.insert(session, Arc::clone(server));
+        }
+    }
+}

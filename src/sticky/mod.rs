@@ -1,0 +1,134 @@
+//! Session affinity: the four sticky modes as one closed enum. For each
+//! request, [`Sticky::find`] reads what ties it to a server into a small
+//! `Copy` value ([`Found`]) that travels with the request; the pool decides;
+//! then [`Sticky::respond`] lets the mode act on the response (insert our
+//! cookie, learn an id, bind a failed-over session) without re-parsing.
+
+pub mod cookie;
+pub mod cookies;
+pub mod ip_hash;
+pub mod jvm_route;
+pub mod learn;
+pub mod persist;
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+use crate::config::{StickyConfig, StickyMode};
+use crate::pool::rendezvous::key_hash;
+use crate::pool::{Affinity, Decision, Pool, Server};
+
+/// What a request carries that ties it to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub affinity: Affinity,
+    /// Rendezvous key for a deterministic replacement: the session id (jvm_route,
+    /// learn) or the client address (ip_hash, cookie).
+    pub key: Option<u64>,
+    /// Hash of the session id (jvm_route, learn).
+    pub session: Option<u64>,
+    /// cookie mode: the server the client's cookie already names.
+    pub held: Option<usize>,
+}
+
+impl Default for Found {
+    fn default() -> Found {
+        Found {
+            affinity: Affinity::None,
+            key: None,
+            session: None,
+            held: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Sticky {
+    None,
+    IpHash(ip_hash::IpHash),
+    Cookie(cookie::CookieMode),
+    JvmRoute(jvm_route::JvmRoute),
+    Learn(learn::Learn),
+}
+
+impl Sticky {
+    /// Builds the pool's mode, keeping the tables of `previous` (the same
+    /// pool in the running snapshot) when the mode is unchanged.
+    pub fn new(config: &StickyConfig, servers: &[Server], previous: Option<&Sticky>) -> Sticky {
+        let (cap, idle) = (config.learn.capacity, config.learn.idle_timeout);
+        match config.mode {
+            StickyMode::None => Sticky::None,
+            StickyMode::IpHash => Sticky::IpHash(ip_hash::IpHash::new(
+                config.ip_hash_key,
+                cap,
+                idle,
+                match previous {
+                    Some(Sticky::IpHash(p)) => Some(p),
+                    _ => None,
+                },
+            )),
+            StickyMode::Cookie => Sticky::Cookie(cookie::CookieMode::new(&config.cookie, servers)),
+            StickyMode::JvmRoute => Sticky::JvmRoute(jvm_route::JvmRoute::new(
+                &config.jvm_route,
+                cap,
+                idle,
+                match previous {
+                    Some(Sticky::JvmRoute(p)) => Some(p),
+                    _ => None,
+                },
+            )),
+            StickyMode::Learn => Sticky::Learn(learn::Learn::new(
+                &config.learn,
+                match previous {
+                    Some(Sticky::Learn(p)) => Some(p),
+                    _ => None,
+                },
+            )),
+        }
+    }
+
+    /// Reads the request's affinity. `client` is the real client address.
+    pub fn find(&self, pool: &Pool, headers: &HeaderMap, path: &str, client: IpAddr) -> Found {
+        match self {
+            Sticky::None => Found::default(),
+            Sticky::IpHash(m) => m.find(pool, client),
+            Sticky::Cookie(m) => m.find(pool, address_key(client), headers),
+            Sticky::JvmRoute(m) => m.find(pool, headers, path),
+            Sticky::Learn(m) => m.find(pool, headers, path),
+        }
+    }
+
+    /// Rewrites the request before it goes to the server.
+    pub fn prepare(&self, headers: &mut HeaderMap) {
+        if let Sticky::Cookie(m) = self {
+            m.prepare(headers);
+        }
+    }
+
+    /// Acts on the server's response.
+    pub fn respond(&self, pool: &Pool, found: &Found, decision: Decision, headers: &mut HeaderMap) {
+        match self {
+            Sticky::None => {}
+            Sticky::IpHash(m) => m.respond(pool, found, decision),
+            Sticky::Cookie(m) => m.respond(found, decision, headers),
+            Sticky::JvmRoute(m) => m.respond(pool, found, decision, headers),
+            Sticky::Learn(m) => m.respond(pool, found, decision, headers),
+        }
+    }
+
+    /// The learned table, in learn mode.
+    pub fn learned(&self) -> Option<&learn::Table> {
+        match self {
+            Sticky::Learn(m) => Some(&m.table),
+            _ => None,
+        }
+    }
+}
+
+fn address_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => key_hash(&v4.octets()),
+        IpAddr::V6(v6) => key_hash(&v6.octets()),
+    }
+}
