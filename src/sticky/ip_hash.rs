@@ -7,7 +7,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use crate::config::{IpHashKey, ServerState};
@@ -25,19 +24,7 @@ pub struct IpHash {
 
 impl IpHash {
     pub fn new(key: IpHashKey, capacity: u64, idle: Duration, previous: Option<&IpHash>) -> IpHash {
-        let recent = match previous {
-            Some(p)
-                if p.recent.policy().max_capacity() == Some(capacity)
-                    && p.recent.policy().time_to_idle() == Some(idle) =>
-            {
-                p.recent.clone()
-            }
-            _ => Cache::builder()
-                .max_capacity(capacity)
-                .time_to_idle(idle)
-                .eviction_policy(EvictionPolicy::lru())
-                .build(),
-        };
+        let recent = super::idle_cache(capacity, idle, previous.map(|p| &p.recent));
         IpHash { key, recent }
     }
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use crate::config::JvmRouteConfig;
@@ -38,19 +37,7 @@ impl JvmRoute {
         idle: Duration,
         previous: Option<&JvmRoute>,
     ) -> JvmRoute {
-        let bindings = match previous {
-            Some(p)
-                if p.bindings.policy().max_capacity() == Some(capacity)
-                    && p.bindings.policy().time_to_idle() == Some(idle) =>
-            {
-                p.bindings.clone()
-            }
-            _ => Cache::builder()
-                .max_capacity(capacity)
-                .time_to_idle(idle)
-                .eviction_policy(EvictionPolicy::lru())
-                .build(),
-        };
+        let bindings = super::idle_cache(capacity, idle, previous.map(|p| &p.bindings));
         JvmRoute {
             config: config.clone(),
             bindings,

@@ -126,6 +126,29 @@ impl Sticky {
     }
 }
 
+/// A bounded map from a key hash to `V` whose entries are forgotten after
+/// `idle` unused, least recently used evicted first; `previous` is reused
+/// when its bounds are the same (a reload keeps the memory).
+pub fn idle_cache<V: Clone + Send + Sync + 'static>(
+    capacity: u64,
+    idle: std::time::Duration,
+    previous: Option<&moka::sync::Cache<u64, V>>,
+) -> moka::sync::Cache<u64, V> {
+    match previous {
+        Some(p)
+            if p.policy().max_capacity() == Some(capacity)
+                && p.policy().time_to_idle() == Some(idle) =>
+        {
+            p.clone()
+        }
+        _ => moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_idle(idle)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .build(),
+    }
+}
+
 fn address_key(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(v4) => key_hash(&v4.octets()),

@@ -218,3 +218,10 @@ pub fn sticky_config(
         "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\nlog:\n  level: warn\n{top_extra}\npools:\n  app:\n{sticky_yaml}\n    servers:\n{servers}"
     )
 }
+
+/// The server that answers `url` for a request carrying `cookie`.
+pub async fn server_with_cookie(c: &reqwest::Client, url: &str, cookie: &str) -> String {
+    let res = c.get(url).header("cookie", cookie).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    server_of(&res.json().await.unwrap())
+}

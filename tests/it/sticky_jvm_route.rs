@@ -28,13 +28,10 @@ async fn the_route_comes_from_the_cookie_or_the_path_parameter_and_the_cookie_wi
     let lb = Lb::start(&sticky_config(&n, JVM, &[], "")).await;
     let c = client();
     for _ in 0..10 {
-        let res = c
-            .get(lb.url("/"))
-            .header("cookie", "JSESSIONID=ABCDEF.node2")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(server_of(&res.json().await.unwrap()), "node2");
+        assert_eq!(
+            server_with_cookie(&c, &lb.url("/"), "JSESSIONID=ABCDEF.node2").await,
+            "node2"
+        );
         let (_, v) = get_json(&c, &lb.url("/cart;jsessionid=ABCDEF.node3?x=1")).await;
         assert_eq!(server_of(&v), "node3");
         let (_, v) = get_json(&c, &lb.url("/cart;JSESSIONID=ABCDEF.node1")).await;
@@ -68,13 +65,10 @@ async fn the_first_separator_splits_and_the_first_known_route_of_several_cookies
             .unwrap();
         assert_eq!(server_of(&res.json().await.unwrap()), "node3");
         // after the FIRST separator: "A-node2" is route node2, "A-b-node2" is route "b-node2" (unknown)
-        let res = c
-            .get(lb.url("/"))
-            .header("cookie", "SID=A-node2")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(server_of(&res.json().await.unwrap()), "node2");
+        assert_eq!(
+            server_with_cookie(&c, &lb.url("/"), "SID=A-node2").await,
+            "node2"
+        );
     }
 }
 
@@ -105,13 +99,10 @@ async fn drain_keeps_sessions_named_for_it_and_disabled_moves_them() {
     let mut lb = Lb::start(&sticky_config(&n, JVM, &["active", "drain", "active"], "")).await;
     let c = client();
     for _ in 0..10 {
-        let res = c
-            .get(lb.url("/"))
-            .header("cookie", "JSESSIONID=D.node2")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(server_of(&res.json().await.unwrap()), "node2");
+        assert_eq!(
+            server_with_cookie(&c, &lb.url("/"), "JSESSIONID=D.node2").await,
+            "node2"
+        );
     }
     for _ in 0..20 {
         let (_, v) = get_json(&browser(None), &lb.url("/")).await;

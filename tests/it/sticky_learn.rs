@@ -162,18 +162,7 @@ async fn capacity_bounds_the_table_and_evicts_the_least_recently_used() {
     let ask = |sid: String| {
         let c = c.clone();
         let url = lb.url("/");
-        async move {
-            server_of(
-                &c.get(url)
-                    .header("cookie", format!("SID={sid}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap(),
-            )
-        }
+        async move { server_with_cookie(&c, &url, &format!("SID={sid}")).await }
     };
     let keep_home = ask("keep".into()).await;
     for i in 0..40 {
@@ -200,18 +189,7 @@ async fn the_table_survives_a_restart_and_a_corrupt_file_is_set_aside() {
     let ask = |lb: &Lb, sid: usize| {
         let c = c.clone();
         let url = lb.url("/");
-        async move {
-            server_of(
-                &c.get(url)
-                    .header("cookie", format!("SID=s{sid}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap(),
-            )
-        }
+        async move { server_with_cookie(&c, &url, &format!("SID=s{sid}")).await }
     };
     let mut homes = Vec::new();
     for s in 0..9 {
@@ -264,18 +242,7 @@ async fn drain_keeps_learned_sessions_and_disabled_moves_them() {
     let ask = |lb: &Lb, sid: String| {
         let c = c.clone();
         let url = lb.url("/");
-        async move {
-            server_of(
-                &c.get(url)
-                    .header("cookie", format!("SID={sid}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap(),
-            )
-        }
+        async move { server_with_cookie(&c, &url, &format!("SID={sid}")).await }
     };
     let mut on2 = None;
     for s in 0..6 {
