@@ -48,8 +48,11 @@ async fn main() {
     println!(
         "\nlimpet is listening on http://{lb} in front of {} demo Tomcat nodes.\n\n\
          Try:\n\
-         \x20 curl -s http://{lb}/                      # a new session: JSON naming the node, Set-Cookie JSESSIONID=<id>.<node>\n\
-         \x20 curl -s -c /tmp/jar -b /tmp/jar http://{lb}/cart   # repeat: the session counter grows on one node\n\
+         \x20 curl -si http://{lb}/                     # a new session: JSON naming the node, Set-Cookie JSESSIONID=<id>.<node>\n\
+         \x20 rm -f /tmp/limpet-jar\n\
+         \x20 for i in 1 2 3 4 5; do curl -s -c /tmp/limpet-jar -b /tmp/limpet-jar http://{lb}/cart; echo; done\n\
+         \x20     # sticky (jvm_route): every request of the session on one node, its counter 1, 2, 3, 4, 5\n\
+         \x20 curl -s 'http://{lb}/cart;jsessionid=ABC.node2'   # a URL-rewriting client: the route node2 is honoured\n\
          \x20 curl -s http://{lb}/static/logo.png       # the `static` pool (route by path prefix)\n\
          \x20 curl -s -X POST --data-binary @Cargo.toml http://{lb}/upload\n\
          \x20 curl -sN 'http://{lb}/stream?chunks=5&size=10'\n\

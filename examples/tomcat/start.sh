@@ -103,45 +103,43 @@ start_node() {
         || { cat "$base/logs/launcher.log" >&2; die "catalina.sh start failed for node$n"; }
 }
 
-# --- start what is not running ------------------------------------------------
-t0=$(now_ms)
-started=()
-for n in "${NODES[@]}"; do
-    if pid="$(node_pid "$n")"; then
-        log "node$n already running (pid $pid), left alone"
-        continue
-    fi
-    build_node "$n"
-    start_node "$n"
-    started+=("$n")
-    log "node$n starting (pid $(node_pid "$n" || echo '?'), http $ADDRESS:$(http_port "$n"), cluster $ADDRESS:$(cluster_port "$n"))"
-done
-
-# --- wait: every node answers /health ---------------------------------------------
-deadline=$(( $(date +%s) + START_TIMEOUT ))
-declare -A ready_ms=()
-while :; do
-    pending=0
-    for n in "${NODES[@]}"; do
-        [[ -n "${ready_ms[$n]:-}" ]] && continue
+# --- start what is not running, one node at a time ----------------------------
+# One at a time on purpose: a DeltaManager that starts while a peer is itself
+# still fetching the session state drops the peer's "get all sessions"
+# request, and that peer then stalls for stateTransferTimeout (seen here with
+# a parallel start: 30 s instead of 3). Each node is started in the background
+# and polled until it answers /health, then the next one starts.
+wait_healthy() {   # wait_healthy N: poll node N's /health until 200 or the deadline
+    local n=$1 status
+    while :; do
         if ! node_pid "$n" >/dev/null; then
             echo "--- $(node_base "$n")/logs/catalina.out (last 40 lines) ---" >&2
             tail -n 40 "$(node_base "$n")/logs/catalina.out" >&2 || true
             die "node$n is not running"
         fi
         status="$(http_head "$(http_port "$n")" /health | head -n 1 || true)"
-        if [[ "$status" == "HTTP/1."?" 200"* ]]; then
-            ready_ms[$n]=$(( $(now_ms) - t0 ))
-            log "node$n answers /health after ${ready_ms[$n]} ms"
-        else
-            pending=$((pending + 1))
+        [[ "$status" == "HTTP/1."?" 200"* ]] && return 0
+        if (( $(date +%s) >= deadline )); then
+            die "node$n not healthy within ${START_TIMEOUT}s (see $(node_base "$n")/logs/catalina.out)"
         fi
+        sleep 0.1
     done
-    (( pending == 0 )) && break
-    if (( $(date +%s) >= deadline )); then
-        die "nodes not healthy within ${START_TIMEOUT}s (see $BASE_DIR/node*/logs/catalina.out)"
+}
+
+t0=$(now_ms)
+deadline=$(( $(date +%s) + START_TIMEOUT ))
+for n in "${NODES[@]}"; do
+    if pid="$(node_pid "$n")"; then
+        log "node$n already running (pid $pid), left alone"
+        wait_healthy "$n"
+        continue
     fi
-    sleep 0.2
+    t1=$(now_ms)
+    build_node "$n"
+    start_node "$n"
+    log "node$n starting (pid $(node_pid "$n" || echo '?'), http $ADDRESS:$(http_port "$n"), cluster $ADDRESS:$(cluster_port "$n"))"
+    wait_healthy "$n"
+    log "node$n answers /health after $(( $(now_ms) - t1 )) ms"
 done
 
 # --- wait: every node sees the other two (static membership formed) ------------
