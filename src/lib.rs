@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod listener;
 pub mod logging;
 pub mod pool;
@@ -57,6 +58,7 @@ pub struct Limpet {
     addrs: Vec<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    checks: health::Checks,
 }
 
 impl Limpet {
@@ -109,6 +111,7 @@ impl Limpet {
                 grace: config.timeouts.shutdown_grace,
             })));
         }
+        let checks = health::Checks::start(&shared.snapshot.load());
         tasks.push(tokio::spawn(persist_periodically(
             Arc::clone(&shared),
             config.state_dir.clone(),
@@ -120,6 +123,7 @@ impl Limpet {
             addrs,
             stop,
             tasks,
+            checks,
         })
     }
 
@@ -169,7 +173,8 @@ impl Limpet {
 
     /// Stops accepting, lets in-flight requests finish within
     /// `timeouts.shutdown_grace`, and returns.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        self.checks.stop();
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;

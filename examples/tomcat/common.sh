@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables used by the scripts that source this file
 # Shared by start.sh, stop.sh and kill-node.sh (sourced, not run).
 #
 # Knobs (environment):

@@ -83,15 +83,18 @@ build_node() {
     cp -R "$EXAMPLE_DIR/webapp" "$base/webapps/ROOT"
 }
 
+check_ports_free() {   # node $1's ports must be free before it starts
+    local port
+    for port in "$(http_port "$1")" "$(cluster_port "$1")"; do
+        if port_open "$port"; then
+            die "$ADDRESS:$port is already in use by something that is not node$1 of $BASE_DIR (another DIR's nodes? stop.sh that DIR first)"
+        fi
+    done
+}
+
 start_node() {
     local n=$1 base
     base="$(node_base "$n")"
-    local port
-    for port in "$(http_port "$n")" "$(cluster_port "$n")"; do
-        if port_open "$port"; then
-            die "$ADDRESS:$port is already in use by something that is not node$n of $BASE_DIR (another DIR's nodes? stop.sh that DIR first)"
-        fi
-    done
     rm -f "$(node_pidfile "$n")"
     : >"$base/logs/catalina.out"
     # setsid: the JVM must not die with this shell's session/terminal.
@@ -125,6 +128,11 @@ wait_healthy() {   # wait_healthy N: poll node N's /health until 200 or the dead
         sleep 0.1
     done
 }
+
+# Ports first, for every node to start, so a clash starts nothing.
+for n in "${NODES[@]}"; do
+    node_pid "$n" >/dev/null || check_ports_free "$n"
+done
 
 t0=$(now_ms)
 deadline=$(( $(date +%s) + START_TIMEOUT ))

@@ -77,7 +77,39 @@ pub struct PoolFile {
     pub balance: Option<S<String>>,
     pub sticky: Option<StickyFile>,
     pub retries: Option<S<u64>>,
+    pub health_check: Option<HealthCheckFile>,
+    pub passive: Option<PassiveFile>,
+    pub slow_start: Option<S<String>>,
     pub servers: S<Vec<ServerFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    Code(u64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub method: Option<S<String>>,
+    pub host: Option<S<String>>,
+    pub expect_status: Option<S<StatusSpec>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<u64>>,
+    pub fall: Option<S<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveFile {
+    pub max_fails: Option<S<u64>>,
+    pub fail_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

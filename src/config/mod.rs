@@ -142,7 +142,56 @@ pub struct PoolConfig {
     pub balance: Balance,
     pub sticky: StickyConfig,
     pub retries: u32,
+    pub health_check: Option<HealthCheckConfig>,
+    pub passive: PassiveConfig,
+    pub slow_start: Duration,
     pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    Http,
+    Tcp,
+}
+
+/// Active health checks of a pool's servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    pub kind: CheckKind,
+    pub path: String,
+    pub method: http::Method,
+    pub host: Option<String>,
+    /// Inclusive status ranges that count as healthy.
+    pub expect_status: Vec<(u16, u16)>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl HealthCheckConfig {
+    pub fn expects(&self, status: u16) -> bool {
+        self.expect_status
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+/// Failures seen on real traffic (nginx `max_fails` / `fail_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveConfig {
+    /// 0 = passive checks off.
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        PassiveConfig {
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -10,9 +10,10 @@ use ipnet::IpNet;
 
 use super::file::{self, FileConfig, S};
 use super::{
-    Balance, Config, ConfigError, CookieConfig, IpHashKey, JvmRouteConfig, LearnConfig, Limits,
-    ListenerConfig, LogConfig, LogFormat, OnServerDown, PoolConfig, RouteConfig, SameSite,
-    ServerConfig, ServerState, StickyConfig, StickyMode, Timeouts,
+    Balance, CheckKind, Config, ConfigError, CookieConfig, HealthCheckConfig, IpHashKey,
+    JvmRouteConfig, LearnConfig, Limits, ListenerConfig, LogConfig, LogFormat, OnServerDown,
+    PassiveConfig, PoolConfig, RouteConfig, SameSite, ServerConfig, ServerState, StickyConfig,
+    StickyMode, Timeouts,
 };
 
 /// Highest accepted server weight (HAProxy's limit); keeps the smooth
@@ -458,13 +459,157 @@ fn validate_pool(
         });
     }
     let sticky = validate_sticky(c, key, p.sticky.as_ref())?;
+    let health_check = match &p.health_check {
+        Some(h) => Some(validate_health(c, &format!("{key}.health_check"), h)?),
+        None => None,
+    };
+    let dp = PassiveConfig::default();
+    let pf = p.passive.as_ref();
+    let passive = PassiveConfig {
+        max_fails: match pf.and_then(|p| p.max_fails.as_ref()) {
+            None => dp.max_fails,
+            Some(m) if m.value > 1000 => {
+                return Err(c.err(
+                    m,
+                    &format!("{key}.passive.max_fails"),
+                    "`max_fails` must be between 0 (off) and 1000.".into(),
+                ));
+            }
+            Some(m) => m.value as u32,
+        },
+        fail_timeout: positive(
+            c,
+            &pf.and_then(|p| p.fail_timeout.clone()),
+            &format!("{key}.passive.fail_timeout"),
+            dp.fail_timeout,
+        )?,
+    };
+    let slow_start = c.duration(&p.slow_start, &format!("{key}.slow_start"), Duration::ZERO)?;
     Ok(PoolConfig {
         name,
         balance,
         sticky,
         retries,
+        health_check,
+        passive,
+        slow_start,
         servers,
     })
+}
+
+fn validate_health(
+    c: &Checker<'_>,
+    key: &str,
+    h: &file::HealthCheckFile,
+) -> Result<HealthCheckConfig, ConfigError> {
+    let k = |sub: &str| format!("{key}.{sub}");
+    let kind = c.choice(
+        &h.kind,
+        &k("type"),
+        &[("http", CheckKind::Http), ("tcp", CheckKind::Tcp)],
+        CheckKind::Http,
+    )?;
+    let path = match &h.path {
+        Some(p)
+            if !p.value.starts_with('/') || p.value.parse::<http::uri::PathAndQuery>().is_err() =>
+        {
+            return Err(c.err(
+                p,
+                &k("path"),
+                format!(
+                    "`path` must be a request path starting with `/`, not {:?}.",
+                    p.value
+                ),
+            ));
+        }
+        Some(p) => p.value.clone(),
+        None => "/health".to_owned(),
+    };
+    let method = match &h.method {
+        Some(m) => m
+            .value
+            .parse::<http::Method>()
+            .ok()
+            .filter(|_| m.value.bytes().all(|b| b.is_ascii_uppercase()))
+            .ok_or_else(|| {
+                c.err(
+                    m,
+                    &k("method"),
+                    format!(
+                        "`method` must be an HTTP method such as GET or HEAD, not {:?}.",
+                        m.value
+                    ),
+                )
+            })?,
+        None => http::Method::GET,
+    };
+    let host = match &h.host {
+        Some(v) if http::HeaderValue::from_str(&v.value).is_err() || v.value.is_empty() => {
+            return Err(c.err(
+                v,
+                &k("host"),
+                format!(
+                    "`host` must be a valid Host header value, not {:?}.",
+                    v.value
+                ),
+            ));
+        }
+        Some(v) => Some(v.value.clone()),
+        None => None,
+    };
+    let expect_status = match &h.expect_status {
+        None => vec![(200, 399)],
+        Some(s) => {
+            let text = match &s.value {
+                file::StatusSpec::Code(n) => n.to_string(),
+                file::StatusSpec::Text(t) => t.clone(),
+            };
+            parse_status_ranges(&text).ok_or_else(|| {
+                c.err(s, &k("expect_status"), format!("`expect_status` must be a code, a range or a comma list of them such as \"200-299,302\", not {text:?}."))
+            })?
+        }
+    };
+    let interval = positive(c, &h.interval, &k("interval"), Duration::from_secs(2))?;
+    let timeout = positive(c, &h.timeout, &k("timeout"), Duration::from_secs(1))?;
+    let count = |v: &Option<S<u64>>, name: &str, default: u32| -> Result<u32, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(n) if n.value == 0 || n.value > 100 => {
+                Err(c.err(n, &k(name), format!("`{name}` must be between 1 and 100.")))
+            }
+            Some(n) => Ok(n.value as u32),
+        }
+    };
+    Ok(HealthCheckConfig {
+        kind,
+        path,
+        method,
+        host,
+        expect_status,
+        interval,
+        timeout,
+        rise: count(&h.rise, "rise", 2)?,
+        fall: count(&h.fall, "fall", 3)?,
+    })
+}
+
+/// `"200"`, `"200-399"`, `"200-299,302"` → inclusive ranges of codes 100–599.
+pub fn parse_status_ranges(text: &str) -> Option<Vec<(u16, u16)>> {
+    let code = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+    };
+    text.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (code(lo)?, code(hi)?);
+                (lo <= hi).then_some((lo, hi))
+            }
+            None => code(part).map(|c| (c, c)),
+        })
+        .collect()
 }
 
 fn validate_sticky(

@@ -10,7 +10,9 @@ pub mod server;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{OnServerDown, PoolConfig, StickyMode};
+use std::time::Duration;
+
+use crate::config::{HealthCheckConfig, OnServerDown, PassiveConfig, PoolConfig, StickyMode};
 use crate::sticky::Sticky;
 
 use balance::Balancer;
@@ -60,6 +62,9 @@ pub enum NoServer {
     NoneUsable,
     /// The affine server is down and the pool says `on_server_down: error` (503).
     AffineDown,
+    /// The affine server failed this request and the pool says
+    /// `on_server_down: error` (502: it was tried).
+    AffineFailed,
 }
 
 #[derive(Debug)]
@@ -72,6 +77,9 @@ pub struct Pool {
     /// Persist the learned table (learn mode).
     pub persist: bool,
     pub sticky: Sticky,
+    pub health_check: Option<HealthCheckConfig>,
+    pub passive: PassiveConfig,
+    pub slow_start: Duration,
     balancer: Balancer,
     /// `rendezvous::server_hash` of each server's route.
     server_hashes: Box<[u64]>,
@@ -96,6 +104,10 @@ impl Pool {
                     }
                     None => Arc::new(Live::new(sc.state)),
                 };
+                if config.health_check.is_none() && !live.is_healthy() {
+                    // Checks were removed: nothing will ever mark it up again.
+                    live.set_healthy(true);
+                }
                 Server::new(sc, live)
             })
             .collect();
@@ -113,6 +125,9 @@ impl Pool {
             on_server_down: config.sticky.on_server_down,
             persist: config.sticky.mode == StickyMode::Learn && config.sticky.learn.persist,
             sticky,
+            health_check: config.health_check.clone(),
+            passive: config.passive,
+            slow_start: config.slow_start,
         }
     }
 
@@ -133,9 +148,14 @@ impl Pool {
                     outcome: Outcome::Hit,
                 })
             }
-            Affinity::Server(_) => {
-                if self.on_server_down == OnServerDown::Error && tried.is_empty() {
-                    return Err(NoServer::AffineDown);
+            Affinity::Server(i) => {
+                if self.on_server_down == OnServerDown::Error {
+                    // Affinity is kept: no other server may take this session.
+                    return Err(if tried.contains(&i) {
+                        NoServer::AffineFailed
+                    } else {
+                        NoServer::AffineDown
+                    });
                 }
                 let server = match key {
                     Some(k) => self.rendezvous(k, |i| self.servers[i].placeable() && fresh(i)),
@@ -165,11 +185,24 @@ impl Pool {
         }
     }
 
-    /// A new placement by the pool's balancer among placeable, untried servers.
+    /// A new placement by the pool's balancer among placeable, untried
+    /// servers. A server ramping up after recovery (`slow_start`) is passed
+    /// over with the probability of the weight it has not regained yet; if
+    /// that leaves nobody, ramping servers are taken anyway.
     fn place(&self, tried: &[usize]) -> Option<usize> {
-        self.balancer.pick(&self.servers, |i| {
-            self.servers[i].placeable() && !tried.contains(&i)
-        })
+        let ok = |i: usize| self.servers[i].placeable() && !tried.contains(&i);
+        if !self.slow_start.is_zero() {
+            let ramped = self.balancer.pick(&self.servers, |i| {
+                ok(i) && {
+                    let f = self.servers[i].live.ramp(self.slow_start);
+                    f >= 1.0 || fastrand::f64() < f
+                }
+            });
+            if ramped.is_some() {
+                return ramped;
+            }
+        }
+        self.balancer.pick(&self.servers, ok)
     }
 
     /// The acceptable server ranked first for `key` by weighted rendezvous hashing.

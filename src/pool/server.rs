@@ -1,21 +1,51 @@
 //! A server of a pool: its configuration plus the live state that must
-//! survive a reload (in-flight count, operator state, health), kept behind an
-//! `Arc` so a new runtime snapshot can re-link it by (pool, server) name.
+//! survive a reload (in-flight count, operator state, health verdicts),
+//! kept behind an `Arc` so a new runtime snapshot can re-link it by
+//! (pool, server) name.
+//!
+//! A server is up when its active checks say so AND real traffic has not
+//! marked it down (passive checks). Each cause has its own atomic; nothing
+//! needs two of them to change together.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 
-use crate::config::{ServerConfig, ServerState};
+use crate::config::{PassiveConfig, ServerConfig, ServerState};
+
+/// Milliseconds on a process-wide monotonic clock; never 0.
+pub fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Live state of one server, shared by every snapshot that has it.
 #[derive(Debug)]
 pub struct Live {
     active: AtomicU32,
     state: AtomicU8,
-    up: AtomicBool,
+    /// The active health checks' verdict (true until a check says otherwise).
+    healthy: AtomicBool,
+    /// Whether any active check has finished yet: the first one decides.
+    checked: AtomicBool,
+    /// Passive checks: failures in the current window and when it began.
+    fails: AtomicU32,
+    window_start: AtomicU64,
+    /// Passive checks: down until this clock_ms (0 = not down).
+    down_until: AtomicU64,
+    /// When the server last came back (clock_ms; 0 = never went down), for slow_start.
+    recovered_at: AtomicU64,
 }
 
 impl Live {
@@ -23,7 +53,12 @@ impl Live {
         Live {
             active: AtomicU32::new(0),
             state: AtomicU8::new(state as u8),
-            up: AtomicBool::new(true),
+            healthy: AtomicBool::new(true),
+            checked: AtomicBool::new(false),
+            fails: AtomicU32::new(0),
+            window_start: AtomicU64::new(0),
+            down_until: AtomicU64::new(0),
+            recovered_at: AtomicU64::new(0),
         }
     }
 
@@ -52,12 +87,81 @@ impl Live {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
+    /// Up: healthy by the active checks and not marked down by real traffic.
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.healthy.load(Ordering::Relaxed) && !self.passively_down()
     }
 
-    pub fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
+    fn passively_down(&self) -> bool {
+        let until = self.down_until.load(Ordering::Relaxed);
+        until != 0 && clock_ms() < until
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn was_checked(&self) -> bool {
+        self.checked.load(Ordering::Relaxed)
+    }
+
+    /// Records the active checks' verdict.
+    pub fn set_healthy(&self, up: bool) {
+        self.checked.store(true, Ordering::Relaxed);
+        let was = self.healthy.swap(up, Ordering::Relaxed);
+        if up && !was {
+            self.recovered_at.store(clock_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a failure seen on real traffic. Returns true when it marks the
+    /// server down (max_fails within fail_timeout).
+    pub fn record_failure(&self, cfg: PassiveConfig) -> bool {
+        if cfg.max_fails == 0 {
+            return false;
+        }
+        let now = clock_ms();
+        let window = ms(cfg.fail_timeout);
+        let start = self.window_start.load(Ordering::Relaxed);
+        let fails = if start == 0 || now.saturating_sub(start) > window {
+            self.window_start.store(now, Ordering::Relaxed);
+            self.fails.store(1, Ordering::Relaxed);
+            1
+        } else {
+            self.fails.fetch_add(1, Ordering::Relaxed) + 1
+        };
+        if fails < cfg.max_fails || self.passively_down() {
+            return false;
+        }
+        let until = now + window;
+        self.fails.store(0, Ordering::Relaxed);
+        self.window_start.store(0, Ordering::Relaxed);
+        self.down_until.store(until, Ordering::Relaxed);
+        // It is tried again when the window is over: slow_start ramps from there.
+        self.recovered_at.store(until, Ordering::Relaxed);
+        true
+    }
+
+    /// The share of its weight a server gets for new placements while it
+    /// ramps up after coming back (1.0 = full weight).
+    pub fn ramp(&self, slow_start: Duration) -> f64 {
+        if slow_start.is_zero() {
+            return 1.0;
+        }
+        let since = self.recovered_at.load(Ordering::Relaxed);
+        if since == 0 {
+            return 1.0;
+        }
+        let now = clock_ms();
+        if now < since {
+            return 0.0;
+        }
+        let f = (now - since) as f64 / slow_start.as_millis().max(1) as f64;
+        if f >= 1.0 {
+            self.recovered_at.store(0, Ordering::Relaxed);
+            return 1.0;
+        }
+        f
     }
 }
 
@@ -94,5 +198,58 @@ impl Server {
     /// May take new placements (up and `active`).
     pub fn placeable(&self) -> bool {
         self.live.is_up() && self.live.state() == ServerState::Active
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_fails_within_fail_timeout_marks_down_and_zero_turns_it_off() {
+        let live = Live::new(ServerState::Active);
+        let cfg = PassiveConfig {
+            max_fails: 3,
+            fail_timeout: Duration::from_secs(60),
+        };
+        assert!(!live.record_failure(cfg));
+        assert!(!live.record_failure(cfg));
+        assert!(live.is_up());
+        assert!(live.record_failure(cfg));
+        assert!(!live.is_up());
+
+        let off = Live::new(ServerState::Active);
+        let cfg = PassiveConfig {
+            max_fails: 0,
+            fail_timeout: Duration::from_secs(60),
+        };
+        for _ in 0..10 {
+            assert!(!off.record_failure(cfg));
+        }
+        assert!(off.is_up());
+    }
+
+    #[test]
+    fn a_passively_downed_server_is_tried_again_after_fail_timeout() {
+        let live = Live::new(ServerState::Active);
+        let cfg = PassiveConfig {
+            max_fails: 1,
+            fail_timeout: Duration::from_millis(30),
+        };
+        assert!(live.record_failure(cfg));
+        assert!(!live.is_up());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(live.is_up());
+    }
+
+    #[test]
+    fn the_ramp_grows_after_recovery() {
+        let live = Live::new(ServerState::Active);
+        assert_eq!(live.ramp(Duration::from_secs(10)), 1.0);
+        live.set_healthy(false);
+        live.set_healthy(true);
+        let r = live.ramp(Duration::from_secs(10));
+        assert!(r < 0.1, "{r}");
+        assert_eq!(live.ramp(Duration::ZERO), 1.0);
     }
 }

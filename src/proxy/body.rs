@@ -1,9 +1,10 @@
 //! Bodies that stream through limpet without being buffered.
 //!
-//! [`ReqBody`] carries a client's request body to a server. Until the first
-//! frame is polled the body sits in a shared slot, so a request whose connect
-//! failed (the server never saw a byte) can take it back and go to another
-//! server. [`ResBody`] carries a response to the client and owns the
+//! [`ReqBody`] carries a client's request body to a server; its [`Source`]
+//! stays with the handler so a failed attempt can be replaced. Until the
+//! first frame is polled a streamed body sits in a shared slot, so a request
+//! whose connect failed (the server never saw a byte) takes it back and goes
+//! to another server. [`ResBody`] carries a response to the client and owns the
 //! request's [`Completion`]: when the body ends or is dropped, the access log
 //! line is written and the in-flight counts fall.
 
@@ -17,42 +18,42 @@ use hyper::body::Incoming;
 
 use super::completion::Completion;
 
-/// A request body on its way to a server.
+/// Where a request's body comes from, kept for as long as the request may
+/// still move to another server.
 #[derive(Debug)]
-pub enum ReqBody {
+pub enum Source {
+    /// No body: replayable on any server.
     Empty,
-    /// Not polled yet: the body is still in the slot the handler can take back.
-    Waiting {
-        slot: Arc<Mutex<Option<Incoming>>>,
-        hint: SizeHint,
-    },
-    Streaming(Incoming),
+    /// A small body read whole before the first attempt (idempotent
+    /// requests, see [`REPLAY_LIMIT`]): replayable.
+    Buffered(Bytes),
+    /// A streamed body, in a slot until an attempt first polls it: a retry
+    /// can take it back only if the failed attempt never touched it.
+    Stream(Arc<Mutex<Option<Incoming>>>),
 }
 
-impl ReqBody {
-    /// Wraps a client body; returns the slot to take it back from if the
-    /// attempt fails before the body was touched.
-    pub fn new(body: Incoming) -> (ReqBody, Option<Arc<Mutex<Option<Incoming>>>>) {
+/// Idempotent requests with a body of at most this many bytes (by their
+/// Content-Length) are read whole first, so that a server that resets the
+/// connection before answering can be replaced. Larger and chunked bodies
+/// stream and are replayed only when the failed attempt never sent them.
+pub const REPLAY_LIMIT: u64 = 64 * 1024;
+
+impl Source {
+    pub fn new(body: Incoming) -> Source {
         if body.is_end_stream() {
-            return (ReqBody::Empty, None);
+            Source::Empty
+        } else {
+            Source::Stream(Arc::new(Mutex::new(Some(body))))
         }
-        let hint = body.size_hint();
-        let slot = Arc::new(Mutex::new(Some(body)));
-        (
-            ReqBody::Waiting {
-                slot: Arc::clone(&slot),
-                hint,
-            },
-            Some(slot),
-        )
     }
 
-    /// A new body for a retry from the slot, if the failed attempt never
-    /// polled it; `None` when it was consumed and cannot be replayed.
-    pub fn reclaim(slot: &Option<Arc<Mutex<Option<Incoming>>>>) -> Option<ReqBody> {
-        match slot {
-            None => Some(ReqBody::Empty),
-            Some(slot) => {
+    /// A body for the next attempt; `None` when the stream was consumed by a
+    /// failed attempt and cannot be replayed.
+    pub fn body(&self) -> Option<ReqBody> {
+        match self {
+            Source::Empty => Some(ReqBody::Empty),
+            Source::Buffered(b) => Some(ReqBody::Full(Some(b.clone()))),
+            Source::Stream(slot) => {
                 let hint = slot.lock().ok()?.as_ref()?.size_hint();
                 Some(ReqBody::Waiting {
                     slot: Arc::clone(slot),
@@ -61,6 +62,24 @@ impl ReqBody {
             }
         }
     }
+
+    /// Can the whole request be sent again after a server saw part of it?
+    pub fn replayable(&self) -> bool {
+        !matches!(self, Source::Stream(_))
+    }
+}
+
+/// A request body on its way to a server.
+#[derive(Debug)]
+pub enum ReqBody {
+    Empty,
+    Full(Option<Bytes>),
+    /// Not polled yet: the body is still in the slot the handler can take back.
+    Waiting {
+        slot: Arc<Mutex<Option<Incoming>>>,
+        hint: SizeHint,
+    },
+    Streaming(Incoming),
 }
 
 impl Body for ReqBody {
@@ -81,6 +100,7 @@ impl Body for ReqBody {
         }
         match this {
             ReqBody::Streaming(body) => Pin::new(body).poll_frame(cx),
+            ReqBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             _ => Poll::Ready(None),
         }
     }
@@ -88,6 +108,7 @@ impl Body for ReqBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ReqBody::Empty => true,
+            ReqBody::Full(b) => b.is_none(),
             ReqBody::Waiting { .. } => false,
             ReqBody::Streaming(b) => b.is_end_stream(),
         }
@@ -96,6 +117,7 @@ impl Body for ReqBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ReqBody::Waiting { hint, .. } => *hint,
             ReqBody::Streaming(b) => b.size_hint(),
         }

@@ -1,15 +1,19 @@
-//! Sends a request to the decided server, moving it to another server when
-//! the connect fails (the server never saw it, so this is safe for any
-//! method), up to the pool's `retries`.
+//! Sends a request to the decided server and moves it to another server
+//! when that is safe: a failed connect (the server never saw the request:
+//! any method), or a connection reset or closed before the response began
+//! for an idempotent request whose body can be sent again (a JVM being
+//! killed accepts connections for a moment, then resets them). Up to the
+//! pool's `retries`. Connect failures and resets count toward the server's
+//! passive check.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::ReqBody;
+use super::body::Source;
 use super::completion::Completion;
 use super::error::ProxyError;
 use crate::pool::{Affinity, Decision, NoServer, Pool};
@@ -23,12 +27,19 @@ pub struct Placement {
     pub key: Option<u64>,
 }
 
+/// Methods a client may repeat without changing the result (RFC 9110 §9.2.2).
+pub fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
 pub async fn send(
     snap: &Snapshot,
     pool: &Arc<Pool>,
     parts: &Parts,
-    first_body: ReqBody,
-    slot: Option<Arc<Mutex<Option<Incoming>>>>,
+    source: &Source,
     placement: Placement,
     done: &mut Completion,
 ) -> Result<(Response<Incoming>, Decision), ProxyError> {
@@ -38,11 +49,11 @@ pub async fn send(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut tried: Vec<usize> = Vec::new();
-    let mut body = Some(first_body);
     loop {
         let decision = match pool.decide(placement.affinity, placement.key, &tried) {
             Ok(d) => d,
             Err(NoServer::AffineDown) => return Err(ProxyError::NoServer),
+            Err(NoServer::AffineFailed) => return Err(ProxyError::Unreachable),
             Err(NoServer::NoneUsable) if tried.is_empty() => return Err(ProxyError::NoServer),
             Err(NoServer::NoneUsable) => return Err(ProxyError::Unreachable),
         };
@@ -56,33 +67,55 @@ pub async fn send(
             .path_and_query(path.clone())
             .build()
             .map_err(|_| ProxyError::BadRequest)?;
-        let this_body = match body.take() {
-            Some(b) => b,
-            None => ReqBody::reclaim(&slot).ok_or(ProxyError::Unreachable)?,
-        };
-        let mut req = Request::new(this_body);
+        let body = source.body().ok_or(ProxyError::Unreachable)?;
+        let mut req = Request::new(body);
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = parts.headers.clone();
 
-        match tokio::time::timeout(snap.timeouts.backend_response, snap.client.request(req)).await {
+        let failure = match tokio::time::timeout(
+            snap.timeouts.backend_response,
+            snap.client.request(req),
+        )
+        .await
+        {
             Ok(Ok(res)) => return Ok((res, decision)),
-            Ok(Err(e)) if e.is_connect() => {
-                tracing::warn!(pool = %pool.name, server = %server.name, error = %e, "connect to server failed");
-                tried.push(decision.server);
-                if tried.len() > pool.retries as usize {
-                    return Err(ProxyError::Unreachable);
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(pool = %pool.name, server = %server.name, error = %e, "request to server failed");
-                return Err(ProxyError::Unreachable);
-            }
+            Ok(Err(e)) => e,
             Err(_) => {
+                // Slow is not dead: a long report must not take its server
+                // out, so a response timeout is no passive failure.
                 tracing::warn!(pool = %pool.name, server = %server.name, "server did not answer within backend_response");
                 return Err(ProxyError::Timeout);
             }
+        };
+        mark_failed(pool, decision.server);
+        // A connect error: the server never saw the request. Otherwise it
+        // may have: only idempotent requests with a replayable body move.
+        let retry = failure.is_connect()
+            || (idempotent(&parts.method) && (source.replayable() || source.body().is_some()));
+        tracing::warn!(pool = %pool.name, server = %server.name, error = %failure, retry, "request to server failed");
+        tried.push(decision.server);
+        if !retry || tried.len() > pool.retries as usize {
+            return Err(ProxyError::Unreachable);
         }
+    }
+}
+
+/// Counts a failure toward the server's passive check. As in nginx, the
+/// only server of a pool is never marked down by real traffic: there is
+/// nobody to move its requests to.
+fn mark_failed(pool: &Pool, server: usize) {
+    if pool.servers.len() == 1 {
+        return;
+    }
+    let s = &pool.servers[server];
+    if s.live.record_failure(pool.passive) {
+        tracing::warn!(
+            pool = %pool.name,
+            server = %s.name,
+            for_ = ?pool.passive.fail_timeout,
+            "server marked down by passive checks (max_fails reached)"
+        );
     }
 }

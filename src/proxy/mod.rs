@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::listener::ConnState;
 use crate::runtime::Shared;
-use body::{ReqBody, ResBody};
+use body::{ResBody, Source};
 use completion::Completion;
 use error::ProxyError;
 use forward::Placement;
@@ -95,10 +95,13 @@ pub async fn handle(
     {
         parts.headers.insert(header::HOST, v);
     }
-    let (req_body, slot) = ReqBody::new(body);
+    let source = match buffer_if_small(&parts, body).await {
+        Ok(s) => s,
+        Err(e) => return Ok(e.into_response(done)),
+    };
 
     let (mut res, decision) =
-        match forward::send(&snap, pool, &parts, req_body, slot, placement, &mut done).await {
+        match forward::send(&snap, pool, &parts, &source, placement, &mut done).await {
             Ok(r) => r,
             Err(e) => return Ok(e.into_response(done)),
         };
@@ -132,6 +135,27 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpg
     let mut server = TokioIo::new(server);
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
         tracing::debug!(error = %e, "tunnel closed");
+    }
+}
+
+/// Reads a small body of an idempotent request whole, so the request can
+/// be replayed on another server (see [`body::REPLAY_LIMIT`]).
+async fn buffer_if_small(
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<Source, ProxyError> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    let small = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= body::REPLAY_LIMIT);
+    if body.is_end_stream() || !small || !forward::idempotent(&parts.method) {
+        return Ok(Source::new(body));
+    }
+    match body.collect().await {
+        Ok(all) => Ok(Source::Buffered(all.to_bytes())),
+        Err(_) => Err(ProxyError::BadRequest),
     }
 }
 

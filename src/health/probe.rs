@@ -1,0 +1,58 @@
+//! One health probe: a TCP connect, or an HTTP/1.1 request on a fresh
+//! connection whose status must be in `expect_status`, all within `timeout`.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::config::{CheckKind, HealthCheckConfig};
+
+/// Does the server at `addr` pass the check?
+pub async fn check(addr: SocketAddr, cfg: &HealthCheckConfig) -> bool {
+    match tokio::time::timeout(cfg.timeout, attempt(addr, cfg)).await {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "health check failed");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "health check timed out");
+            false
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("connect: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("request: {0}")]
+    Request(#[from] http::Error),
+}
+
+async fn attempt(addr: SocketAddr, cfg: &HealthCheckConfig) -> Result<bool, ProbeError> {
+    let stream = TcpStream::connect(addr).await?;
+    if cfg.kind == CheckKind::Tcp {
+        return Ok(true);
+    }
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(conn);
+    let host = cfg.host.clone().unwrap_or_else(|| addr.to_string());
+    let req = Request::builder()
+        .method(cfg.method.clone())
+        .uri(cfg.path.as_str())
+        .header(header::HOST, host)
+        .header(header::USER_AGENT, "limpet-health-check")
+        .header(header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())?;
+    let res = sender.send_request(req).await;
+    driver.abort();
+    Ok(cfg.expects(res?.status().as_u16()))
+}
