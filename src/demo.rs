@@ -19,6 +19,7 @@
 //! * `/echo`: streams the request body back;
 //! * `/set-cookies`: adds `Set-Cookie: a=1` and `b=2`;
 //! * `/status/NNN`: answers with status `NNN`;
+//! * `/static/...`: like a static file, never creates or touches a session;
 //! * any request with an `Upgrade` header: `101`, then echoes raw bytes;
 //! * anything else: a JSON description of the request (session, counter,
 //!   method, path, body size and checksum, headers).
@@ -653,7 +654,11 @@ async fn answer(
 ) -> Result<Response<DemoBody>, io::Error> {
     let (parts, body) = req.into_parts();
     let logout = route_path == "/logout";
-    let session = if logout {
+    // Like Tomcat's DefaultServlet, static resources never touch the session.
+    let stateless = route_path.starts_with("/static/");
+    let session = if stateless {
+        None
+    } else if logout {
         shared.end_session(candidates)
     } else {
         Some(shared.touch_session(candidates))

@@ -225,3 +225,21 @@ pub async fn server_with_cookie(c: &reqwest::Client, url: &str, cookie: &str) ->
     assert!(res.status().is_success(), "{}", res.status());
     server_of(&res.json().await.unwrap())
 }
+
+/// The live state of server `server` of pool `pool` in the running snapshot.
+pub fn live(lb: &Lb, pool: &str, server: &str) -> std::sync::Arc<limpet::pool::Live> {
+    let snap = lb.limpet.as_ref().unwrap().snapshot();
+    let p = snap.pool(pool).unwrap();
+    let i = p.by_name(server).unwrap();
+    std::sync::Arc::clone(&p.servers[i].live)
+}
+
+/// A client (no cookie jar) whose connections come from `ip`.
+pub fn client_from(ip: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(ip)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}

@@ -6,7 +6,9 @@ mod harness;
 
 mod balancing;
 mod config;
+mod failover;
 mod forwarding;
+mod health;
 mod lifecycle;
 mod limits;
 mod sticky_cookie;

@@ -29,14 +29,6 @@ async fn a_client_address_stays_on_one_server_for_50_requests_while_addresses_sp
     assert_eq!(homes.len(), 3, "{homes:?}");
 }
 
-fn client_from(ip: std::net::IpAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .local_address(ip)
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn subnet_keys_group_a_slash_24() {
     let n = nodes(3).await;

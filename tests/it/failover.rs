@@ -1,0 +1,319 @@
+//! The failover drill, for each sticky mode: 30 sessions over 3 servers
+//! with a steady, bounded stream of GETs; one server dies; no client sees an
+//! error, every affected session moves to exactly one replacement, the
+//! others never move; the server returns; moved sessions stay put.
+//!
+//! The demo nodes form one cluster that shares its sessions, like Tomcat's
+//! DeltaManager, and re-suffix a failed-over session id with their own
+//! route, like JvmRouteBinderValve.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use limpet::demo::DemoNode;
+
+use crate::harness::*;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum How {
+    /// close the listener and every connection
+    Stop,
+    /// keep accepting, then reset every connection (a JVM being killed)
+    Reset,
+}
+
+struct Drill {
+    lb: Lb,
+    nodes: Vec<DemoNode>,
+    sessions: Vec<reqwest::Client>,
+    /// per session, the server of each request
+    history: Vec<Vec<String>>,
+    failed: usize,
+}
+
+impl Drill {
+    async fn new(sticky: &str, by_address: bool) -> Drill {
+        let nodes = DemoNode::start_cluster(&["node1", "node2", "node3"])
+            .await
+            .unwrap();
+        let extra = format!(
+            "{sticky}    retries: 2\n    health_check:\n      interval: 100ms\n      timeout: 300ms\n      rise: 2\n      fall: 2\n"
+        );
+        let lb = Lb::start(&sticky_config(&nodes, &extra, &[], "")).await;
+        let sessions = (0..30)
+            .map(|i| browser(by_address.then(|| source_ip(i))))
+            .collect();
+        Drill {
+            lb,
+            nodes,
+            sessions,
+            history: vec![Vec::new(); 30],
+            failed: 0,
+        }
+    }
+
+    /// One GET from every session, all at once.
+    async fn round(&mut self) {
+        let url = self.lb.url("/cart");
+        let results = join_all(self.sessions.iter().map(|c| {
+            let c = c.clone();
+            let url = url.clone();
+            async move {
+                match c.get(url).send().await {
+                    Ok(res) if res.status() == 200 => {
+                        Ok(server_of(&res.json().await.unwrap_or_default()))
+                    }
+                    Ok(res) => Err(format!("status {}", res.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }))
+        .await;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(s) => self.history[i].push(s),
+                Err(e) => {
+                    eprintln!("session {i}: {e}");
+                    self.failed += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the drill; returns, per session, (home, replacement if it moved).
+async fn drill(sticky: &str, by_address: bool, how: How) -> (Drill, Vec<(String, Option<String>)>) {
+    let mut d = Drill::new(sticky, by_address).await;
+    for _ in 0..3 {
+        d.round().await;
+    }
+    let homes: Vec<String> = (0..30)
+        .map(|i| one_server(&d.history[i]).to_owned())
+        .collect();
+    let spread: HashSet<&String> = homes.iter().collect();
+    assert_eq!(spread.len(), 3, "sessions did not spread: {homes:?}");
+
+    match how {
+        How::Stop => d.nodes[1].stop().await,
+        How::Reset => d.nodes[1].set_reset_mode(true),
+    }
+    let before: Vec<usize> = d.history.iter().map(Vec::len).collect();
+    for _ in 0..6 {
+        d.round().await;
+    }
+    assert_eq!(d.failed, 0, "clients saw failed requests during failover");
+
+    let mut moved = Vec::new();
+    for i in 0..30 {
+        let after = &d.history[i][before[i]..];
+        if homes[i] == "node2" {
+            let replacement = one_server(after);
+            assert_ne!(replacement, "node2");
+            moved.push((homes[i].clone(), Some(replacement)));
+        } else {
+            assert!(
+                after.iter().all(|s| *s == homes[i]),
+                "session {i} moved although node {} stayed: {after:?}",
+                homes[i]
+            );
+            moved.push((homes[i].clone(), None));
+        }
+    }
+    (d, moved)
+}
+
+/// node2 comes back; moved sessions stay on their replacement (or, for
+/// ip_hash, go home); untouched ones never move.
+async fn recover(d: &mut Drill, moved: &[(String, Option<String>)], go_home: bool) {
+    d.nodes[1].set_reset_mode(false);
+    d.nodes[1].restart().await.unwrap();
+    let node2 = live(&d.lb, "app", "node2");
+    assert!(eventually(Duration::from_secs(10), || async { node2.is_up() }).await);
+    let before: Vec<usize> = d.history.iter().map(Vec::len).collect();
+    for _ in 0..3 {
+        d.round().await;
+    }
+    assert_eq!(d.failed, 0);
+    for (i, (home, replacement)) in moved.iter().enumerate() {
+        let after = &d.history[i][before[i]..];
+        let expected = match replacement {
+            Some(r) if !go_home => r,
+            _ => home,
+        };
+        assert!(
+            after.iter().all(|s| s == expected),
+            "session {i} (home {home}, moved to {replacement:?}) went to {after:?}"
+        );
+    }
+}
+
+fn spread_over_survivors(moved: &[(String, Option<String>)]) -> HashSet<String> {
+    moved.iter().filter_map(|(_, r)| r.clone()).collect()
+}
+
+async fn new_sessions_reach(d: &Drill, server: &str, by_address: bool) {
+    let mut seen = HashSet::new();
+    for i in 0..30 {
+        let c = browser(by_address.then(|| source_ip(500 + i)));
+        seen.insert(server_of(&get_json(&c, &d.lb.url("/")).await.1));
+    }
+    assert!(
+        seen.contains(server),
+        "no new session reached {server}: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn cookie_mode_survives_a_dead_server_and_reissues_the_cookie() {
+    let sticky = "    sticky:\n      mode: cookie\n";
+    let (mut d, moved) = drill(sticky, true, How::Stop).await;
+    // The replacement is chosen from the client address: deterministic and spread.
+    assert_eq!(spread_over_survivors(&moved).len(), 2, "{moved:?}");
+    // The cookie now names the replacement: a cookie-less request with it goes there.
+    let (i, r) = moved
+        .iter()
+        .enumerate()
+        .find_map(|(i, (_, r))| r.clone().map(|r| (i, r)))
+        .unwrap();
+    let res = d.sessions[i].get(d.lb.url("/")).send().await.unwrap();
+    assert!(
+        set_cookies(&res).is_empty(),
+        "the client should already hold the reissued cookie"
+    );
+    assert_eq!(
+        server_with_cookie(&client(), &d.lb.url("/"), &format!("SERVERID={r}")).await,
+        r
+    );
+    recover(&mut d, &moved, false).await;
+    new_sessions_reach(&d, "node2", false).await;
+}
+
+#[tokio::test]
+async fn jvm_route_mode_binds_the_session_and_follows_the_new_id() {
+    let sticky = "    sticky:\n      mode: jvm_route\n";
+    let (mut d, moved) = drill(sticky, false, How::Stop).await;
+    for (i, (_, r)) in moved.iter().enumerate() {
+        if let Some(r) = r {
+            // The cluster re-suffixed the id (JvmRouteBinderValve); the counter went on.
+            let (_, v) = get_json(&d.sessions[i], &d.lb.url("/cart")).await;
+            assert!(
+                v["session"].as_str().unwrap().ends_with(&format!(".{r}")),
+                "{v}"
+            );
+            assert_eq!(
+                v["counter"],
+                d.history[i].len() as u64 + 1,
+                "the session was not continued: {v}"
+            );
+        }
+    }
+    recover(&mut d, &moved, false).await;
+    new_sessions_reach(&d, "node2", false).await;
+}
+
+#[tokio::test]
+async fn jvm_route_binding_wins_over_the_old_route_after_the_node_returns() {
+    // Requests that issue no new id (static resources here; or servers
+    // without JvmRouteBinderValve): the binding alone keeps the session in
+    // one place.
+    let nodes = nodes(3).await;
+    let extra = "    sticky:\n      mode: jvm_route\n    health_check:\n      interval: 50ms\n      rise: 1\n      fall: 1\n";
+    let lb = Lb::start(&sticky_config(&nodes, extra, &[], "")).await;
+    let c = client();
+    let ids: Vec<String> = (0..12)
+        .map(|i| format!("JSESSIONID=SESSION{i}.node2"))
+        .collect();
+    for id in &ids {
+        assert_eq!(
+            server_with_cookie(&c, &lb.url("/static/app.js"), id).await,
+            "node2"
+        );
+    }
+    nodes[1].set_health(500);
+    let node2 = live(&lb, "app", "node2");
+    assert!(eventually(Duration::from_secs(5), || async { !node2.is_up() }).await);
+    let mut replacement = HashMap::new();
+    for id in &ids {
+        let r = server_with_cookie(&c, &lb.url("/static/app.js"), id).await;
+        assert_ne!(r, "node2");
+        replacement.insert(id.clone(), r);
+    }
+    assert_eq!(
+        replacement.values().collect::<HashSet<_>>().len(),
+        2,
+        "all moved sessions landed on one node"
+    );
+    nodes[1].set_health(200);
+    assert!(eventually(Duration::from_secs(5), || async { node2.is_up() }).await);
+    for id in &ids {
+        for _ in 0..3 {
+            assert_eq!(
+                &server_with_cookie(&c, &lb.url("/static/app.js"), id).await,
+                &replacement[id],
+                "{id} bounced back"
+            );
+        }
+    }
+    // A session that never moved still goes to node2.
+    assert_eq!(
+        server_with_cookie(&c, &lb.url("/static/app.js"), "JSESSIONID=OTHER.node2").await,
+        "node2"
+    );
+}
+
+#[tokio::test]
+async fn learn_mode_rewrites_the_table_entry() {
+    let sticky = "    sticky:\n      mode: learn\n      learn:\n        persist: false\n";
+    let (mut d, moved) = drill(sticky, false, How::Stop).await;
+    recover(&mut d, &moved, false).await;
+    new_sessions_reach(&d, "node2", false).await;
+}
+
+#[tokio::test]
+async fn ip_hash_moves_only_the_dead_servers_clients_and_brings_them_home() {
+    let sticky = "    sticky:\n      mode: ip_hash\n";
+    let (mut d, moved) = drill(sticky, true, How::Stop).await;
+    assert_eq!(spread_over_survivors(&moved).len(), 2, "{moved:?}");
+    recover(&mut d, &moved, true).await;
+    new_sessions_reach(&d, "node2", true).await;
+}
+
+#[tokio::test]
+async fn a_server_that_resets_connections_mid_request_loses_no_request() {
+    for (sticky, by_address) in [
+        ("    sticky:\n      mode: jvm_route\n", false),
+        ("    sticky:\n      mode: cookie\n", true),
+    ] {
+        let (mut d, moved) = drill(sticky, by_address, How::Reset).await;
+        recover(&mut d, &moved, false).await;
+    }
+}
+
+#[tokio::test]
+async fn a_post_whose_connect_is_refused_is_retried_with_its_body() {
+    let n = nodes(3).await;
+    let lb = Lb::start(&sticky_config(
+        &n,
+        "    sticky:\n      mode: jvm_route\n",
+        &[],
+        "",
+    ))
+    .await;
+    n[1].stop().await;
+    let c = client();
+    for i in 0..10 {
+        let body = format!("order={i}&qty=3");
+        let res = c
+            .post(lb.url("/checkout"))
+            .header("cookie", "JSESSIONID=P.node2")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_ne!(server_of(&v), "node2");
+        assert_eq!(v["body_bytes"], body.len() as u64);
+    }
+}
