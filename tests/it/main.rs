@@ -15,3 +15,4 @@ mod sticky_cookie;
 mod sticky_ip_hash;
 mod sticky_jvm_route;
 mod sticky_learn;
+mod tomcat;
