@@ -68,7 +68,7 @@ pub fn set_forwarded(
     peer: IpAddr,
     peer_trusted: bool,
     scheme: &'static str,
-    host: Option<&str>,
+    host: Option<&HeaderValue>,
 ) {
     let mut chain = String::new();
     for v in headers.get_all(X_FORWARDED_FOR) {
@@ -89,9 +89,9 @@ pub fn set_forwarded(
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     }
     if !(peer_trusted && headers.contains_key(X_FORWARDED_HOST)) {
-        match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        match host {
             Some(v) => {
-                headers.insert(X_FORWARDED_HOST, v);
+                headers.insert(X_FORWARDED_HOST, v.clone());
             }
             None => {
                 headers.remove(X_FORWARDED_HOST);
@@ -150,7 +150,7 @@ mod tests {
             [127, 0, 0, 2].into(),
             false,
             "http",
-            Some("example.com"),
+            Some(&HeaderValue::from_static("example.com")),
         );
         assert_eq!(
             h.get(X_FORWARDED_FOR).map(|v| v.as_bytes()),

@@ -74,12 +74,14 @@ pub async fn handle(
 
     let upgrade = headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let raw_host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    // The original host: the Host header, or HTTP/2's :authority.
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+    };
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     pool.sticky.prepare(&mut parts.headers);
@@ -88,12 +90,12 @@ pub async fn handle(
         peer,
         peer_trusted,
         conn.scheme,
-        raw_host.as_deref(),
+        host.as_ref(),
     );
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(v) = raw_host.and_then(|h| http::HeaderValue::from_str(&h).ok())
+    if let Some(h) = host
+        && !parts.headers.contains_key(header::HOST)
     {
-        parts.headers.insert(header::HOST, v);
+        parts.headers.insert(header::HOST, h);
     }
     let source = match buffer_if_small(&parts, body).await {
         Ok(s) => s,

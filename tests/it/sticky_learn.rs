@@ -276,3 +276,22 @@ async fn drain_keeps_learned_sessions_and_disabled_moves_them() {
         assert_eq!(ask(&lb, on2.clone()).await, moved);
     }
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_learned_table() {
+    let n = nodes(3).await;
+    let sticky = "    sticky:\n      mode: learn\n      learn:\n        cookie: SID\n        persist: false\n";
+    let mut lb = Lb::start(&sticky_config(&n, sticky, &[], "")).await;
+    let c = client();
+    let mut homes = Vec::new();
+    for s in 0..9 {
+        homes.push(server_with_cookie(&c, &lb.url("/"), &format!("SID=r{s}")).await);
+    }
+    // Same pool, another balance: the table must carry over.
+    let changed = sticky.replace("    sticky:", "    balance: least_conn\n    sticky:");
+    lb.reload(&sticky_config(&n, &changed, &[], ""));
+    assert_eq!(learned(&lb), 9);
+    for (s, home) in homes.iter().enumerate() {
+        assert_eq!(&server_with_cookie(&c, &lb.url("/"), &format!("SID=r{s}")).await, home);
+    }
+}
