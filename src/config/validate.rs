@@ -106,6 +106,26 @@ impl Checker<'_> {
         Ok(s.value.clone())
     }
 
+    /// Names of listeners, pools and servers appear in logs, metric labels,
+    /// URLs of the admin API and state file names: letters, digits, `_`,
+    /// `-` and `.`, not starting with `.`.
+    fn name(&self, s: &S<String>, key: &str) -> Result<String, ConfigError> {
+        let v = &s.value;
+        let ok = !v.is_empty()
+            && v.len() <= 64
+            && !v.starts_with('.')
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !ok {
+            return Err(self.err(
+                s,
+                key,
+                format!("a name must be 1 to 64 letters, digits, `_`, `-` or `.` (not starting with `.`), not {v:?}."),
+            ));
+        }
+        Ok(v.clone())
+    }
+
     fn address(&self, s: &S<String>, key: &str) -> Result<SocketAddr, ConfigError> {
         s.value.trim().parse().map_err(|_| {
             self.err(
@@ -135,7 +155,7 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
     let mut pool_index: HashMap<String, usize> = HashMap::new();
     for (name, pool) in &file.pools.value {
         let key = format!("pools.{}", name.value);
-        let n = c.token(&Some(name.clone()), "pools", "")?;
+        let n = c.name(name, "pools")?;
         if pool_index.insert(n.clone(), pools.len()).is_some() {
             return Err(c.err(name, &key, format!("pool {n:?} is defined twice.")));
         }
@@ -153,7 +173,7 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
     let mut binds: HashMap<SocketAddr, String> = HashMap::new();
     for (i, l) in file.listeners.value.iter().enumerate() {
         let key = format!("listeners[{i}]");
-        let name = c.token(&Some(l.name.clone()), &format!("{key}.name"), "")?;
+        let name = c.name(&l.name, &format!("{key}.name"))?;
         if listeners.iter().any(|other| other.name == name) {
             return Err(c.err(
                 &l.name,
@@ -415,7 +435,7 @@ fn validate_pool(
     let mut routes = HashSet::new();
     for (i, s) in p.servers.value.iter().enumerate() {
         let skey = format!("{key}.servers[{i}]");
-        let sname = c.token(&Some(s.name.clone()), &format!("{skey}.name"), "")?;
+        let sname = c.name(&s.name, &format!("{skey}.name"))?;
         if servers.iter().any(|o| o.name == sname) {
             return Err(c.err(
                 &s.name,

@@ -85,6 +85,7 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     pool.sticky.prepare(&mut parts.headers);
+    headers::fold_cookies(&mut parts.headers);
     headers::set_forwarded(
         &mut parts.headers,
         peer,

@@ -204,3 +204,15 @@ fn limpet_check_exits_0_for_a_valid_file_and_1_with_the_error() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("limpet "));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn names_that_could_escape_a_file_name_or_a_label_are_errors() {
+    let e = error_of(
+        &GOOD
+            .replace("  app:\n", "  ../etc:\n")
+            .replace("pool: app", "pool: ../etc"),
+    );
+    assert!(e.contains("a name must be 1 to 64 letters"), "{e}");
+    let e = error_of(&GOOD.replace("name: node1", "name: \"node 1\""));
+    assert!(e.starts_with("lb.yaml:8:17:"), "{e}");
+}

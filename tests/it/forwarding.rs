@@ -237,3 +237,23 @@ async fn http2_cleartext_clients_are_served() {
     assert_eq!(server_of(&v), "node1");
     assert_eq!(v["headers"]["host"], lb.addr.to_string());
 }
+
+#[tokio::test]
+async fn http2_cookies_reach_an_http1_server_as_one_header() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "")).await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = c
+        .get(lb.url("/"))
+        .header("cookie", "a=1")
+        .header("cookie", "JSESSIONID=X.node1")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["headers"]["cookie"], "a=1; JSESSIONID=X.node1");
+}

@@ -292,6 +292,9 @@ async fn a_reload_keeps_the_learned_table() {
     lb.reload(&sticky_config(&n, &changed, &[], ""));
     assert_eq!(learned(&lb), 9);
     for (s, home) in homes.iter().enumerate() {
-        assert_eq!(&server_with_cookie(&c, &lb.url("/"), &format!("SID=r{s}")).await, home);
+        assert_eq!(
+            &server_with_cookie(&c, &lb.url("/"), &format!("SID=r{s}")).await,
+            home
+        );
     }
 }
