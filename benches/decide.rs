@@ -59,5 +59,66 @@ fn bench_decide(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_decide);
+fn sticky_config(mode: &str) -> String {
+    let servers: String = (1..=8)
+        .map(|i| {
+            format!(
+                "      - {{ name: node{i}, address: 127.0.0.1:{} }}\n",
+                9000 + i
+            )
+        })
+        .collect();
+    format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:8080\n    pool: app\npools:\n  app:\n    sticky:\n      mode: {mode}\n      learn:\n        persist: false\n    servers:\n{servers}"
+    )
+}
+
+/// The sticky step of a request that carries affinity (the common case):
+/// read the request, decide, let the mode act on the response.
+fn bench_sticky(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let client: IpAddr = [203, 0, 113, 9].into();
+    for (mode, cookie) in [
+        ("ip_hash", "theme=dark"),
+        ("cookie", "theme=dark; SERVERID=node3"),
+        (
+            "jvm_route",
+            "theme=dark; JSESSIONID=8A3F2C1D9E7B6A5F4C3D2E1F0A9B8C7D.node3",
+        ),
+        (
+            "learn",
+            "theme=dark; JSESSIONID=8A3F2C1D9E7B6A5F4C3D2E1F0A9B8C7D.node3",
+        ),
+    ] {
+        let cfg = limpet::config::parse(&sticky_config(mode), Path::new("bench.yaml")).unwrap();
+        let snap = Snapshot::build(&cfg, None);
+        let pool = &snap.pools[0];
+        let req = Request::builder()
+            .uri("/cart")
+            .header("cookie", cookie)
+            .body(())
+            .unwrap();
+        let mut response = http::HeaderMap::new();
+        // learn: teach the table the session once
+        let found = pool.sticky.find(pool, req.headers(), "/cart", client);
+        let d = pool.decide(found.affinity, found.key, &[]).unwrap();
+        pool.sticky.respond(pool, &found, d, &mut response);
+        c.bench_function(&format!("sticky/{mode}"), |b| {
+            b.iter(|| {
+                let found = pool
+                    .sticky
+                    .find(pool, black_box(req.headers()), "/cart", client);
+                let d = pool.decide(found.affinity, found.key, &[]).unwrap();
+                pool.sticky.respond(pool, &found, d, &mut response);
+                black_box(d)
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench_decide, bench_sticky);
 criterion_main!(benches);
