@@ -27,15 +27,27 @@ async fn a_slow_server_gives_504() {
 async fn a_trickled_header_gets_408_and_the_connection_is_cut() {
     let n = nodes(1).await;
     let lb = Lb::start(&config(&n, "", "timeouts:\n  request_header: 300ms\n")).await;
-    let mut s = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let s = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
+    // Slowloris: one more header byte every 50 ms, never the end of the
+    // header. The deadline counts from the first byte, so it still holds.
+    let trickle = tokio::spawn(async move {
+        for b in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+            if wr.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
     let mut out = Vec::new();
-    // Keep trickling a header byte now and then; the deadline still holds.
     let reader = async {
         let mut buf = [0u8; 1024];
         loop {
-            match s.read(&mut buf).await {
+            match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(k) => out.extend_from_slice(&buf[..k]),
             }
@@ -44,6 +56,7 @@ async fn a_trickled_header_gets_408_and_the_connection_is_cut() {
     tokio::time::timeout(Duration::from_secs(5), reader)
         .await
         .unwrap();
+    trickle.abort();
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(3));
