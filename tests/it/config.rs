@@ -25,9 +25,13 @@ pools:
 ";
 
 #[test]
-fn the_repository_lb_yaml_is_valid() {
-    let text = std::fs::read_to_string("lb.yaml").unwrap();
-    parse(&text, Path::new("lb.yaml")).unwrap();
+fn the_repository_configs_are_valid() {
+    for file in ["lb.yaml", "examples/tomcat/lb.yaml"] {
+        let text = std::fs::read_to_string(file).unwrap();
+        if let Err(e) = parse(&text, Path::new(file)) {
+            panic!("{e}");
+        }
+    }
 }
 
 #[test]
