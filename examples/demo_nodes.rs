@@ -11,8 +11,6 @@
 //! (`node1 127.0.0.1:19001`), then `ready`; the program runs until SIGINT or
 //! SIGTERM.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
