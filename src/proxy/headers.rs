@@ -8,8 +8,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::client_addr::X_FORWARDED_FOR;
 
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
+// Static names: a `&str` key would build (allocate) a HeaderName per request.
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that describe one connection and never cross a proxy.
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -82,7 +83,8 @@ pub fn set_forwarded(
     }
     use std::fmt::Write;
     let _ = write!(chain, "{peer}");
-    if let Ok(v) = HeaderValue::from_str(&chain) {
+    // The String's buffer becomes the header value without a copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !(peer_trusted && headers.contains_key(X_FORWARDED_PROTO)) {
