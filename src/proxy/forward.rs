@@ -38,7 +38,7 @@ pub fn idempotent(m: &Method) -> bool {
 pub async fn send(
     snap: &Snapshot,
     pool: &Arc<Pool>,
-    parts: &Parts,
+    mut parts: Parts,
     source: &Source,
     placement: Placement,
     done: &mut Completion,
@@ -72,7 +72,13 @@ pub async fn send(
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = parts.headers.clone();
+        // The last allowed attempt takes the headers; earlier ones keep a
+        // copy for the next server (a failed request is not given back).
+        *req.headers_mut() = if tried.len() >= pool.retries as usize {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
 
         let failure = match tokio::time::timeout(
             snap.timeouts.backend_response,

@@ -104,7 +104,7 @@ pub async fn handle(
     };
 
     let (mut res, decision) =
-        match forward::send(&snap, pool, &parts, &source, placement, &mut done).await {
+        match forward::send(&snap, pool, parts, &source, placement, &mut done).await {
             Ok(r) => r,
             Err(e) => return Ok(e.into_response(done)),
         };
