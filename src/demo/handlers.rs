@@ -315,8 +315,10 @@ impl Report<'_> {
         push_json_str(&mut out, self.method);
         out.push_str(",\"path\":");
         push_json_str(&mut out, self.path);
+        // How many Cookie fields arrived: an HTTP/1.1 server expects one.
+        let cookie_headers = self.headers.get_all(header::COOKIE).iter().count();
         out.push_str(&format!(
-            ",\"body_bytes\":{},\"body_sum\":{},\"headers\":{{",
+            ",\"body_bytes\":{},\"body_sum\":{},\"cookie_headers\":{cookie_headers},\"headers\":{{",
             self.body_bytes, self.body_sum
         ));
         let mut first = true;

@@ -226,11 +226,7 @@ async fn an_upgrade_request_is_tunnelled_both_ways() {
 async fn http2_cleartext_clients_are_served() {
     let n = nodes(1).await;
     let lb = Lb::start(&config(&n, "", "")).await;
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let c = h2_client();
     let res = c.get(lb.url("/h2")).send().await.unwrap();
     assert_eq!(res.version(), reqwest::Version::HTTP_2);
     let v: serde_json::Value = res.json().await.unwrap();
@@ -242,11 +238,7 @@ async fn http2_cleartext_clients_are_served() {
 async fn http2_cookies_reach_an_http1_server_as_one_header() {
     let n = nodes(1).await;
     let lb = Lb::start(&config(&n, "", "")).await;
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let c = h2_client();
     let res = c
         .get(lb.url("/"))
         .header("cookie", "a=1")
@@ -255,5 +247,9 @@ async fn http2_cookies_reach_an_http1_server_as_one_header() {
         .await
         .unwrap();
     let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        v["cookie_headers"], 1,
+        "the server got several Cookie fields"
+    );
     assert_eq!(v["headers"]["cookie"], "a=1; JSESSIONID=X.node1");
 }

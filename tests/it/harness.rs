@@ -243,3 +243,12 @@ pub fn client_from(ip: IpAddr) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// An HTTP/2 cleartext (prior knowledge) client.
+pub fn h2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
