@@ -293,13 +293,9 @@ async fn a_server_that_resets_connections_mid_request_loses_no_request() {
 #[tokio::test]
 async fn a_post_whose_connect_is_refused_is_retried_with_its_body() {
     let n = nodes(3).await;
-    let lb = Lb::start(&sticky_config(
-        &n,
-        "    sticky:\n      mode: jvm_route\n",
-        &[],
-        "",
-    ))
-    .await;
+    // passive checks off: node2 must stay a candidate for the POST too
+    let extra = "    sticky:\n      mode: jvm_route\n    passive:\n      max_fails: 0\n";
+    let lb = Lb::start(&sticky_config(&n, extra, &[], "")).await;
     n[1].stop().await;
     let c = client();
     for i in 0..10 {
@@ -316,4 +312,36 @@ async fn a_post_whose_connect_is_refused_is_retried_with_its_body() {
         assert_ne!(server_of(&v), "node2");
         assert_eq!(v["body_bytes"], body.len() as u64);
     }
+}
+
+#[tokio::test]
+async fn a_small_put_reset_by_a_dying_server_is_replayed_with_its_body_and_a_post_is_not() {
+    let n = nodes(2).await;
+    // passive checks off: node2 must stay a candidate for the POST too
+    let extra = "    sticky:\n      mode: jvm_route\n    passive:\n      max_fails: 0\n";
+    let lb = Lb::start(&sticky_config(&n, extra, &[], "")).await;
+    n[1].set_reset_mode(true);
+    let c = client();
+    let body = "x".repeat(10_000);
+    // PUT is idempotent and its body is small: read first, replayed on node1.
+    let res = c
+        .put(lb.url("/doc"))
+        .header("cookie", "JSESSIONID=P.node2")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(server_of(&v), "node1");
+    assert_eq!(v["body_bytes"], 10_000);
+    // POST may have been acted on: not replayed after the server saw it.
+    let res = c
+        .post(lb.url("/order"))
+        .header("cookie", "JSESSIONID=Q.node2")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
 }
