@@ -51,7 +51,12 @@ fn bench_decide(c: &mut Criterion) {
         c.bench_function(&format!("route+decide/{balance}"), |b| {
             b.iter(|| {
                 let client = client_addr::resolve(peer, req.headers(), &snap.trusted_proxies);
-                let pool = route::pick(&snap.listeners[0], black_box(&req)).unwrap();
+                let pool = route::pick(
+                    &snap.listeners[0],
+                    Some("shop.example.com"),
+                    black_box(req.uri().path()),
+                )
+                .unwrap();
                 let d = pool.decide(Affinity::None, None, &[]).unwrap();
                 black_box((client, d))
             })

@@ -44,6 +44,7 @@ pub fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     crate::logging::init(&cfg.log);
+    crate::resources::raise_nofile(cfg.limits.max_connections);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = cfg.workers {

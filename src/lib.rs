@@ -17,13 +17,16 @@
 //! live state of servers over by name.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod health;
 pub mod listener;
 pub mod logging;
+pub mod path;
 pub mod pool;
 pub mod proxy;
+pub mod resources;
 pub mod runtime;
 pub mod sticky;
 

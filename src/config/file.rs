@@ -9,6 +9,79 @@ use serde_saphyr::Spanned;
 
 pub type S<T> = Spanned<T>;
 
+/// A whole number written as a YAML number. A quoted number (`weight: '5'`)
+/// is text, not a number, and is rejected: an operator who quoted it may have
+/// meant something else, and `limpet check` must not guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Num(pub u64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+        d.deserialize_any(NumVisitor)
+    }
+}
+
+struct NumVisitor;
+
+impl serde::de::Visitor<'_> for NumVisitor {
+    type Value = Num;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a whole number without quotes")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Num, E> {
+        Ok(Num(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Num, E> {
+        u64::try_from(v)
+            .map(Num)
+            .map_err(|_| E::custom(format!("expected a whole number of 0 or more, found {v}")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Num, E> {
+        Err(E::custom(format!(
+            "expected a whole number without quotes, found the text {v:?}"
+        )))
+    }
+}
+
+/// `true` or `false` written as a YAML boolean; quoted text is rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+/// The flag's value, or `default` when the key is absent.
+pub fn flag(value: Option<Flag>, default: bool) -> bool {
+    value.map(|f| f.0).unwrap_or(default)
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
+        d.deserialize_any(FlagVisitor)
+    }
+}
+
+struct FlagVisitor;
+
+impl serde::de::Visitor<'_> for FlagVisitor {
+    type Value = Flag;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("true or false without quotes")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Flag, E> {
+        Ok(Flag(v))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Flag, E> {
+        Err(E::custom(format!(
+            "expected true or false without quotes, found the text {v:?}"
+        )))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -16,7 +89,7 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<S<String>>>,
     pub timeouts: Option<TimeoutsFile>,
     pub limits: Option<LimitsFile>,
-    pub state_dir: Option<String>,
+    pub state_dir: Option<S<String>>,
     pub workers: Option<S<Workers>>,
     pub log: Option<LogFile>,
     pub pools: S<IndexMap<S<String>, PoolFile>>,
@@ -25,7 +98,7 @@ pub struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Workers {
-    Count(u64),
+    Count(Num),
     Word(String),
 }
 
@@ -52,6 +125,7 @@ pub struct TimeoutsFile {
     pub connect: Option<S<String>>,
     pub request_header: Option<S<String>>,
     pub backend_response: Option<S<String>>,
+    pub client_body: Option<S<String>>,
     pub client_idle: Option<S<String>>,
     pub shutdown_grace: Option<S<String>>,
 }
@@ -59,8 +133,9 @@ pub struct TimeoutsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
-    pub max_connections: Option<S<u64>>,
-    pub max_header_bytes: Option<S<u64>>,
+    pub max_connections: Option<S<Num>>,
+    pub max_header_bytes: Option<S<Num>>,
+    pub max_headers: Option<S<Num>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,7 +143,7 @@ pub struct LimitsFile {
 pub struct LogFile {
     pub level: Option<S<String>>,
     pub format: Option<S<String>>,
-    pub access: Option<bool>,
+    pub access: Option<Flag>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,7 +151,7 @@ pub struct LogFile {
 pub struct PoolFile {
     pub balance: Option<S<String>>,
     pub sticky: Option<StickyFile>,
-    pub retries: Option<S<u64>>,
+    pub retries: Option<S<Num>>,
     pub health_check: Option<HealthCheckFile>,
     pub passive: Option<PassiveFile>,
     pub slow_start: Option<S<String>>,
@@ -86,7 +161,7 @@ pub struct PoolFile {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum StatusSpec {
-    Code(u64),
+    Code(Num),
     Text(String),
 }
 
@@ -101,14 +176,14 @@ pub struct HealthCheckFile {
     pub expect_status: Option<S<StatusSpec>>,
     pub interval: Option<S<String>>,
     pub timeout: Option<S<String>>,
-    pub rise: Option<S<u64>>,
-    pub fall: Option<S<u64>>,
+    pub rise: Option<S<Num>>,
+    pub fall: Option<S<Num>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveFile {
-    pub max_fails: Option<S<u64>>,
+    pub max_fails: Option<S<Num>>,
     pub fail_timeout: Option<S<String>>,
 }
 
@@ -136,11 +211,11 @@ pub struct CookieFile {
     pub path: Option<S<String>>,
     pub domain: Option<S<String>>,
     pub max_age: Option<S<String>>,
-    pub secure: Option<bool>,
-    pub http_only: Option<bool>,
+    pub secure: Option<Flag>,
+    pub http_only: Option<Flag>,
     pub same_site: Option<S<String>>,
-    pub indirect: Option<bool>,
-    pub nocache: Option<bool>,
+    pub indirect: Option<Flag>,
+    pub nocache: Option<Flag>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,11 +231,11 @@ pub struct JvmRouteFile {
 pub struct LearnFile {
     pub cookie: Option<S<String>>,
     pub path_param: Option<S<String>>,
-    pub max_len: Option<S<u64>>,
+    pub max_len: Option<S<Num>>,
     pub idle_timeout: Option<S<String>>,
-    pub request_learn: Option<bool>,
-    pub capacity: Option<S<u64>>,
-    pub persist: Option<bool>,
+    pub request_learn: Option<Flag>,
+    pub capacity: Option<S<Num>>,
+    pub persist: Option<Flag>,
     pub store: Option<S<String>>,
 }
 
@@ -169,7 +244,7 @@ pub struct LearnFile {
 pub struct ServerFile {
     pub name: S<String>,
     pub address: S<String>,
-    pub weight: Option<S<u64>>,
+    pub weight: Option<S<Num>>,
     pub route: Option<S<String>>,
     pub state: Option<S<String>>,
 }

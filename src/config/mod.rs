@@ -66,6 +66,10 @@ pub struct RouteConfig {
 pub struct Timeouts {
     pub connect: Duration,
     pub request_header: Duration,
+    /// Longest pause between two reads of a request body (then 408).
+    pub client_body: Duration,
+    /// From the last byte of the request body sent (or the last progress of
+    /// an upload the server is reading) to the first byte of the response.
     pub backend_response: Duration,
     pub client_idle: Duration,
     pub shutdown_grace: Duration,
@@ -76,6 +80,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(3),
             request_header: Duration::from_secs(10),
+            client_body: Duration::from_secs(60),
             backend_response: Duration::from_secs(60),
             client_idle: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
@@ -87,6 +92,8 @@ impl Default for Timeouts {
 pub struct Limits {
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    /// Header fields a request may have (each repetition counts).
+    pub max_headers: usize,
 }
 
 impl Default for Limits {
@@ -94,6 +101,7 @@ impl Default for Limits {
         Limits {
             max_connections: 10_000,
             max_header_bytes: 65_536,
+            max_headers: 100,
         }
     }
 }

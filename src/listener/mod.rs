@@ -45,6 +45,9 @@ pub fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         // limpet's own timers (io.rs) answer 408 and close idle connections.
         .header_read_timeout(None)
         .keep_alive(true)
+        // hyper answers 431 itself past these; limpet's own check (proxy/check.rs)
+        // applies the same limits to HTTP/2.
+        .max_headers(config.limits.max_headers)
         .max_buf_size(config.limits.max_header_bytes.max(8192));
     builder
         .http2()
@@ -52,6 +55,9 @@ pub fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(u32::try_from(config.limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
+
+/// How long accepting pauses after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub struct Serve {
     pub listener: TcpListener,
@@ -79,9 +85,14 @@ pub async fn serve(mut s: Serve) {
             r = s.listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of descriptors (EMFILE, ENFILE) or memory: limpet's
+                    // own shortage. Back off instead of spinning; the
+                    // connection waits in the backlog.
+                    match e.raw_os_error().filter(|&c| crate::resources::is_exhaustion(c)) {
+                        Some(code) => crate::resources::exhausted("accepting a connection", code),
+                        None => tracing::debug!(error = %e, "accept failed"),
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },

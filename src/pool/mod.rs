@@ -230,8 +230,10 @@ impl Pool {
         self.servers.iter().position(|s| &*s.name == name)
     }
 
-    /// The server whose route is `route`.
-    pub fn by_route(&self, route: &str) -> Option<usize> {
-        self.servers.iter().position(|s| &*s.route == route)
+    /// The server whose route is `route` (bytes, as a cookie carries it).
+    pub fn by_route(&self, route: &[u8]) -> Option<usize> {
+        self.servers
+            .iter()
+            .position(|s| s.route.as_bytes() == route)
     }
 }

@@ -9,26 +9,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::uri::Authority;
 
 use crate::config::{PassiveConfig, ServerConfig, ServerState};
 
-/// Milliseconds on a process-wide monotonic clock; never 0.
-pub fn clock_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_add(1)
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+use crate::clock::{ms as clock_ms, to_ms as ms};
 
 /// Live state of one server, shared by every snapshot that has it.
 #[derive(Debug)]

@@ -22,9 +22,28 @@ pub enum ProxyError {
     /// The request cannot be forwarded as it is.
     #[error("bad request")]
     BadRequest,
-    /// The request header is larger than `limits.max_header_bytes`.
+    /// The request header is larger than `limits.max_header_bytes` or has
+    /// more than `limits.max_headers` fields.
     #[error("request header too large")]
     HeaderTooLarge,
+    /// `CONNECT`: limpet is a reverse proxy and tunnels nothing on request.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A transfer coding other than `chunked`.
+    #[error("transfer coding not implemented")]
+    NotImplemented,
+    /// The client paused longer than `timeouts.client_body` while sending
+    /// its request body.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// The client went away while sending its request body; the answer is
+    /// never read, and the access log says 499 as nginx does.
+    #[error("client closed the request")]
+    ClientGone,
+    /// limpet itself ran out of file descriptors, memory or ports to
+    /// connect with: not the server's fault (503).
+    #[error("limpet is out of resources")]
+    Exhausted,
 }
 
 impl ProxyError {
@@ -35,7 +54,26 @@ impl ProxyError {
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
             ProxyError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientGone => StatusCode::BAD_REQUEST,
+            ProxyError::Exhausted => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+
+    /// The status the access log and the metrics record: 499 for a client
+    /// that went away (nginx's convention), else the status sent.
+    pub fn logged_status(self) -> u16 {
+        match self {
+            ProxyError::ClientGone => 499,
+            e => e.status().as_u16(),
+        }
+    }
+
+    /// Did the client cause it (4xx), as opposed to a server or limpet?
+    pub fn is_client_error(self) -> bool {
+        self.logged_status() < 500
     }
 
     fn body(self) -> &'static str {
@@ -47,13 +85,18 @@ impl ProxyError {
             ProxyError::Timeout => "504 Gateway Timeout: the server did not answer in time\n",
             ProxyError::BadRequest => "400 Bad Request\n",
             ProxyError::HeaderTooLarge => "431 Request Header Fields Too Large\n",
+            ProxyError::MethodNotAllowed => "405 Method Not Allowed\n",
+            ProxyError::NotImplemented => "501 Not Implemented: unsupported transfer coding\n",
+            ProxyError::BodyTimeout => "408 Request Timeout: request body not received in time\n",
+            ProxyError::ClientGone => "400 Bad Request\n",
+            ProxyError::Exhausted => "503 Service Unavailable: the balancer is overloaded\n",
         }
     }
 
     /// The response the client gets; `done` is logged when it is sent.
     pub fn into_response(self, mut done: Completion) -> Response<ResBody> {
         let status = self.status();
-        done.set_status(status.as_u16());
+        done.set_status(self.logged_status());
         let mut res = Response::new(ResBody::full(
             Bytes::from_static(self.body().as_bytes()),
             Some(done),
@@ -65,8 +108,15 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(self, ProxyError::BadRequest | ProxyError::HeaderTooLarge) {
+        if self.is_client_error() || self == ProxyError::NotImplemented {
+            // The connection's framing may be off (a broken body): never reuse it.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self == ProxyError::MethodNotAllowed {
+            h.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE"),
+            );
         }
         res
     }

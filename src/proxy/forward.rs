@@ -3,8 +3,15 @@
 //! any method), or a connection reset or closed before the response began
 //! for an idempotent request whose body can be sent again (a JVM being
 //! killed accepts connections for a moment, then resets them). Up to the
-//! pool's `retries`. Connect failures and resets count toward the server's
-//! passive check.
+//! pool's `retries`.
+//!
+//! Blame goes to the side that failed. Only what the server did — a refused
+//! or reset connection, a malformed response — counts toward its passive
+//! check. A client whose body is malformed, who hangs up or pauses past
+//! `client_body` fails its own request (400, nothing, 408); limpet running
+//! out of file descriptors or ports is limpet's problem (503, logged).
+//! The `backend_response` clock runs while the server has the turn: from the
+//! last progress of the upload, never while limpet waits for the client.
 
 use std::sync::Arc;
 
@@ -80,21 +87,29 @@ pub async fn send(
             parts.headers.clone()
         };
 
-        let failure = match tokio::time::timeout(
-            snap.timeouts.backend_response,
-            snap.client.request(req),
-        )
-        .await
-        {
+        let failure = match respond(snap, source, snap.client.request(req)).await {
             Ok(Ok(res)) => return Ok((res, decision)),
             Ok(Err(e)) => e,
-            Err(_) => {
+            Err(()) => {
                 // Slow is not dead: a long report must not take its server
                 // out, so a response timeout is no passive failure.
                 tracing::warn!(pool = %pool.name, server = %server.name, "server did not answer within backend_response");
                 return Err(ProxyError::Timeout);
             }
         };
+        if let Some(fault) = source.progress.fault() {
+            tracing::debug!(pool = %pool.name, server = %server.name, ?fault, "request body failed on the client's side");
+            return Err(fault.error());
+        }
+        if let Some(errno) = exhausted(&failure) {
+            crate::resources::exhausted("connecting to a server", errno);
+            return Err(ProxyError::Exhausted);
+        }
+        if source.progress.waiting_for_client() {
+            // The server gave up while the client was slow: not its fault.
+            tracing::debug!(pool = %pool.name, server = %server.name, error = %failure, "server closed while waiting for a slow client body");
+            return Err(ProxyError::Unreachable);
+        }
         mark_failed(pool, decision.server);
         // A connect error: the server never saw the request. Otherwise it
         // may have: only idempotent requests with a replayable body move.
@@ -106,6 +121,51 @@ pub async fn send(
             return Err(ProxyError::Unreachable);
         }
     }
+}
+
+/// Waits for the response head while the server has the turn: the
+/// deadline moves with the upload's progress and stands still while limpet
+/// waits for the client. `Err(())` when `backend_response` ran out.
+async fn respond<F: std::future::Future>(
+    snap: &Snapshot,
+    source: &Source,
+    response: F,
+) -> Result<F::Output, ()> {
+    let wait = snap.timeouts.backend_response;
+    if !source.streams() {
+        return tokio::time::timeout(wait, response).await.map_err(|_| ());
+    }
+    let mut response = std::pin::pin!(response);
+    loop {
+        let deadline = source.progress.deadline(wait);
+        tokio::select! {
+            r = &mut response => return Ok(r),
+            _ = tokio::time::sleep_until(deadline) => {
+                if source.progress.fault().is_none()
+                    && !source.progress.waiting_for_client()
+                    && source.progress.deadline(wait) <= tokio::time::Instant::now()
+                {
+                    return Err(());
+                }
+            }
+        }
+    }
+}
+
+/// The errno of a failure that is limpet's own shortage (descriptors,
+/// memory, local ports), found anywhere in the error's chain.
+fn exhausted(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(code) = io.raw_os_error()
+            && crate::resources::is_exhaustion(code)
+        {
+            return Some(code);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Counts a failure toward the server's passive check. As in nginx, the

@@ -11,6 +11,7 @@ use super::client_addr::X_FORWARDED_FOR;
 // Static names: a `&str` key would build (allocate) a HeaderName per request.
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Headers that describe one connection and never cross a proxy.
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -63,7 +64,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Sets what the server needs to know about the client: the `X-Forwarded-For`
 /// chain with the peer appended, and the original scheme and host (taken from
-/// the request unless a trusted proxy already said them).
+/// the request unless a trusted proxy already said them). The other headers
+/// that claim to know the client, `Forwarded` (RFC 7239) and `X-Real-IP`,
+/// are passed on only from a trusted peer and removed otherwise, so a server
+/// that reads them is never lied to by a client.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -87,6 +91,10 @@ pub fn set_forwarded(
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
         headers.insert(X_FORWARDED_FOR, v);
     }
+    if !peer_trusted {
+        headers.remove(header::FORWARDED);
+        headers.remove(X_REAL_IP);
+    }
     if !(peer_trusted && headers.contains_key(X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     }
@@ -104,19 +112,20 @@ pub fn set_forwarded(
 
 /// HTTP/2 clients send each cookie in its own `cookie` field; an HTTP/1.1
 /// server expects one `Cookie` header (RFC 6265 §5.4), so they are joined.
+/// The bytes are joined as they are: a cookie with non-ASCII bytes survives.
 pub fn fold_cookies(headers: &mut HeaderMap) {
     let mut values = headers.get_all(header::COOKIE).iter();
     if values.next().is_none() || values.next().is_none() {
         return;
     }
-    let joined = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join("; ");
-    headers.remove(header::COOKIE);
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    let mut joined = bytes::BytesMut::new();
+    for v in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(joined.freeze()) {
         headers.insert(header::COOKIE, v);
     }
 }
@@ -148,10 +157,32 @@ mod tests {
     fn cookies_split_by_http2_are_joined_for_the_server() {
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"n=\xc3\xa9t\xc3\xa9").unwrap(),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         fold_cookies(&mut h);
-        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
-        assert_eq!(all, [HeaderValue::from_static("a=1; b=2")]);
+        let all: Vec<_> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(all, [&b"a=1; n=\xc3\xa9t\xc3\xa9; b=2"[..]]);
+    }
+
+    #[test]
+    fn forwarded_and_x_real_ip_are_believed_only_from_trusted_peers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::FORWARDED, HeaderValue::from_static("for=1.2.3.4"));
+        h.insert(X_REAL_IP, HeaderValue::from_static("1.2.3.4"));
+        let mut trusted = h.clone();
+        set_forwarded(&mut h, [127, 0, 0, 2].into(), false, "http", None);
+        assert!(!h.contains_key(header::FORWARDED));
+        assert!(!h.contains_key(X_REAL_IP));
+        set_forwarded(&mut trusted, [127, 0, 0, 2].into(), true, "http", None);
+        assert!(trusted.contains_key(header::FORWARDED));
+        assert!(trusted.contains_key(X_REAL_IP));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The data path. [`handle`] reads top-down, one step per file: resolve the
-//! client address → pick the pool (routes) → affinity → decide the server →
+//! client address → check the request → pick the pool (routes) → affinity →
+//! decide the server →
 //! forward (retrying a failed connect elsewhere) → act on the response →
 //! log. Everything a request needs comes from one runtime snapshot, loaded
 //! once, so a reload never shows a request two worlds.
 
 pub mod body;
+pub mod check;
 pub mod client_addr;
 pub mod completion;
 pub mod error;
@@ -54,13 +56,18 @@ pub async fn handle(
         snap.access_log,
     );
 
-    if header_bytes(req.headers()) > snap.limits.max_header_bytes {
-        return Ok(ProxyError::HeaderTooLarge.into_response(done));
-    }
+    let authority = match check::request(&req, &snap.limits) {
+        Ok(a) => a,
+        Err(e) => return Ok(e.into_response(done)),
+    };
     let Some(listener) = snap.listeners.get(conn.listener) else {
         return Ok(ProxyError::NoServer.into_response(done));
     };
-    let Some(pool) = route::pick(listener, &req) else {
+    let host = authority
+        .as_ref()
+        .and_then(|a| a.to_str().ok())
+        .map(route::strip_port);
+    let Some(pool) = route::pick(listener, host, req.uri().path()) else {
         return Ok(ProxyError::NoServer.into_response(done));
     };
     done.set_pool(pool);
@@ -74,14 +81,6 @@ pub async fn handle(
 
     let upgrade = headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    // The original host: the Host header, or HTTP/2's :authority.
-    let host = match req.headers().get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
-    };
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     pool.sticky.prepare(&mut parts.headers);
@@ -91,14 +90,14 @@ pub async fn handle(
         peer,
         peer_trusted,
         conn.scheme,
-        host.as_ref(),
+        authority.as_ref(),
     );
-    if let Some(h) = host
-        && !parts.headers.contains_key(header::HOST)
-    {
-        parts.headers.insert(header::HOST, h);
+    // The server sees the request's authority as Host: the absolute-form
+    // target's, or HTTP/2's :authority, or the Host the client sent.
+    if let Some(a) = authority {
+        parts.headers.insert(header::HOST, a);
     }
-    let source = match buffer_if_small(&parts, body).await {
+    let source = match source(&parts, body, snap.timeouts.client_body).await {
         Ok(s) => s,
         Err(e) => return Ok(e.into_response(done)),
     };
@@ -141,31 +140,21 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpg
     }
 }
 
-/// Reads a small body of an idempotent request whole, so the request can
-/// be replayed on another server (see [`body::REPLAY_LIMIT`]).
-async fn buffer_if_small(
+/// The request body for the attempts: a small body of an idempotent
+/// request is read whole, so the request can be replayed on another server
+/// (see [`body::REPLAY_LIMIT`]); anything else streams.
+async fn source(
     parts: &http::request::Parts,
     body: Incoming,
+    client_body: std::time::Duration,
 ) -> Result<Source, ProxyError> {
     use http_body::Body as _;
-    use http_body_util::BodyExt;
     let small = body
         .size_hint()
         .exact()
         .is_some_and(|n| n <= body::REPLAY_LIMIT);
     if body.is_end_stream() || !small || !forward::idempotent(&parts.method) {
-        return Ok(Source::new(body));
+        return Ok(Source::new(body, client_body));
     }
-    match body.collect().await {
-        Ok(all) => Ok(Source::Buffered(all.to_bytes())),
-        Err(_) => Err(ProxyError::BadRequest),
-    }
-}
-
-/// Size of a request header as it came on the wire (names, values, separators).
-fn header_bytes(headers: &http::HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum()
+    Source::buffer(body, client_body).await
 }

@@ -1,25 +1,16 @@
 //! Picks the pool for a request: the listener's routes in order (host and/or
-//! path prefix), else the listener's default pool.
+//! path prefix), else the listener's default pool. Prefixes match the
+//! normalized path (dot segments, `//`, `%61`, `;params` undone), so a
+//! request cannot slip past a route by spelling its path differently; the
+//! path is forwarded as received.
 
 use std::sync::Arc;
-
-use http::Request;
 
 use crate::pool::Pool;
 use crate::runtime::ListenerRt;
 
-/// The request's host without port: the `Host` header, else the URI's
-/// authority (HTTP/2 sends `:authority`).
-pub fn host_of<B>(req: &Request<B>) -> Option<&str> {
-    let raw = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    Some(strip_port(raw))
-}
-
-fn strip_port(host: &str) -> &str {
+/// A `Host` or authority without its port (`[v6]:port` → `v6`).
+pub fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
         return rest.split(']').next().unwrap_or(rest);
@@ -42,9 +33,13 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// The first matching route's pool, else the listener's default pool.
-pub fn pick<'a, B>(listener: &'a ListenerRt, req: &Request<B>) -> Option<&'a Arc<Pool>> {
-    let path = req.uri().path();
-    let host = host_of(req);
+/// `host` is the request's authority without port; path prefixes match the
+/// normalized path ([`crate::path::normalize`]).
+pub fn pick<'a>(listener: &'a ListenerRt, host: Option<&str>, path: &str) -> Option<&'a Arc<Pool>> {
+    if listener.routes.is_empty() {
+        return listener.default_pool.as_ref();
+    }
+    let path = crate::path::normalize(path);
     listener
         .routes
         .iter()

@@ -1,30 +1,38 @@
 //! Zero-copy reading of what carries a session: every `Cookie` header (HTTP/2
 //! splits cookies over several fields), the `;jsessionid=` path parameter of
-//! URL-rewriting clients, and the backend's `Set-Cookie` headers.
+//! URL-rewriting clients, and the backend's `Set-Cookie` headers. Cookies
+//! are bytes, not text: a header with non-ASCII bytes is read and forwarded
+//! like any other.
 
 use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
 
-/// Every value of cookie `name` in the request, in order. Values may be
-/// quoted; the quotes are removed. Headers that are not valid text are skipped.
+/// Every value of cookie `name` in the request, in order, as bytes: a
+/// cookie header may carry any byte but controls, and limpet neither
+/// decodes nor drops what it does not understand. Quotes are removed.
 pub fn request_values<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
+) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .filter_map(move |pair| {
-            let (n, v) = pair.split_once('=')?;
-            (n.trim() == name).then(|| unquote(v.trim()))
+            let (n, v) = split_pair(pair)?;
+            (n == name.as_bytes()).then(|| unquote(v))
         })
 }
 
-fn unquote(v: &str) -> &str {
-    v.strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
+/// `name=value` with surrounding spaces trimmed from both.
+fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
+}
+
+fn unquote(v: &[u8]) -> &[u8] {
+    v.strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
         .unwrap_or(v)
 }
 
@@ -45,30 +53,36 @@ pub fn path_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
     None
 }
 
-/// Removes cookie `name` from the request's `Cookie` headers; a header left
-/// empty is dropped. Returns whether anything was removed.
+/// Removes cookie `name` from the request's `Cookie` headers, keeping every
+/// other cookie byte for byte; a header left empty is dropped. Returns
+/// whether anything was removed.
 pub fn strip(headers: &mut HeaderMap, name: &str) -> bool {
     if request_values(headers, name).next().is_none() {
         return false;
     }
-    let kept: Vec<String> = headers
+    let kept: Vec<bytes::Bytes> = headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
         .map(|v| {
-            v.split(';')
-                .map(str::trim)
-                .filter(|pair| {
-                    pair.split_once('=').is_none_or(|(n, _)| n.trim() != name) && !pair.is_empty()
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
+            let mut out = bytes::BytesMut::with_capacity(v.len());
+            for pair in v.as_bytes().split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                let ours = split_pair(pair).is_some_and(|(n, _)| n == name.as_bytes());
+                if pair.is_empty() || ours {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.extend_from_slice(b"; ");
+                }
+                out.extend_from_slice(pair);
+            }
+            out.freeze()
         })
         .filter(|v| !v.is_empty())
         .collect();
     headers.remove(COOKIE);
     for v in kept {
-        if let Ok(v) = http::HeaderValue::from_str(&v) {
+        if let Ok(v) = http::HeaderValue::from_maybe_shared(v) {
             headers.append(COOKIE, v);
         }
     }
@@ -79,9 +93,9 @@ pub fn strip(headers: &mut HeaderMap, name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetCookie<'a> {
     /// The cookie is set to this value.
-    Set(&'a str),
+    Set(&'a [u8]),
     /// The cookie is deleted (`Max-Age=0` or less, or `Expires` in the past).
-    Deleted(&'a str),
+    Deleted(&'a [u8]),
 }
 
 /// The backend's `Set-Cookie` headers for cookie `name`, in order.
@@ -92,26 +106,28 @@ pub fn response_values<'a>(
     headers
         .get_all(SET_COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(move |line| parse_set_cookie(line, name))
+        .filter_map(move |line| parse_set_cookie(line.as_bytes(), name))
 }
 
-fn parse_set_cookie<'a>(line: &'a str, name: &str) -> Option<SetCookie<'a>> {
-    let mut parts = line.split(';');
-    let (n, v) = parts.next()?.split_once('=')?;
-    if n.trim() != name {
+fn parse_set_cookie<'a>(line: &'a [u8], name: &str) -> Option<SetCookie<'a>> {
+    let mut parts = line.split(|&b| b == b';');
+    let (n, v) = split_pair(parts.next()?)?;
+    if n != name.as_bytes() {
         return None;
     }
-    let value = unquote(v.trim());
+    let value = unquote(v);
     let mut deleted = value.is_empty();
     for attr in parts {
-        let (k, v) = attr.split_once('=').unwrap_or((attr, ""));
-        let k = k.trim();
-        if k.eq_ignore_ascii_case("max-age") {
-            if v.trim().parse::<i64>().is_ok_and(|age| age <= 0) {
+        let (k, v) = split_pair(attr).unwrap_or((attr.trim_ascii(), b""));
+        if k.eq_ignore_ascii_case(b"max-age") {
+            if std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|age| age <= 0)
+            {
                 deleted = true;
             }
-        } else if k.eq_ignore_ascii_case("expires") && expired(v.trim()) {
+        } else if k.eq_ignore_ascii_case(b"expires") && expired(v) {
             deleted = true;
         }
     }
@@ -123,7 +139,10 @@ fn parse_set_cookie<'a>(line: &'a str, name: &str) -> Option<SetCookie<'a>> {
 }
 
 /// Is an `Expires` date in the past? Unparseable dates are not.
-fn expired(date: &str) -> bool {
+fn expired(date: &[u8]) -> bool {
+    let Ok(date) = std::str::from_utf8(date) else {
+        return false;
+    };
     let probe = format!("x=y; Expires={date}");
     let Ok(c) = cookie::Cookie::parse(probe) else {
         return false;
@@ -152,8 +171,8 @@ mod tests {
     #[test]
     fn values_come_from_every_cookie_header_in_order() {
         let h = cookies(&["a=1; JSESSIONID=X.node1", "JSESSIONID=\"Y.node2\"; b=2"]);
-        let v: Vec<&str> = request_values(&h, "JSESSIONID").collect();
-        assert_eq!(v, ["X.node1", "Y.node2"]);
+        let v: Vec<&[u8]> = request_values(&h, "JSESSIONID").collect();
+        assert_eq!(v, [&b"X.node1"[..], b"Y.node2"]);
         assert_eq!(request_values(&h, "jsessionid").count(), 0);
     }
 
@@ -191,28 +210,28 @@ mod tests {
     #[test]
     fn set_cookie_deletion_is_recognised() {
         assert_eq!(
-            parse_set_cookie("JSESSIONID=A.n1; Path=/; HttpOnly", "JSESSIONID"),
-            Some(SetCookie::Set("A.n1"))
+            parse_set_cookie(b"JSESSIONID=A.n1; Path=/; HttpOnly", "JSESSIONID"),
+            Some(SetCookie::Set(&b"A.n1"[..]))
         );
         assert_eq!(
-            parse_set_cookie("JSESSIONID=A.n1; Max-Age=0", "JSESSIONID"),
-            Some(SetCookie::Deleted("A.n1"))
-        );
-        assert_eq!(
-            parse_set_cookie(
-                "JSESSIONID=A; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                "JSESSIONID"
-            ),
-            Some(SetCookie::Deleted("A"))
+            parse_set_cookie(b"JSESSIONID=A.n1; Max-Age=0", "JSESSIONID"),
+            Some(SetCookie::Deleted(&b"A.n1"[..]))
         );
         assert_eq!(
             parse_set_cookie(
-                "JSESSIONID=A; Expires=Fri, 01 Jan 2100 00:00:00 GMT",
+                b"JSESSIONID=A; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
                 "JSESSIONID"
             ),
-            Some(SetCookie::Set("A"))
+            Some(SetCookie::Deleted(&b"A"[..]))
         );
-        assert_eq!(parse_set_cookie("other=A", "JSESSIONID"), None);
+        assert_eq!(
+            parse_set_cookie(
+                b"JSESSIONID=A; Expires=Fri, 01 Jan 2100 00:00:00 GMT",
+                "JSESSIONID"
+            ),
+            Some(SetCookie::Set(&b"A"[..]))
+        );
+        assert_eq!(parse_set_cookie(b"other=A", "JSESSIONID"), None);
     }
 
     proptest! {

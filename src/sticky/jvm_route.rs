@@ -24,9 +24,14 @@ pub struct JvmRoute {
     bindings: Cache<u64, Arc<str>>,
 }
 
-/// The route of a session id: the text after the first separator.
-pub fn route_of<'a>(id: &'a str, separator: &str) -> Option<&'a str> {
-    let (_, route) = id.split_once(separator)?;
+/// The route of a session id: the bytes after the first separator.
+pub fn route_of<'a>(id: &'a [u8], separator: &str) -> Option<&'a [u8]> {
+    let sep = separator.as_bytes();
+    if sep.is_empty() {
+        return None;
+    }
+    let at = id.windows(sep.len()).position(|w| w == sep)?;
+    let route = &id[at + sep.len()..];
     (!route.is_empty()).then_some(route)
 }
 
@@ -49,14 +54,15 @@ impl JvmRoute {
         let mut from_cookie = false;
         for id in cookies::request_values(headers, &self.config.cookie) {
             from_cookie = true;
-            let h = key_hash(id.as_bytes());
+            let h = key_hash(id);
             first.get_or_insert(h);
             if let Some(found) = self.affine(pool, id, h) {
                 return found;
             }
         }
         if !from_cookie && let Some(id) = cookies::path_param(path, &self.config.path_param) {
-            let h = key_hash(id.as_bytes());
+            let id = id.as_bytes();
+            let h = key_hash(id);
             first = Some(h);
             if let Some(found) = self.affine(pool, id, h) {
                 return found;
@@ -75,7 +81,7 @@ impl JvmRoute {
     }
 
     /// A binding made at failover wins; else the route in the id.
-    fn affine(&self, pool: &Pool, id: &str, h: u64) -> Option<Found> {
+    fn affine(&self, pool: &Pool, id: &[u8], h: u64) -> Option<Found> {
         let server = match self.bindings.get(&h) {
             Some(bound) => pool.by_name(&bound),
             None => None,
@@ -98,7 +104,7 @@ impl JvmRoute {
         // A new id (or the session's end) releases the binding of the old one.
         for set in cookies::response_values(headers, &self.config.cookie) {
             let (cookies::SetCookie::Set(id) | cookies::SetCookie::Deleted(id)) = set;
-            if key_hash(id.as_bytes()) != session || matches!(set, cookies::SetCookie::Deleted(_)) {
+            if key_hash(id) != session || matches!(set, cookies::SetCookie::Deleted(_)) {
                 self.bindings.invalidate(&session);
             }
         }
@@ -117,17 +123,24 @@ mod tests {
 
     #[test]
     fn the_route_follows_the_first_separator() {
-        assert_eq!(route_of("8A3F.node2", "."), Some("node2"));
-        assert_eq!(route_of("8A3F.node2.extra", "."), Some("node2.extra"));
-        assert_eq!(route_of("8A3F", "."), None);
-        assert_eq!(route_of("8A3F.", "."), None);
-        assert_eq!(route_of("8A3F::n1", "::"), Some("n1"));
+        assert_eq!(route_of(b"8A3F.node2", "."), Some(&b"node2"[..]));
+        assert_eq!(
+            route_of(b"8A3F.node2.extra", "."),
+            Some(&b"node2.extra"[..])
+        );
+        assert_eq!(route_of(b"8A3F", "."), None);
+        assert_eq!(route_of(b"8A3F.", "."), None);
+        assert_eq!(route_of(b"8A3F::n1", "::"), Some(&b"n1"[..]));
+        assert_eq!(route_of(b"\xff\xfe.n1", "."), Some(&b"n1"[..]));
     }
 
     proptest! {
         #[test]
-        fn arbitrary_ids_never_panic(id in ".{0,100}", sep in "[.:_-]{1,3}") {
-            let _ = route_of(&id, &sep);
+        fn arbitrary_ids_never_panic(id in proptest::collection::vec(any::<u8>(), 0..100), sep in "[.:_-]{1,3}") {
+            if let Some(route) = route_of(&id, &sep) {
+                prop_assert!(!route.is_empty());
+                prop_assert!(id.ends_with(route));
+            }
         }
     }
 }

@@ -3,7 +3,9 @@
 //! request-learn`). The table is a bounded concurrent cache (moka, least
 //! recently used evicted first, entries forgotten after `idle_timeout`
 //! unused); keys are fixed-seed hashes of the id's first `max_len`
-//! characters, so several instances and restarts agree.
+//! characters, so several instances and restarts agree. Ids that only
+//! clients sent are kept apart, on probation, so that strangers cannot
+//! flush the sessions servers issued (see [`Table`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,9 +90,17 @@ impl Expiry<u64, Arc<Entry>> for IdleExpiry {
 
 /// The learned table of one pool; shared by every snapshot with the same
 /// pool, capacity and idle timeout.
+///
+/// Two areas, each least-recently-used first: `confirmed` holds sessions a
+/// server issued (learned from its `Set-Cookie`), up to `capacity`;
+/// `probation` holds ids that only a client sent (`request_learn`), up to a
+/// quarter of `capacity`. A flood of invented ids churns probation only and
+/// never evicts a server's session; a probation id the server later sets in
+/// a `Set-Cookie` is promoted.
 #[derive(Clone)]
 pub struct Table {
-    cache: Cache<u64, Arc<Entry>>,
+    confirmed: Cache<u64, Arc<Entry>>,
+    probation: Cache<u64, Arc<Entry>>,
     pub idle: Duration,
     pub capacity: u64,
 }
@@ -98,60 +108,120 @@ pub struct Table {
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
-            .field("entries", &self.cache.entry_count())
+            .field("confirmed", &self.confirmed.entry_count())
+            .field("probation", &self.probation.entry_count())
             .finish()
     }
+}
+
+/// The probation area's share of `capacity`.
+pub fn probation_capacity(capacity: u64) -> u64 {
+    (capacity / 4).max(1)
+}
+
+fn area(capacity: u64, idle: Duration) -> Cache<u64, Arc<Entry>> {
+    Cache::builder()
+        .max_capacity(capacity)
+        .eviction_policy(EvictionPolicy::lru())
+        .expire_after(IdleExpiry { idle })
+        .build()
+}
+
+/// An entry of the table, as saved and restored.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub key: u64,
+    pub server: Arc<str>,
+    pub remaining: Duration,
+    /// Only a client ever sent this id (request-learned).
+    pub probation: bool,
 }
 
 impl Table {
     pub fn new(capacity: u64, idle: Duration) -> Table {
         Table {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .eviction_policy(EvictionPolicy::lru())
-                .expire_after(IdleExpiry { idle })
-                .build(),
+            confirmed: area(capacity, idle),
+            probation: area(probation_capacity(capacity), idle),
             idle,
             capacity,
         }
     }
 
     pub fn get(&self, key: u64) -> Option<Arc<Entry>> {
-        let e = self.cache.get(&key)?;
+        let e = self
+            .confirmed
+            .get(&key)
+            .or_else(|| self.probation.get(&key))?;
         e.touch();
         Some(e)
     }
 
+    /// A session a server issued: confirmed.
     pub fn insert(&self, key: u64, server: Arc<str>) {
-        if self.cache.get(&key).is_some_and(|e| e.server == server) {
+        if self.confirmed.get(&key).is_some_and(|e| e.server == server) {
             return;
         }
+        self.probation.invalidate(&key);
         // Apply recorded reads first, so eviction sees true recency (moka
         // buffers them); this runs once per new session, not per request.
-        self.cache.run_pending_tasks();
-        self.cache.insert(key, Arc::new(Entry::new(server, None)));
+        self.confirmed.run_pending_tasks();
+        self.confirmed
+            .insert(key, Arc::new(Entry::new(server, None)));
+    }
+
+    /// An id only a client sent: on probation until a server confirms it.
+    pub fn insert_probation(&self, key: u64, server: Arc<str>) {
+        if self.confirmed.contains_key(&key) {
+            return;
+        }
+        self.probation.run_pending_tasks();
+        self.probation
+            .insert(key, Arc::new(Entry::new(server, None)));
+    }
+
+    /// Moves a session to `server` (failover), in whichever area it is.
+    pub fn rewrite(&self, key: u64, server: Arc<str>) {
+        if self.probation.contains_key(&key) && !self.confirmed.contains_key(&key) {
+            self.probation
+                .insert(key, Arc::new(Entry::new(server, None)));
+        } else {
+            self.insert(key, server);
+        }
     }
 
     /// Inserts an entry restored from a snapshot with its remaining idle time.
-    pub fn restore(&self, key: u64, server: Arc<str>, remaining: Duration) {
-        let entry = Entry::new(server, Some(remaining));
+    pub fn restore(&self, saved: Saved) {
+        let entry = Entry::new(saved.server, Some(saved.remaining));
         entry.last_used.store(
             now_ms().saturating_sub(
-                u64::try_from((self.idle.saturating_sub(remaining)).as_millis()).unwrap_or(0),
+                u64::try_from((self.idle.saturating_sub(saved.remaining)).as_millis()).unwrap_or(0),
             ),
             Ordering::Relaxed,
         );
-        self.cache.insert(key, Arc::new(entry));
+        let area = if saved.probation {
+            &self.probation
+        } else {
+            &self.confirmed
+        };
+        area.insert(saved.key, Arc::new(entry));
     }
 
     pub fn remove(&self, key: u64) {
-        self.cache.invalidate(&key);
+        self.confirmed.invalidate(&key);
+        self.probation.invalidate(&key);
     }
 
-    /// Entries now (approximate until pending work has run).
+    /// Entries now, both areas (approximate until pending work has run).
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.confirmed.run_pending_tasks();
+        self.probation.run_pending_tasks();
+        self.confirmed.entry_count() + self.probation.entry_count()
+    }
+
+    /// Entries on probation now (approximate).
+    pub fn on_probation(&self) -> u64 {
+        self.probation.run_pending_tasks();
+        self.probation.entry_count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,15 +229,25 @@ impl Table {
     }
 
     /// Every live entry with its remaining idle time.
-    pub fn entries(&self) -> Vec<(u64, Arc<str>, Duration)> {
-        self.cache
-            .iter()
-            .filter_map(|(k, e)| {
-                let idle = Duration::from_millis(e.idle_ms());
-                let remaining = self.idle.checked_sub(idle)?;
-                Some((*k, Arc::clone(&e.server), remaining))
-            })
-            .collect()
+    pub fn entries(&self) -> Vec<Saved> {
+        let area = |cache: &Cache<u64, Arc<Entry>>, probation: bool| {
+            cache
+                .iter()
+                .filter_map(|(k, e)| {
+                    let idle = Duration::from_millis(e.idle_ms());
+                    let remaining = self.idle.checked_sub(idle)?;
+                    Some(Saved {
+                        key: *k,
+                        server: Arc::clone(&e.server),
+                        remaining,
+                        probation,
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all = area(&self.confirmed, false);
+        all.extend(area(&self.probation, true));
+        all
     }
 }
 
@@ -187,8 +267,9 @@ impl Learn {
             }
             Some(p) => {
                 let t = Table::new(config.capacity, config.idle_timeout);
-                for (k, server, remaining) in p.table.entries() {
-                    t.restore(k, server, remaining.min(config.idle_timeout));
+                for mut saved in p.table.entries() {
+                    saved.remaining = saved.remaining.min(config.idle_timeout);
+                    t.restore(saved);
                 }
                 t
             }
@@ -200,19 +281,23 @@ impl Learn {
         }
     }
 
-    /// The table key of a session id: a hash of its first `max_len` characters.
-    pub fn key(&self, id: &str) -> u64 {
-        let end = id
-            .char_indices()
-            .nth(self.config.max_len)
-            .map_or(id.len(), |(i, _)| i);
-        key_hash(&id.as_bytes()[..end])
+    /// The table key of a session id: a hash of its first `max_len`
+    /// characters (bytes, for an id that is not UTF-8 text).
+    pub fn key(&self, id: &[u8]) -> u64 {
+        let end = match std::str::from_utf8(id) {
+            Ok(text) => text
+                .char_indices()
+                .nth(self.config.max_len)
+                .map_or(id.len(), |(i, _)| i),
+            Err(_) => id.len().min(self.config.max_len),
+        };
+        key_hash(&id[..end])
     }
 
     pub fn find(&self, pool: &Pool, headers: &HeaderMap, path: &str) -> Found {
         let id = cookies::request_values(headers, &self.config.cookie)
             .next()
-            .or_else(|| cookies::path_param(path, &self.config.path_param));
+            .or_else(|| cookies::path_param(path, &self.config.path_param).map(str::as_bytes));
         let Some(id) = id else {
             return Found::default();
         };
@@ -247,11 +332,10 @@ impl Learn {
             }
         }
         let Some(session) = found.session else { return };
-        let rewrite = decision.outcome == Outcome::Redispatch;
-        let request_learn =
-            self.config.request_learn && found.affinity == Affinity::None && !learned;
-        if rewrite || request_learn {
-            self.table.insert(session, Arc::clone(server));
+        if decision.outcome == Outcome::Redispatch {
+            self.table.rewrite(session, Arc::clone(server));
+        } else if self.config.request_learn && found.affinity == Affinity::None && !learned {
+            self.table.insert_probation(session, Arc::clone(server));
         }
     }
 }

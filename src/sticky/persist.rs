@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::learn::Table;
+use super::learn::{Saved, Table};
 
 const FORMAT: &str = "limpet-learned-sessions-v1";
 
@@ -30,6 +30,9 @@ struct Record {
     key: u64,
     server: String,
     remaining_ms: u64,
+    /// A request-learned id (absent in files of older versions: false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    probation: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,10 +79,11 @@ pub fn save(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError
     let entries: Vec<Record> = table
         .entries()
         .into_iter()
-        .map(|(key, server, remaining)| Record {
-            key,
-            server: server.to_string(),
-            remaining_ms: u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX),
+        .map(|e| Record {
+            key: e.key,
+            server: e.server.to_string(),
+            remaining_ms: u64::try_from(e.remaining.as_millis()).unwrap_or(u64::MAX),
+            probation: e.probation,
         })
         .collect();
     let n = entries.len();
@@ -142,7 +146,12 @@ pub fn load(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError
     for r in file.entries {
         let remaining = Duration::from_millis(r.remaining_ms).min(table.idle);
         if let Some(left) = remaining.checked_sub(down).filter(|d| !d.is_zero()) {
-            table.restore(r.key, Arc::from(r.server.as_str()), left);
+            table.restore(Saved {
+                key: r.key,
+                server: Arc::from(r.server.as_str()),
+                remaining: left,
+                probation: r.probation,
+            });
             n += 1;
         }
     }

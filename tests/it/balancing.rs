@@ -30,7 +30,7 @@ fn weighted(nodes: &[limpet::demo::DemoNode], weights: &[u32], balance: &str) ->
         })
         .collect();
     format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\nlog:\n  level: warn\npools:\n  app:\n    balance: {balance}\n    servers:\n{servers}"
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: warn\npools:\n  app:\n    balance: {balance}\n    servers:\n{servers}"
     )
 }
 
@@ -96,7 +96,7 @@ async fn drain_and_disabled_servers_get_no_new_requests() {
         n[2].addr()
     );
     let yaml = format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\npools:\n  app:\n    servers:\n{servers}"
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\npools:\n  app:\n    servers:\n{servers}"
     );
     let lb = Lb::start(&yaml).await;
     let counts = spread(&lb, 30).await;
@@ -117,7 +117,7 @@ async fn every_server_disabled_gives_503() {
         })
         .collect();
     let yaml = format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\npools:\n  app:\n    servers:\n{servers}"
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\npools:\n  app:\n    servers:\n{servers}"
     );
     let lb = Lb::start(&yaml).await;
     let res = client().get(lb.url("/")).send().await.unwrap();
@@ -160,7 +160,7 @@ async fn retries_hide_a_stopped_server_from_every_method() {
 async fn every_server_refusing_gives_502_without_leaking_addresses() {
     let dead = [closed_port(), closed_port()];
     let yaml = format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\npools:\n  app:\n    retries: 3\n    servers:\n      - {{ name: a, address: \"{}\" }}\n      - {{ name: b, address: \"{}\" }}\n",
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\npools:\n  app:\n    retries: 3\n    servers:\n      - {{ name: a, address: \"{}\" }}\n      - {{ name: b, address: \"{}\" }}\n",
         dead[0], dead[1]
     );
     let lb = Lb::start(&yaml).await;

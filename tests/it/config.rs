@@ -220,3 +220,226 @@ fn names_that_could_escape_a_file_name_or_a_label_are_errors() {
     let e = error_of(&GOOD.replace("name: node1", "name: \"node 1\""));
     assert!(e.starts_with("lb.yaml:8:17:"), "{e}");
 }
+
+#[test]
+fn every_number_and_duration_has_a_range_that_check_enforces() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "limits:\n  max_connections: 18446744073709551615\n",
+            "`max_connections` must be between 1 and 1000000",
+        ),
+        (
+            "timeouts:\n  client_idle: 18446744073709551615s\n",
+            "`timeouts.client_idle` must be",
+        ),
+        (
+            "timeouts:\n  request_header: 500000000000s\n",
+            "`timeouts.request_header` must be between 1ms and 1h",
+        ),
+        (
+            "timeouts:\n  connect: 500us\n",
+            "`timeouts.connect` must be between 1ms and 1h",
+        ),
+        (
+            "limits:\n  max_headers: 0\n",
+            "`max_headers` must be between 1 and 1000",
+        ),
+        ("workers: 0\n", "`workers` must be `auto` or a number"),
+    ];
+    for (extra, want) in cases {
+        let e = error_of(&format!("{GOOD}{extra}"));
+        assert!(e.contains(want), "{extra}: {e}");
+        assert!(
+            e.starts_with("lb.yaml:9:") || e.starts_with("lb.yaml:10:"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn what_cannot_work_is_rejected() {
+    let e = error_of(&GOOD.replace("bind: 127.0.0.1:8080", "bind: 127.0.0.1:0"));
+    assert!(e.contains("must name a port from 1 to 65535"), "{e}");
+    let e = error_of(&GOOD.replace("address: 127.0.0.1:9001", "address: 127.0.0.1:0"));
+    assert!(e.contains("must name a port from 1 to 65535"), "{e}");
+    let e = error_of(&GOOD.replace(
+        "    pool: app\n",
+        "    pool: app\n    routes:\n      - { host: \"a b.example\", pool: app }\n",
+    ));
+    assert!(e.contains("a route `host` must be a host name"), "{e}");
+    let e = error_of(&GOOD.replace(
+        "    pool: app\n",
+        "    pool: app\n    routes:\n      - { path_prefix: /a/../b/, pool: app }\n",
+    ));
+    assert!(e.contains("write it as \"/b/\""), "{e}");
+    let file = std::env::temp_dir().join(format!("limpet-state-file-{}", std::process::id()));
+    std::fs::write(&file, "x").unwrap();
+    let e = error_of(&format!("{GOOD}state_dir: \"{}\"\n", file.display()));
+    assert!(e.contains("exists and is not a directory"), "{e}");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn quoted_numbers_and_booleans_are_errors() {
+    let e = error_of(&GOOD.replace(
+        "address: 127.0.0.1:9001 }",
+        "address: 127.0.0.1:9001, weight: '5' }",
+    ));
+    assert!(e.starts_with("lb.yaml:8:"), "{e}");
+    assert!(e.contains("without quotes"), "{e}");
+    let e = error_of(&format!(
+        "{GOOD}    sticky:\n      mode: cookie\n      cookie:\n        secure: \"true\"\n"
+    ));
+    assert!(e.contains("without quotes"), "{e}");
+    // Unquoted, they are fine.
+    let ok = GOOD.replace(
+        "address: 127.0.0.1:9001 }",
+        "address: 127.0.0.1:9001, weight: 5 }",
+    );
+    assert!(parse(&ok, Path::new("lb.yaml")).is_ok());
+}
+
+mod fuzz {
+    //! The config loader under arbitrary input: it never panics, and every
+    //! configuration it accepts starts, serves a request and stops.
+
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+
+    use limpet::config::parse;
+
+    proptest! {
+        #![proptest_config(RunnerConfig::with_cases(512))]
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            let _ = parse(&text, Path::new("lb.yaml"));
+        }
+
+        #[test]
+        fn yaml_shaped_noise_never_panics(
+            lines in proptest::collection::vec(
+                ("[ -]{0,6}", "[a-z_]{1,16}", prop_oneof![
+                    Just(String::new()),
+                    "[-a-zA-Z0-9_.:/' \\[\\]{},]{0,20}",
+                ]),
+                0..20,
+            )
+        ) {
+            let text: String = lines
+                .iter()
+                .map(|(indent, key, value)| format!("{indent}{key}: {value}\n"))
+                .collect();
+            let _ = parse(&text, Path::new("lb.yaml"));
+        }
+    }
+
+    /// Mostly `valid` values (edges included), sometimes `invalid` ones.
+    fn pick(
+        valid: &'static [&'static str],
+        invalid: &'static [&'static str],
+    ) -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            12 => proptest::sample::select(valid),
+            1 => proptest::sample::select(invalid),
+        ]
+    }
+
+    const BAD: &[&str] = &[
+        "0s",
+        "999us",
+        "18446744073709551615s",
+        "soon",
+        "-1s",
+        "'5s'",
+    ];
+
+    /// Configurations built from edge values, in range and just outside.
+    fn config(node: std::net::SocketAddr) -> impl Strategy<Value = String> {
+        let short = || pick(&["1ms", "10ms", "2s", "1h"], BAD);
+        let long = || pick(&["1ms", "10ms", "2s", "1h", "24h"], BAD);
+        (
+            (short(), short(), long(), long(), long(), pick(&["0s", "1ms", "24h"], &["25h"])),
+            (
+                pick(&["1", "1000000"], &["1000001", "0", "18446744073709551615", "'7'"]),
+                pick(&["1024", "16777216"], &["1023", "99999999999"]),
+                pick(&["1", "1000"], &["1001", "0"]),
+            ),
+            (
+                pick(&["none", "ip_hash", "cookie", "jvm_route", "learn"], &["sticky"]),
+                pick(&["1", "256"], &["257", "0", "'1'"]),
+                pick(&["0", "16"], &["17"]),
+                pick(&["1", "100000000"], &["100000001", "0"]),
+                pick(&["100ms", "30d"], &["31d", "99ms"]),
+                pick(&["1s", "400d"], &["401d", "0s"]),
+                pick(&["1", "100"], &["101", "0"]),
+                pick(&["10ms", "1h"], &["9ms", "2h"]),
+            ),
+        )
+            .prop_map(
+                move |(
+                    (connect, header, body, response, idle, grace),
+                    (conns, header_bytes, headers),
+                    (mode, weight, retries, capacity, idle_timeout, max_age, rise, interval),
+                )| {
+                    format!(
+                        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n\
+                         timeouts:\n  connect: {connect}\n  request_header: {header}\n  client_body: {body}\n  backend_response: {response}\n  client_idle: {idle}\n  shutdown_grace: {grace}\n\
+                         limits:\n  max_connections: {conns}\n  max_header_bytes: {header_bytes}\n  max_headers: {headers}\n\
+                         log:\n  level: error\n\
+                         pools:\n  app:\n    retries: {retries}\n    sticky:\n      mode: {mode}\n      cookie:\n        max_age: {max_age}\n      learn:\n        capacity: {capacity}\n        idle_timeout: {idle_timeout}\n        persist: false\n\
+                         \x20   health_check:\n      interval: {interval}\n      rise: {rise}\n\
+                         \x20   servers:\n      - {{ name: n1, address: \"{node}\", weight: {weight} }}\n"
+                    )
+                },
+            )
+    }
+
+    #[test]
+    fn every_accepted_config_starts_serves_and_stops() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let node = rt.block_on(limpet::demo::DemoNode::start("n1")).unwrap();
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases: 150,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        });
+        let accepted = std::cell::Cell::new(0);
+        runner
+            .run(&config(node.addr()), |yaml| {
+                let Ok(config) = parse(&yaml, Path::new("lb.yaml")) else {
+                    return Ok(());
+                };
+                accepted.set(accepted.get() + 1);
+                rt.block_on(async {
+                    let mut bound = HashMap::new();
+                    bound.insert(
+                        "http".to_owned(),
+                        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+                    );
+                    let lb = limpet::Limpet::start_with(config, bound).await.unwrap();
+                    let url = format!("http://{}/static/x", lb.local_addrs()[0]);
+                    let res = reqwest::Client::builder()
+                        .no_proxy()
+                        .build()
+                        .unwrap()
+                        .get(url)
+                        .send()
+                        .await;
+                    assert!(res.is_ok(), "{yaml}\n{res:?}");
+                    tokio::time::timeout(std::time::Duration::from_secs(10), lb.shutdown())
+                        .await
+                        .expect("shutdown hung");
+                });
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            accepted.get() >= 10,
+            "only {} generated configs were valid",
+            accepted.get()
+        );
+    }
+}

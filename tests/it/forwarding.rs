@@ -158,7 +158,7 @@ async fn a_trusted_proxy_may_say_the_scheme_and_an_untrusted_one_may_not() {
 async fn routes_send_hosts_and_path_prefixes_to_their_pools() {
     let n = nodes(3).await;
     let yaml = format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\n    routes:\n      - {{ host: static.example.com, pool: static }}\n      - {{ path_prefix: /api/, pool: api }}\n      - {{ host: \"*.img.example.com\", path_prefix: /i/, pool: static }}\npools:\n  app:\n    servers:\n      - {{ name: node1, address: \"{}\" }}\n  api:\n    servers:\n      - {{ name: node2, address: \"{}\" }}\n  static:\n    servers:\n      - {{ name: node3, address: \"{}\" }}\n",
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n    routes:\n      - {{ host: static.example.com, pool: static }}\n      - {{ path_prefix: /api/, pool: api }}\n      - {{ host: \"*.img.example.com\", path_prefix: /i/, pool: static }}\npools:\n  app:\n    servers:\n      - {{ name: node1, address: \"{}\" }}\n  api:\n    servers:\n      - {{ name: node2, address: \"{}\" }}\n  static:\n    servers:\n      - {{ name: node3, address: \"{}\" }}\n",
         n[0].addr(),
         n[1].addr(),
         n[2].addr()

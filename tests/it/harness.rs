@@ -22,7 +22,8 @@ pub struct Lb {
 }
 
 impl Lb {
-    /// Starts limpet with `yaml`; every listener is pre-bound to 127.0.0.1:0.
+    /// Starts limpet with `yaml`; every listener is pre-bound to 127.0.0.1:0
+    /// (the `bind` of a test config is a placeholder).
     pub async fn start(yaml: &str) -> Lb {
         let config = limpet::config::parse(yaml, Path::new("test.yaml"))
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
@@ -84,7 +85,7 @@ pub fn servers_yaml(nodes: &[DemoNode]) -> String {
 /// lines (indented 4 spaces) and these nodes, plus `top_extra` top-level lines.
 pub fn config(nodes: &[DemoNode], pool_extra: &str, top_extra: &str) -> String {
     format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\nlog:\n  level: warn\n{top_extra}\npools:\n  app:\n{pool_extra}\n    servers:\n{}",
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: warn\n{top_extra}\npools:\n  app:\n{pool_extra}\n    servers:\n{}",
         servers_yaml(nodes)
     )
 }
@@ -215,7 +216,7 @@ pub fn sticky_config(
         })
         .collect();
     format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: app\nlog:\n  level: warn\n{top_extra}\npools:\n  app:\n{sticky_yaml}\n    servers:\n{servers}"
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: warn\n{top_extra}\npools:\n  app:\n{sticky_yaml}\n    servers:\n{servers}"
     )
 }
 
@@ -251,4 +252,110 @@ pub fn h2_client() -> reqwest::Client {
         .http2_prior_knowledge()
         .build()
         .unwrap()
+}
+
+/// A config for [`Proc`]: one listener on `{BIND}`, pool `app` with these
+/// nodes, and `top_extra` top-level lines.
+pub fn proc_config(nodes: &[DemoNode], top_extra: &str) -> String {
+    format!(
+        "listeners:\n  - name: http\n    bind: \"{{BIND}}\"\n    pool: app\n{top_extra}log:\n  level: warn\npools:\n  app:\n    servers:\n{}",
+        servers_yaml(nodes)
+    )
+}
+
+/// The real `limpet` binary, for signals, exit codes and process limits.
+/// Its config is `yaml` with `{BIND}` replaced by a free port; what it
+/// logs goes to `stderr.log` in its own temporary directory.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub dir: std::path::PathBuf,
+}
+
+impl Proc {
+    pub async fn start(name: &str, yaml: &str) -> Proc {
+        Proc::start_with(name, yaml, "").await
+    }
+
+    /// Runs the binary under `sh -c "<prefix> exec limpet …"`, e.g. with
+    /// `ulimit -n 64;` as the prefix.
+    pub async fn start_with(name: &str, yaml: &str, prefix: &str) -> Proc {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "limpet-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // The binary binds by itself: take a free port and hand it over.
+        let addr = closed_port();
+        std::fs::write(
+            dir.join("lb.yaml"),
+            yaml.replace("{BIND}", &addr.to_string()),
+        )
+        .unwrap();
+        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{prefix} exec \"$0\" --config \"$1\"",))
+            .arg(env!("CARGO_BIN_EXE_limpet"))
+            .arg(dir.join("lb.yaml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let p = Proc { child, addr, dir };
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                tokio::net::TcpStream::connect(addr).await.is_ok()
+            })
+            .await,
+            "limpet did not start listening: {}",
+            p.log()
+        );
+        p
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn rewrite(&self, yaml: &str) {
+        std::fs::write(
+            self.dir.join("lb.yaml"),
+            yaml.replace("{BIND}", &self.addr.to_string()),
+        )
+        .unwrap();
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let mut code = None;
+        eventually(deadline, || {
+            let r = self.child.try_wait().unwrap();
+            code = r.map(|s| s.code().unwrap_or(-1));
+            async move { r.is_some() }
+        })
+        .await;
+        code
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -156,25 +156,36 @@ async fn unused_entries_expire_after_idle_timeout() {
 #[tokio::test]
 async fn capacity_bounds_the_table_and_evicts_the_least_recently_used() {
     let n = nodes(2).await;
-    let sticky = "    sticky:\n      mode: learn\n      learn:\n        cookie: SID\n        capacity: 5\n        persist: false\n";
+    let sticky = "    sticky:\n      mode: learn\n      learn:\n        capacity: 5\n        persist: false\n";
     let lb = Lb::start(&sticky_config(&n, sticky, &[], "")).await;
-    let c = client();
-    let ask = |sid: String| {
-        let c = c.clone();
+    let session = |b: reqwest::Client| {
         let url = lb.url("/");
-        async move { server_with_cookie(&c, &url, &format!("SID={sid}")).await }
+        async move {
+            let (_, v) = get_json(&b, &url).await;
+            v["session"].as_str().unwrap().to_owned()
+        }
     };
-    let keep_home = ask("keep".into()).await;
-    for i in 0..40 {
-        ask(format!("s{i}")).await;
+    let keep = browser(None);
+    let keep_id = session(keep.clone()).await;
+    let mut others = Vec::new();
+    for _ in 0..12 {
+        others.push(session(browser(None)).await);
         // "keep" is used all the time, so it is never the least recently used.
-        assert_eq!(ask("keep".into()).await, keep_home);
+        assert_eq!(session(keep.clone()).await, keep_id);
     }
+    let snap = lb.limpet.as_ref().unwrap().snapshot();
+    let pool = snap.pool("app").unwrap();
+    let limpet::sticky::Sticky::Learn(learn) = &pool.sticky else {
+        unreachable!()
+    };
+    let has = |id: &str| learn.table.get(learn.key(id.as_bytes())).is_some();
+    assert!(learned(&lb) <= 5, "table grew to {}", learned(&lb));
+    assert!(has(&keep_id), "the most recently used session was evicted");
     assert!(
-        eventually(Duration::from_secs(5), || async { learned(&lb) <= 5 }).await,
-        "table grew to {}",
-        learned(&lb)
+        !has(&others[0]),
+        "the least recently used session is still there"
     );
+    assert!(has(&others[11]), "the newest session was evicted");
 }
 
 #[tokio::test]

@@ -91,7 +91,7 @@ async fn a_tomcat_killed_mid_session_loses_no_request_and_the_session_goes_on() 
         })
         .collect();
     let yaml = format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:0\n    pool: tomcat\nlog:\n  level: warn\npools:\n  tomcat:\n    sticky:\n      mode: jvm_route\n    retries: 2\n    health_check:\n      path: /health\n      interval: 500ms\n      timeout: 500ms\n      rise: 2\n      fall: 2\n    servers:\n{servers}"
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: tomcat\nlog:\n  level: warn\npools:\n  tomcat:\n    sticky:\n      mode: jvm_route\n    retries: 2\n    health_check:\n      path: /health\n      interval: 500ms\n      timeout: 500ms\n      rise: 2\n      fall: 2\n    servers:\n{servers}"
     );
     let lb = Lb::start(&yaml).await;
     let b = browser(None);
