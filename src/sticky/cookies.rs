@@ -249,7 +249,43 @@ mod tests {
 
         #[test]
         fn arbitrary_paths_never_panic(path in ".{0,200}") {
-            let _ = path_param(&path, "jsessionid");
+            if let Some(v) = path_param(&path, "jsessionid") {
+                prop_assert!(!v.is_empty() && !v.contains([';', '/', '?']));
+            }
+        }
+
+        /// Stripping our cookie keeps every other pair, byte for byte and
+        /// in order, whatever bytes the values hold.
+        #[test]
+        fn strip_keeps_every_other_cookie_byte_for_byte(
+            pairs in proptest::collection::vec(
+                (prop_oneof![Just("SERVERID".to_owned()), "[a-z]{1,8}"],
+                 proptest::collection::vec(0x21u8..=0xff, 0..12)
+                    .prop_filter("no separators", |v| !v.contains(&b';') && !v.contains(&0x7f))),
+                1..8,
+            )
+        ) {
+            let mut line = Vec::new();
+            for (i, (n, v)) in pairs.iter().enumerate() {
+                if i > 0 { line.extend_from_slice(b"; "); }
+                line.extend_from_slice(n.as_bytes());
+                line.push(b'=');
+                line.extend_from_slice(v);
+            }
+            let mut h = HeaderMap::new();
+            h.append(COOKIE, HeaderValue::from_bytes(&line).unwrap());
+            strip(&mut h, "SERVERID");
+            let kept: Vec<Vec<u8>> = pairs
+                .iter()
+                .filter(|(n, _)| n != "SERVERID")
+                .map(|(n, v)| [n.as_bytes(), b"=", v].concat())
+                .collect();
+            let got: Vec<Vec<u8>> = h
+                .get_all(COOKIE)
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|&b| b == b';').map(|p| p.trim_ascii().to_vec()).collect::<Vec<_>>())
+                .collect();
+            prop_assert_eq!(got, kept);
         }
     }
 }
