@@ -387,3 +387,33 @@ async fn forwarded_and_x_real_ip_from_an_untrusted_peer_are_removed() {
     assert_eq!(v["headers"]["forwarded"], "for=6.6.6.6");
     assert_eq!(v["headers"]["x-real-ip"], "6.6.6.6");
 }
+
+#[tokio::test]
+async fn http2_cookie_crumbs_with_non_ascii_bytes_are_joined_for_the_server() {
+    let n = nodes(2).await;
+    let lb = Lb::start(&sticky_config(
+        &n,
+        "    sticky:\n      mode: jvm_route\n",
+        &[],
+        "",
+    ))
+    .await;
+    let res = h2_client()
+        .get(lb.url("/"))
+        .header(
+            "cookie",
+            http::HeaderValue::from_bytes(b"pref=\xc3\xa9").unwrap(),
+        )
+        .header("cookie", "JSESSIONID=ABC.node2")
+        .header("cookie", "theme=dark")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(server_of(&v), "node2");
+    assert_eq!(v["cookie_headers"], 1);
+    assert_eq!(
+        v["headers"]["cookie"],
+        "pref=é; JSESSIONID=ABC.node2; theme=dark"
+    );
+}
