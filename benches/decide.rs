@@ -47,7 +47,7 @@ fn bench_decide(c: &mut Criterion) {
     let peer: IpAddr = [10, 1, 2, 3].into();
     for balance in ["round_robin", "least_conn", "random_two"] {
         let cfg = limpet::config::parse(&config(balance), Path::new("bench.yaml")).unwrap();
-        let snap = Snapshot::build(&cfg, None);
+        let snap = Snapshot::detached(&cfg);
         c.bench_function(&format!("route+decide/{balance}"), |b| {
             b.iter(|| {
                 let client = client_addr::resolve(peer, req.headers(), &snap.trusted_proxies);
@@ -100,7 +100,7 @@ fn bench_sticky(c: &mut Criterion) {
         ),
     ] {
         let cfg = limpet::config::parse(&sticky_config(mode), Path::new("bench.yaml")).unwrap();
-        let snap = Snapshot::build(&cfg, None);
+        let snap = Snapshot::detached(&cfg);
         let pool = &snap.pools[0];
         let req = Request::builder()
             .uri("/cart")

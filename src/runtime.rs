@@ -1,14 +1,22 @@
 //! The immutable runtime snapshot every request reads, behind one `ArcSwap`.
 //! A reload builds a new snapshot from the new configuration and the running
-//! one, carrying live state over by (pool, server) name: in-flight counts,
-//! operator state and health survive; a server that left the file is gone.
+//! one, carrying live state over by name: servers' in-flight counts,
+//! operator state, health and counters by (pool, server); pools' learned
+//! tables and counters by pool; listeners' counters by listener. A server,
+//! pool or listener that left the file is gone, counters included.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
 use ipnet::IpNet;
 
-use crate::config::{Config, Limits, Timeouts};
+use crate::config::{Config, Limits, Timeouts, Token};
+use crate::metrics::{Global, ListenerStats};
 use crate::pool::Pool;
 use crate::proxy::http_client::{self, HttpClient};
 
@@ -16,11 +24,12 @@ use crate::proxy::http_client::{self, HttpClient};
 #[derive(Debug)]
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
+    pub global: Global,
 }
 
 #[derive(Debug)]
 pub struct Snapshot {
-    /// In the configuration's order; connections refer to them by index.
+    /// In the configuration's order.
     pub listeners: Vec<ListenerRt>,
     pub pools: Vec<Arc<Pool>>,
     pub trusted_proxies: Vec<IpNet>,
@@ -28,13 +37,24 @@ pub struct Snapshot {
     pub limits: Limits,
     pub access_log: bool,
     pub client: HttpClient,
+    /// hyper's settings for new client connections (limits may change on reload).
+    pub server: Arc<auto::Builder<TokioExecutor>>,
+    pub state_dir: PathBuf,
+    /// Where the admin endpoint listens, if it does.
+    pub admin: Option<SocketAddr>,
+    /// What the admin endpoint's state-changing calls require.
+    pub admin_token: Option<Token>,
 }
 
 #[derive(Debug)]
 pub struct ListenerRt {
+    /// Stable for as long as the socket stays bound (across reloads).
+    pub id: u64,
     pub name: Arc<str>,
+    pub addr: SocketAddr,
     pub routes: Vec<RouteRt>,
     pub default_pool: Option<Arc<Pool>>,
+    pub stats: Arc<ListenerStats>,
 }
 
 #[derive(Debug)]
@@ -44,9 +64,18 @@ pub struct RouteRt {
     pub pool: Arc<Pool>,
 }
 
+/// The sockets a snapshot's listeners are bound to, by listener name.
+pub type Bound = HashMap<String, (u64, SocketAddr)>;
+
 impl Snapshot {
     /// Builds the snapshot for `config`, re-linking state from `previous`.
-    pub fn build(config: &Config, previous: Option<&Snapshot>) -> Snapshot {
+    /// `bound` gives each listener's socket id and address.
+    pub fn build(
+        config: &Config,
+        previous: Option<&Snapshot>,
+        bound: &Bound,
+        admin: Option<SocketAddr>,
+    ) -> Snapshot {
         let pools: Vec<Arc<Pool>> = config
             .pools
             .iter()
@@ -58,18 +87,27 @@ impl Snapshot {
         let listeners = config
             .listeners
             .iter()
-            .map(|lc| ListenerRt {
-                name: lc.name.as_str().into(),
-                routes: lc
-                    .routes
-                    .iter()
-                    .map(|r| RouteRt {
-                        host: r.host.clone(),
-                        path_prefix: r.path_prefix.clone(),
-                        pool: Arc::clone(&pools[r.pool]),
-                    })
-                    .collect(),
-                default_pool: lc.pool.map(|i| Arc::clone(&pools[i])),
+            .map(|lc| {
+                let (id, addr) = bound.get(&lc.name).copied().unwrap_or((0, lc.bind));
+                let stats = previous
+                    .and_then(|p| p.listeners.iter().find(|l| *l.name == *lc.name))
+                    .map_or_else(Default::default, |l| Arc::clone(&l.stats));
+                ListenerRt {
+                    id,
+                    name: lc.name.as_str().into(),
+                    addr,
+                    routes: lc
+                        .routes
+                        .iter()
+                        .map(|r| RouteRt {
+                            host: r.host.clone(),
+                            path_prefix: r.path_prefix.clone(),
+                            pool: Arc::clone(&pools[r.pool]),
+                        })
+                        .collect(),
+                    default_pool: lc.pool.map(|i| Arc::clone(&pools[i])),
+                    stats,
+                }
             })
             .collect();
         let client = match previous {
@@ -84,10 +122,24 @@ impl Snapshot {
             limits: config.limits,
             access_log: config.log.access,
             client,
+            server: Arc::new(crate::listener::server_builder(&config.limits)),
+            state_dir: config.state_dir.clone(),
+            admin,
+            admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
         }
+    }
+
+    /// A snapshot with no sockets, for benchmarks and unit tests.
+    pub fn detached(config: &Config) -> Snapshot {
+        Snapshot::build(config, None, &Bound::new(), None)
     }
 
     pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
         self.pools.iter().find(|p| &*p.name == name)
+    }
+
+    /// The listener bound to socket `id`.
+    pub fn listener(&self, id: u64) -> Option<&ListenerRt> {
+        self.listeners.iter().find(|l| l.id == id)
     }
 }

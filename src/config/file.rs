@@ -86,6 +86,10 @@ impl serde::de::Visitor<'_> for FlagVisitor {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listeners: S<Vec<ListenerFile>>,
+    /// `Some(None)`: the section is there but empty (`admin:`), which
+    /// enables the admin listener with its defaults.
+    #[serde(default, deserialize_with = "present")]
+    pub admin: Option<Option<AdminFile>>,
     pub trusted_proxies: Option<Vec<S<String>>>,
     pub timeouts: Option<TimeoutsFile>,
     pub limits: Option<LimitsFile>,
@@ -93,6 +97,22 @@ pub struct FileConfig {
     pub workers: Option<S<Workers>>,
     pub log: Option<LogFile>,
     pub pools: S<IndexMap<S<String>, PoolFile>>,
+}
+
+/// A key that is present, even with no value.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub bind: Option<S<String>>,
+    pub token_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,7 +23,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path)
 }
 
-/// Parses and validates configuration text; `path` only names it in errors.
+/// Parses and validates configuration text; `path` names it in errors and
+/// is where a reload reads it again.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let file: file::FileConfig =
         serde_saphyr::from_str(text).map_err(|e| ConfigError::syntax(path, &e))?;
@@ -34,7 +35,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 /// routes refer to pools by index.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file it came from (a reload reads it again).
+    pub source: PathBuf,
+    /// Things that work but that the operator should know (`limpet check`
+    /// prints them, start and reload log them).
+    pub warnings: Vec<String>,
     pub listeners: Vec<ListenerConfig>,
+    pub admin: Option<AdminConfig>,
     pub trusted_proxies: Vec<IpNet>,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -43,6 +50,43 @@ pub struct Config {
     pub workers: Option<usize>,
     pub log: LogConfig,
     pub pools: Vec<PoolConfig>,
+}
+
+/// The admin endpoint: metrics, status page, API.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub bind: SocketAddr,
+    /// Required for the state-changing calls when set.
+    pub token: Option<Token>,
+}
+
+/// The admin token (from `admin.token_file`). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(secret: String) -> Token {
+        Token(secret)
+    }
+
+    /// Compares in time that depends only on the lengths, not the contents.
+    pub fn matches(&self, offered: &[u8]) -> bool {
+        let mine = self.0.as_bytes();
+        if mine.len() != offered.len() {
+            return false;
+        }
+        let diff = mine
+            .iter()
+            .zip(offered)
+            .fold(0u8, |acc, (a, b)| acc | std::hint::black_box(a ^ b));
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
 }
 
 #[derive(Debug, Clone)]

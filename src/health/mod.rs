@@ -1,5 +1,7 @@
 //! Active health checks: one probe loop per server of every pool with a
-//! `health_check`, all concurrent and off the request path. Each loop starts
+//! `health_check`, all concurrent and off the request path. A reload
+//! restarts the loops of servers that are new or whose address or check
+//! changed, and stops those of servers that left. Each loop starts
 //! at a random point of its interval so a hundred servers are not probed in
 //! one burst. Verdicts go to the server's live state; `rise` successes in a
 //! row mark a server up, `fall` failures in a row mark it down, and the very
@@ -8,13 +10,14 @@
 
 mod probe;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
 use crate::config::HealthCheckConfig;
-use crate::pool::{Pool, Server};
+use crate::pool::Live;
 use crate::runtime::Snapshot;
 
 /// The rise/fall state machine of one server's checks.
@@ -58,31 +61,83 @@ impl Streak {
     }
 }
 
-/// The running probe loops of one snapshot.
-#[derive(Debug, Default)]
-pub struct Checks {
-    tasks: Vec<JoinHandle<()>>,
+/// What a probe loop checks; a loop is restarted when this changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    address: std::net::SocketAddr,
+    check: HealthCheckConfig,
 }
 
+#[derive(Debug)]
+struct Probe {
+    target: Target,
+    task: JoinHandle<()>,
+}
+
+/// The running probe loops, one per (pool, server) with checks.
+#[derive(Debug, Default)]
+pub struct Checks {
+    probes: HashMap<Key, Probe>,
+}
+
+/// (pool, server) names.
+type Key = (Arc<str>, Arc<str>);
+
 impl Checks {
-    /// Starts a probe loop for every server of every pool with checks.
-    pub fn start(snapshot: &Snapshot) -> Checks {
-        let mut tasks = Vec::new();
+    /// Makes the probe loops match `snapshot`: a loop starts for every
+    /// server that is new or whose address or check changed, and stops for
+    /// every server that left (or whose pool has no checks any more). Loops
+    /// of unchanged servers go on undisturbed.
+    pub fn sync(&mut self, snapshot: &Snapshot) {
+        let mut wanted: HashMap<Key, (Target, Arc<Live>)> = HashMap::new();
         for pool in &snapshot.pools {
-            let Some(cfg) = &pool.health_check else {
+            let Some(check) = &pool.health_check else {
                 continue;
             };
-            let cfg = Arc::new(cfg.clone());
-            for i in 0..pool.servers.len() {
-                tasks.push(tokio::spawn(run(Arc::clone(pool), i, Arc::clone(&cfg))));
+            for server in pool.servers.iter() {
+                let target = Target {
+                    address: server.address,
+                    check: check.clone(),
+                };
+                wanted.insert(
+                    (Arc::clone(&pool.name), Arc::clone(&server.name)),
+                    (target, Arc::clone(&server.live)),
+                );
             }
         }
-        Checks { tasks }
+        self.probes.retain(|key, probe| {
+            let keep = wanted.get(key).is_some_and(|(t, _)| *t == probe.target);
+            if !keep {
+                probe.task.abort();
+            }
+            keep
+        });
+        for (key, (target, live)) in wanted {
+            if self.probes.contains_key(&key) {
+                continue;
+            }
+            let task = tokio::spawn(run(
+                Arc::clone(&key.0),
+                Arc::clone(&key.1),
+                live,
+                target.clone(),
+            ));
+            self.probes.insert(key, Probe { target, task });
+        }
+    }
+
+    /// How many probe loops run.
+    pub fn len(&self) -> usize {
+        self.probes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty()
     }
 
     pub fn stop(&mut self) {
-        for t in self.tasks.drain(..) {
-            t.abort();
+        for (_, p) in self.probes.drain() {
+            p.task.abort();
         }
     }
 }
@@ -93,26 +148,27 @@ impl Drop for Checks {
     }
 }
 
-async fn run(pool: Arc<Pool>, index: usize, cfg: Arc<HealthCheckConfig>) {
-    let server: &Server = &pool.servers[index];
+async fn run(pool: Arc<str>, server: Arc<str>, live: Arc<Live>, target: Target) {
+    let cfg = &target.check;
     let jitter = Duration::from_millis(fastrand::u64(
         0..=u64::try_from(cfg.interval.as_millis()).unwrap_or(0),
     ));
     tokio::time::sleep(jitter).await;
-    let mut streak = Streak::new(server.live.is_healthy(), !server.live.was_checked());
+    let mut streak = Streak::new(live.is_healthy(), !live.was_checked());
     let mut ticks = tokio::time::interval(cfg.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let ok = probe::check(server.address, &cfg).await;
+        let ok = probe::check(target.address, cfg).await;
+        live.checked(ok);
         if let Some(up) = streak.record(ok, cfg.rise, cfg.fall) {
             if up {
-                tracing::info!(pool = %pool.name, server = %server.name, "server is up (health check)");
+                tracing::info!(pool = %pool, server = %server, "server is up (health check)");
             } else {
-                tracing::warn!(pool = %pool.name, server = %server.name, "server is down (health check)");
+                tracing::warn!(pool = %pool, server = %server, "server is down (health check)");
             }
         }
-        server.live.set_healthy(streak.up);
+        live.set_healthy(streak.up);
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, watch};
 
 pub use io::{ConnState, TimedIo};
 
-use crate::config::Config;
+use crate::config::Limits;
 use crate::proxy::{self, ConnCtx};
 use crate::runtime::Shared;
 
@@ -36,8 +36,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// hyper's server settings for client connections, from the configuration.
-pub fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+/// hyper's server settings for client connections, from the limits.
+pub fn server_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -47,12 +47,12 @@ pub fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .keep_alive(true)
         // hyper answers 431 itself past these; limpet's own check (proxy/check.rs)
         // applies the same limits to HTTP/2.
-        .max_headers(config.limits.max_headers)
-        .max_buf_size(config.limits.max_header_bytes.max(8192));
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
 
@@ -61,16 +61,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub struct Serve {
     pub listener: TcpListener,
-    pub index: usize,
+    /// The socket's id in the snapshot's listeners.
+    pub id: u64,
     pub shared: Arc<Shared>,
-    pub builder: Arc<auto::Builder<TokioExecutor>>,
     pub permits: Arc<Semaphore>,
     pub stop: watch::Receiver<bool>,
-    pub grace: Duration,
 }
 
 /// Accepts connections until `stop` turns true, then lets in-flight requests
-/// finish within `grace`.
+/// finish within the configuration's `shutdown_grace` and closes the rest.
 pub async fn serve(mut s: Serve) {
     let graceful = GracefulShutdown::new();
     loop {
@@ -100,6 +99,11 @@ pub async fn serve(mut s: Serve) {
         };
         let _ = stream.set_nodelay(true);
         let snap = s.shared.snapshot.load();
+        let Some(listener) = snap.listener(s.id) else {
+            continue;
+        };
+        let stats = Arc::clone(&listener.stats);
+        stats.opened();
         let state = Arc::new(ConnState::default());
         let io = TimedIo::new(
             stream,
@@ -109,14 +113,14 @@ pub async fn serve(mut s: Serve) {
         );
         let ctx = Arc::new(ConnCtx {
             peer,
-            listener: s.index,
+            listener: s.id,
             scheme: "http",
             state,
         });
         let shared = Arc::clone(&s.shared);
         let svc = service_fn(move |req| proxy::handle(Arc::clone(&shared), Arc::clone(&ctx), req));
-        let conn = s
-            .builder
+        let conn = snap
+            .server
             .serve_connection_with_upgrades(TokioIo::new(io), svc)
             .into_owned();
         let conn = graceful.watch(conn);
@@ -124,11 +128,13 @@ pub async fn serve(mut s: Serve) {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
+            stats.closed();
             drop(permit);
         });
     }
     drop(s.listener);
-    if tokio::time::timeout(s.grace, graceful.shutdown())
+    let grace = s.shared.snapshot.load().timeouts.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {

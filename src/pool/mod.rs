@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{HealthCheckConfig, OnServerDown, PassiveConfig, PoolConfig, StickyMode};
+use crate::metrics::PoolStats;
 use crate::sticky::Sticky;
 
 use balance::Balancer;
@@ -27,6 +28,9 @@ pub enum Affinity {
     Server(usize),
     /// The request names a route that no server of this pool has.
     UnknownRoute,
+    /// The request belongs to a server a reload removed: its sessions move
+    /// like a dead server's (deterministic replacement, route rewritten).
+    Removed,
 }
 
 /// The sticky outcome of a decision, as logged and counted.
@@ -83,6 +87,65 @@ pub struct Pool {
     balancer: Balancer,
     /// `rendezvous::server_hash` of each server's route.
     server_hashes: Box<[u64]>,
+    /// Names and routes of servers that reloads removed from this pool.
+    gone: Box<[Arc<str>]>,
+    /// Counters of this pool (kept across reloads while the mode is the same).
+    pub stats: Arc<PoolStats>,
+    /// The last few redispatches, for the status page.
+    pub failovers: Arc<Failovers>,
+}
+
+/// One redispatch: a session's server was unusable and it went elsewhere.
+#[derive(Debug, Clone)]
+pub struct Failover {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub from: Arc<str>,
+    pub to: Arc<str>,
+}
+
+/// The most recent failovers of a pool, newest last. Written only when a
+/// request is redispatched, and never waited for: when another request is
+/// writing, this one is not recorded.
+#[derive(Debug, Default)]
+pub struct Failovers {
+    recent: std::sync::Mutex<std::collections::VecDeque<Failover>>,
+}
+
+impl Failovers {
+    /// How many are kept.
+    pub const KEEP: usize = 20;
+
+    fn record(&self, from: &Arc<str>, to: &Arc<str>) {
+        let Ok(mut recent) = self.recent.try_lock() else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, crate::clock::to_ms);
+        // One line per (from, to) and second is enough to see what happened.
+        if recent
+            .back()
+            .is_some_and(|l| l.from == *from && l.to == *to && now.saturating_sub(l.at_ms) < 1000)
+        {
+            return;
+        }
+        if recent.len() == Self::KEEP {
+            recent.pop_front();
+        }
+        recent.push_back(Failover {
+            at_ms: now,
+            from: Arc::clone(from),
+            to: Arc::clone(to),
+        });
+    }
+
+    pub fn list(&self) -> Vec<Failover> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 impl Pool {
@@ -98,8 +161,9 @@ impl Pool {
             .map(|sc| {
                 let live = match old.get(sc.name.as_str()) {
                     Some(live) => {
-                        // The file's state wins on reload, as a restart would.
-                        live.set_state(sc.state);
+                        // A state set at run time stays unless the file
+                        // changed this server's state.
+                        live.apply_file_state(sc.state);
                         Arc::clone(live)
                     }
                     None => Arc::new(Live::new(sc.state)),
@@ -112,7 +176,28 @@ impl Pool {
             })
             .collect();
         let sticky = Sticky::new(&config.sticky, &servers, previous.map(|p| &p.sticky));
+        let present = |n: &str| servers.iter().any(|s| &*s.name == n || &*s.route == n);
+        let mut gone: Vec<Arc<str>> = Vec::new();
+        if let Some(p) = previous {
+            let removed = p
+                .servers
+                .iter()
+                .flat_map(|s| [&s.name, &s.route])
+                .chain(p.gone.iter());
+            for n in removed {
+                if !present(n) && !gone.contains(n) {
+                    gone.push(Arc::clone(n));
+                }
+            }
+        }
+        let stats = match previous {
+            Some(p) if p.mode == config.sticky.mode => Arc::clone(&p.stats),
+            _ => Arc::new(PoolStats::default()),
+        };
         Pool {
+            gone: gone.into_boxed_slice(),
+            stats,
+            failovers: previous.map_or_else(Default::default, |p| Arc::clone(&p.failovers)),
             name: config.name.as_str().into(),
             balancer: Balancer::new(config.balance, &servers),
             server_hashes: servers
@@ -148,8 +233,12 @@ impl Pool {
                     outcome: Outcome::Hit,
                 })
             }
-            Affinity::Server(i) => {
-                if self.on_server_down == OnServerDown::Error {
+            Affinity::Server(_) | Affinity::Removed => {
+                let removed = affinity == Affinity::Removed;
+                if self.on_server_down == OnServerDown::Error && !removed {
+                    let Affinity::Server(i) = affinity else {
+                        return Err(NoServer::NoneUsable);
+                    };
                     // Affinity is kept: no other server may take this session.
                     return Err(if tried.contains(&i) {
                         NoServer::AffineFailed
@@ -157,6 +246,8 @@ impl Pool {
                         NoServer::AffineDown
                     });
                 }
+                // A removed server never comes back: its sessions move even
+                // with `on_server_down: error`.
                 let server = match key {
                     Some(k) => self.rendezvous(k, |i| self.servers[i].placeable() && fresh(i)),
                     None => self.place(tried),
@@ -228,6 +319,27 @@ impl Pool {
     /// The server named `name`.
     pub fn by_name(&self, name: &str) -> Option<usize> {
         self.servers.iter().position(|s| &*s.name == name)
+    }
+
+    /// Is `name` the name or route of a server a reload removed?
+    pub fn was_removed(&self, name: &[u8]) -> bool {
+        self.gone.iter().any(|g| g.as_bytes() == name)
+    }
+
+    /// Records a redispatch for the status page.
+    pub fn failed_over(&self, affinity: Affinity, to: usize) {
+        static REMOVED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        let from = match affinity {
+            Affinity::Server(i) => match self.servers.get(i) {
+                Some(s) => &s.name,
+                None => return,
+            },
+            Affinity::Removed => REMOVED.get_or_init(|| Arc::from("(removed)")),
+            _ => return,
+        };
+        if let Some(s) = self.servers.get(to) {
+            self.failovers.record(from, &s.name);
+        }
     }
 
     /// The server whose route is `route` (bytes, as a cookie carries it).

@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::uri::Authority;
 
 use crate::config::{PassiveConfig, ServerConfig, ServerState};
+use crate::metrics::{CheckStats, RequestStats};
 
 use crate::clock::{ms as clock_ms, to_ms as ms};
 
@@ -22,7 +23,10 @@ use crate::clock::{ms as clock_ms, to_ms as ms};
 #[derive(Debug)]
 pub struct Live {
     active: AtomicU32,
+    /// The state in effect: the file's, or one set at run time (admin API).
     state: AtomicU8,
+    /// The state the configuration file gave when it was last applied.
+    file_state: AtomicU8,
     /// The active health checks' verdict (true until a check says otherwise).
     healthy: AtomicBool,
     /// Whether any active check has finished yet: the first one decides.
@@ -34,6 +38,21 @@ pub struct Live {
     down_until: AtomicU64,
     /// When the server last came back (clock_ms; 0 = never went down), for slow_start.
     recovered_at: AtomicU64,
+    /// Unix ms of the last finished active check (0 = none yet), and its result.
+    last_check_ms: AtomicU64,
+    last_check_ok: AtomicBool,
+    /// Requests answered through this server.
+    pub stats: RequestStats,
+    /// Active health checks run.
+    pub checks: CheckStats,
+}
+
+fn state_of(v: u8) -> ServerState {
+    match v {
+        s if s == ServerState::Drain as u8 => ServerState::Drain,
+        s if s == ServerState::Disabled as u8 => ServerState::Disabled,
+        _ => ServerState::Active,
+    }
 }
 
 impl Live {
@@ -41,12 +60,17 @@ impl Live {
         Live {
             active: AtomicU32::new(0),
             state: AtomicU8::new(state as u8),
+            file_state: AtomicU8::new(state as u8),
             healthy: AtomicBool::new(true),
             checked: AtomicBool::new(false),
             fails: AtomicU32::new(0),
             window_start: AtomicU64::new(0),
             down_until: AtomicU64::new(0),
             recovered_at: AtomicU64::new(0),
+            last_check_ms: AtomicU64::new(0),
+            last_check_ok: AtomicBool::new(false),
+            stats: RequestStats::default(),
+            checks: CheckStats::default(),
         }
     }
 
@@ -64,15 +88,34 @@ impl Live {
     }
 
     pub fn state(&self) -> ServerState {
-        match self.state.load(Ordering::Relaxed) {
-            s if s == ServerState::Drain as u8 => ServerState::Drain,
-            s if s == ServerState::Disabled as u8 => ServerState::Disabled,
-            _ => ServerState::Active,
+        state_of(self.state.load(Ordering::Relaxed))
+    }
+
+    /// The state the configuration file says.
+    pub fn file_state(&self) -> ServerState {
+        state_of(self.file_state.load(Ordering::Relaxed))
+    }
+
+    /// Sets the state at run time (the admin API); a reload keeps it unless
+    /// the file changes this server's `state`.
+    pub fn set_state(&self, state: ServerState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// Applies the state of a (re)loaded file: it wins only where it changed.
+    pub fn apply_file_state(&self, state: ServerState) {
+        let before = self.file_state.swap(state as u8, Ordering::Relaxed);
+        if before != state as u8 {
+            self.set_state(state);
         }
     }
 
-    pub fn set_state(&self, state: ServerState) {
-        self.state.store(state as u8, Ordering::Relaxed);
+    /// The last active check: (unix ms, passed), if there was one.
+    pub fn last_check(&self) -> Option<(u64, bool)> {
+        match self.last_check_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some((at, self.last_check_ok.load(Ordering::Relaxed))),
+        }
     }
 
     /// Up: healthy by the active checks and not marked down by real traffic.
@@ -91,6 +134,16 @@ impl Live {
 
     pub fn was_checked(&self) -> bool {
         self.checked.load(Ordering::Relaxed)
+    }
+
+    /// Records one active check's own result (before rise/fall).
+    pub fn checked(&self, ok: bool) {
+        self.checks.record(ok);
+        self.last_check_ok.store(ok, Ordering::Relaxed);
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| ms(d).max(1));
+        self.last_check_ms.store(unix_ms, Ordering::Relaxed);
     }
 
     /// Records the active checks' verdict.

@@ -99,6 +99,15 @@ impl Drop for Completion {
             s.live.end();
         }
         self.conn.end_request();
+        let took = self.start.elapsed();
+        match (&self.pool, server) {
+            (Some(_), Some(s)) => s.live.stats.record(self.status, took),
+            (Some(p), None) => p.stats.unplaced.record(self.status, took),
+            (None, _) => crate::metrics::unrouted().record(self.status, took),
+        }
+        if let (Some(p), Some(o)) = (&self.pool, self.outcome) {
+            p.stats.decided(o);
+        }
         if !self.access_log {
             return;
         }
@@ -112,7 +121,7 @@ impl Drop for Completion {
             server = server.map_or("-", |s| &*s.name),
             sticky = self.outcome.map_or("-", Outcome::as_str),
             bytes = self.bytes,
-            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = took.as_secs_f64() * 1000.0,
             aborted = self.aborted,
         );
     }

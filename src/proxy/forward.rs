@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use super::body::Source;
 use super::completion::Completion;
 use super::error::ProxyError;
-use crate::pool::{Affinity, Decision, NoServer, Pool};
+use crate::pool::{Affinity, Decision, NoServer, Outcome, Pool};
 use crate::runtime::Snapshot;
 
 /// What the sticky step found, handed to the pool's decision on every attempt.
@@ -65,6 +65,9 @@ pub async fn send(
             Err(NoServer::NoneUsable) => return Err(ProxyError::Unreachable),
         };
         let server = &pool.servers[decision.server];
+        if decision.outcome == Outcome::Redispatch {
+            pool.failed_over(placement.affinity, decision.server);
+        }
         done.set_server(decision.server);
         done.set_outcome(decision.outcome);
 

@@ -34,7 +34,8 @@ use forward::Placement;
 #[derive(Debug)]
 pub struct ConnCtx {
     pub peer: SocketAddr,
-    pub listener: usize,
+    /// The socket id of the listener (see `runtime::ListenerRt::id`).
+    pub listener: u64,
     pub scheme: &'static str,
     pub state: Arc<ConnState>,
 }
@@ -60,7 +61,7 @@ pub async fn handle(
         Ok(a) => a,
         Err(e) => return Ok(e.into_response(done)),
     };
-    let Some(listener) = snap.listeners.get(conn.listener) else {
+    let Some(listener) = snap.listener(conn.listener) else {
         return Ok(ProxyError::NoServer.into_response(done));
     };
     let host = authority

@@ -40,6 +40,10 @@ impl CookieMode {
                     affinity = Affinity::Server(i);
                     break;
                 }
+                None if pool.was_removed(value) => {
+                    affinity = Affinity::Removed;
+                    break;
+                }
                 None => affinity = Affinity::UnknownRoute,
             }
         }

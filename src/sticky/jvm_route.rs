@@ -80,15 +80,21 @@ impl JvmRoute {
         }
     }
 
-    /// A binding made at failover wins; else the route in the id.
+    /// A binding made at failover wins; else the route in the id. A route
+    /// of a server that a reload removed is affinity to a dead server.
     fn affine(&self, pool: &Pool, id: &[u8], h: u64) -> Option<Found> {
-        let server = match self.bindings.get(&h) {
+        let bound = match self.bindings.get(&h) {
             Some(bound) => pool.by_name(&bound),
             None => None,
-        }
-        .or_else(|| route_of(id, &self.config.separator).and_then(|r| pool.by_route(r)))?;
+        };
+        let route = route_of(id, &self.config.separator);
+        let affinity = match bound.or_else(|| route.and_then(|r| pool.by_route(r))) {
+            Some(server) => Affinity::Server(server),
+            None if route.is_some_and(|r| pool.was_removed(r)) => Affinity::Removed,
+            None => return None,
+        };
         Some(Found {
-            affinity: Affinity::Server(server),
+            affinity,
             key: Some(h),
             session: Some(h),
             held: None,

@@ -302,8 +302,12 @@ impl Learn {
             return Found::default();
         };
         let key = self.key(id);
-        let affinity = match self.table.get(key).and_then(|e| pool.by_name(&e.server)) {
-            Some(i) => Affinity::Server(i),
+        let affinity = match self.table.get(key) {
+            // An entry naming a server the pool no longer has (a reload
+            // removed it) is affinity to a dead server: it moves once.
+            Some(e) => pool
+                .by_name(&e.server)
+                .map_or(Affinity::Removed, Affinity::Server),
             None => Affinity::None,
         };
         Found {

@@ -46,9 +46,9 @@ impl Lb {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub fn reload(&mut self, yaml: &str) {
+    pub async fn reload(&mut self, yaml: &str) {
         let config = limpet::config::parse(yaml, Path::new("test.yaml")).unwrap();
-        self.limpet.as_mut().unwrap().reload(config).unwrap();
+        self.limpet.as_ref().unwrap().reload(config).await.unwrap();
     }
 
     pub async fn shutdown(mut self) {

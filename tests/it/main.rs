@@ -6,6 +6,7 @@ mod harness;
 
 mod balancing;
 mod config;
+mod examples;
 mod failover;
 mod forwarding;
 mod health;

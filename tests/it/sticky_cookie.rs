@@ -199,7 +199,8 @@ async fn a_draining_server_keeps_its_browsers_and_gets_no_new_ones_and_disabled_
         COOKIE,
         &["active", "drain", "active"],
         "",
-    ));
+    ))
+    .await;
     assert_eq!(
         one_server(&servers_seen(&on2, &lb.url("/"), 20).await),
         "node2"
@@ -217,7 +218,8 @@ async fn a_draining_server_keeps_its_browsers_and_gets_no_new_ones_and_disabled_
         COOKIE,
         &["active", "disabled", "active"],
         "",
-    ));
+    ))
+    .await;
     let moved = one_server(&servers_seen(&on2, &lb.url("/"), 20).await);
     assert_ne!(moved, "node2");
 }

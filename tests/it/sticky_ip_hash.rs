@@ -93,7 +93,7 @@ async fn removing_a_server_moves_only_its_clients_and_they_return() {
         );
     }
     // node3 leaves the configuration
-    lb.reload(&sticky_config(&n[..2], IP, &[], ""));
+    lb.reload(&sticky_config(&n[..2], IP, &[], "")).await;
     for ip in &ips {
         let now = home_of(&lb, *ip).await;
         if before[ip] != "node3" {
@@ -103,7 +103,7 @@ async fn removing_a_server_moves_only_its_clients_and_they_return() {
         }
     }
     // node3 comes back: everyone is home again
-    lb.reload(&sticky_config(&n, IP, &[], ""));
+    lb.reload(&sticky_config(&n, IP, &[], "")).await;
     for ip in &ips {
         assert_eq!(home_of(&lb, *ip).await, before[ip]);
     }
@@ -122,7 +122,8 @@ async fn a_draining_server_keeps_recent_addresses_only_and_disabled_keeps_none()
         }
     }
     assert!(!old_on2.is_empty());
-    lb.reload(&sticky_config(&n, IP, &["active", "drain", "active"], ""));
+    lb.reload(&sticky_config(&n, IP, &["active", "drain", "active"], ""))
+        .await;
     for ip in &old_on2 {
         assert_eq!(
             home_of(&lb, *ip).await,
@@ -142,7 +143,8 @@ async fn a_draining_server_keeps_recent_addresses_only_and_disabled_keeps_none()
         IP,
         &["active", "disabled", "active"],
         "",
-    ));
+    ))
+    .await;
     for ip in &old_on2 {
         assert_ne!(home_of(&lb, *ip).await, "node2");
     }

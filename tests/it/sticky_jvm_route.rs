@@ -113,7 +113,8 @@ async fn drain_keeps_sessions_named_for_it_and_disabled_moves_them() {
         JVM,
         &["active", "disabled", "active"],
         "",
-    ));
+    ))
+    .await;
     let res = c
         .get(lb.url("/"))
         .header("cookie", "JSESSIONID=D.node2")

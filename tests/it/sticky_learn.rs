@@ -267,7 +267,8 @@ async fn drain_keeps_learned_sessions_and_disabled_moves_them() {
         sticky,
         &["active", "drain", "active"],
         "",
-    ));
+    ))
+    .await;
     for _ in 0..10 {
         assert_eq!(ask(&lb, on2.clone()).await, "node2");
     }
@@ -279,7 +280,8 @@ async fn drain_keeps_learned_sessions_and_disabled_moves_them() {
         sticky,
         &["active", "disabled", "active"],
         "",
-    ));
+    ))
+    .await;
     let moved = ask(&lb, on2.clone()).await;
     assert_ne!(moved, "node2");
     // the entry was rewritten: it stays on its replacement
@@ -300,7 +302,7 @@ async fn a_reload_keeps_the_learned_table() {
     }
     // Same pool, another balance: the table must carry over.
     let changed = sticky.replace("    sticky:", "    balance: least_conn\n    sticky:");
-    lb.reload(&sticky_config(&n, &changed, &[], ""));
+    lb.reload(&sticky_config(&n, &changed, &[], "")).await;
     assert_eq!(learned(&lb), 9);
     for (s, home) in homes.iter().enumerate() {
         assert_eq!(

@@ -3,6 +3,7 @@
 //! duration has a documented range (docs/configuration.md), so whatever
 //! `limpet check` accepts also runs.
 
+mod admin;
 mod checker;
 mod pool;
 mod sticky;
@@ -45,6 +46,11 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
     }
 
     let listeners = listeners(&c, &file.listeners, &pool_index)?;
+    let mut warnings = Vec::new();
+    let admin = match &file.admin {
+        Some(a) => Some(admin::validate(&c, a.as_ref(), &listeners, &mut warnings)?),
+        None => None,
+    };
 
     let mut trusted_proxies = Vec::new();
     for (i, t) in file.trusted_proxies.iter().flatten().enumerate() {
@@ -187,7 +193,10 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
     };
 
     Ok(Config {
+        source: path.to_path_buf(),
+        warnings,
         listeners,
+        admin,
         trusted_proxies,
         timeouts,
         limits,
@@ -336,7 +345,7 @@ fn valid_route_host(h: &str) -> bool {
 
 /// Two binds conflict when they are the same, or one is the wildcard address
 /// of the other's family on the same port.
-fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
+pub(super) fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port()
         && a.is_ipv4() == b.is_ipv4()
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())

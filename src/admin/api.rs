@@ -1,0 +1,112 @@
+//! `GET /api/pools`: every pool and server as JSON, read from the running
+//! snapshot.
+
+use serde::Serialize;
+
+use crate::pool::Pool;
+use crate::runtime::Snapshot;
+
+#[derive(Debug, Serialize)]
+pub struct Pools {
+    pub pools: Vec<PoolView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolView {
+    pub name: String,
+    pub mode: &'static str,
+    pub servers: Vec<ServerView>,
+    /// Entries of the learned table (learn mode), else null.
+    pub learned_sessions: Option<u64>,
+    /// Of which request-learned ids on probation (learn mode), else null.
+    pub learned_on_probation: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerView {
+    pub name: String,
+    pub address: String,
+    pub route: String,
+    pub weight: u32,
+    /// The state in effect (set by the file, or at run time through the API).
+    pub state: &'static str,
+    /// The state the configuration file says.
+    pub configured_state: &'static str,
+    /// Up: healthy by active checks and not marked down by passive checks.
+    pub up: bool,
+    pub last_check: Option<CheckView>,
+    pub active_requests: u32,
+    /// Requests answered through this server since limpet started.
+    pub requests: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    pub ok: bool,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+pub fn pools(snap: &Snapshot) -> Pools {
+    Pools {
+        pools: snap
+            .pools
+            .iter()
+            .map(|p| PoolView {
+                name: p.name.to_string(),
+                mode: p.mode.as_str(),
+                servers: (0..p.servers.len()).map(|i| server(p, i)).collect(),
+                learned_sessions: p.sticky.learned().map(|t| t.len()),
+                learned_on_probation: p.sticky.learned().map(|t| t.on_probation()),
+            })
+            .collect(),
+    }
+}
+
+pub fn server(pool: &Pool, i: usize) -> ServerView {
+    let s = &pool.servers[i];
+    ServerView {
+        name: s.name.to_string(),
+        address: s.address.to_string(),
+        route: s.route.to_string(),
+        weight: s.weight,
+        state: s.live.state().as_str(),
+        configured_state: s.live.file_state().as_str(),
+        up: s.live.is_up(),
+        last_check: s.live.last_check().map(|(at, ok)| CheckView {
+            ok,
+            at: rfc3339(at),
+        }),
+        active_requests: s.live.active(),
+        requests: s.live.stats.total(),
+    }
+}
+
+/// Unix milliseconds as `2026-11-30T03:51:22.123Z`.
+pub fn rfc3339(unix_ms: u64) -> String {
+    let secs = i64::try_from(unix_ms / 1000).unwrap_or(0);
+    let t = cookie::time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(cookie::time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        unix_ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339(1_795_996_282_123),
+            "2026-11-29T23:51:22.123Z"
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! The admin endpoint, on its own listener (`admin.bind`; no `admin`
+//! section, no listener at all):
+//!
+//! ```text
+//! GET  /metrics                                   Prometheus text (OpenMetrics on request)
+//! GET  /status                                    HTML page: pools, servers, health, traffic, failovers
+//! GET  /api/pools                                 the same as JSON
+//! PUT  /api/pools/{pool}/servers/{server}/state   {"state":"drain"|"active"|"disabled"}
+//! POST /api/reload                                same as SIGHUP
+//! ```
+//!
+//! With `admin.token_file`, `PUT` and `POST` need `Authorization: Bearer
+//! <token>` (compared in constant time), else 401. Unknown pool or server:
+//! 404; a bad body: 400 with a message; a wrong method: 405 with `Allow`.
+//! Every state change is logged with the peer that made it.
+
+mod api;
+mod status;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::ServerState;
+use crate::control::Control;
+
+type Body = Full<Bytes>;
+
+pub struct Serve {
+    pub listener: TcpListener,
+    pub control: Arc<Control>,
+    pub stop: watch::Receiver<bool>,
+}
+
+struct Ctx {
+    control: Arc<Control>,
+    registry: Registry,
+}
+
+/// Accepts admin connections until `stop` turns true. (Boxed: the admin
+/// API reloads the configuration, which may start a new admin endpoint.)
+pub fn serve(s: Serve) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(accept(s))
+}
+
+async fn accept(mut s: Serve) {
+    let ctx = Arc::new(Ctx {
+        registry: crate::metrics::export::registry(Arc::clone(&s.control.shared)),
+        control: s.control,
+    });
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = s.listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = s.stop.changed() => break,
+        };
+        let ctx = Arc::clone(&ctx);
+        let svc = service_fn(move |req| handle(Arc::clone(&ctx), peer, req));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(s.listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Metrics,
+    Status,
+    Pools,
+    State { pool: &'a str, server: &'a str },
+    Reload,
+}
+
+impl Route<'_> {
+    fn parse(path: &str) -> Option<Route<'_>> {
+        match path {
+            "/metrics" => return Some(Route::Metrics),
+            "/status" | "/" => return Some(Route::Status),
+            "/api/pools" => return Some(Route::Pools),
+            "/api/reload" => return Some(Route::Reload),
+            _ => {}
+        }
+        let rest = path.strip_prefix("/api/pools/")?;
+        let mut parts = rest.split('/');
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some(pool), Some("servers"), Some(server), Some("state"), None) => {
+                Some(Route::State { pool, server })
+            }
+            _ => None,
+        }
+    }
+
+    fn allowed(&self) -> Method {
+        match self {
+            Route::Metrics | Route::Status | Route::Pools => Method::GET,
+            Route::State { .. } => Method::PUT,
+            Route::Reload => Method::POST,
+        }
+    }
+}
+
+async fn handle(
+    ctx: Arc<Ctx>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let Some(route) = Route::parse(&path) else {
+        return Ok(text(StatusCode::NOT_FOUND, "not found\n"));
+    };
+    let allowed = route.allowed();
+    let method_ok =
+        *req.method() == allowed || (allowed == Method::GET && *req.method() == Method::HEAD);
+    if !method_ok {
+        let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        if let Ok(v) = HeaderValue::from_str(allowed.as_str()) {
+            res.headers_mut().insert(header::ALLOW, v);
+        }
+        return Ok(res);
+    }
+    let snap = ctx.control.shared.snapshot.load_full();
+    if allowed != Method::GET
+        && let Some(token) = &snap.admin_token
+    {
+        let offered = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        if !offered.is_some_and(|t| token.matches(t)) {
+            tracing::warn!(%peer, path = %path, "admin call refused: missing or wrong token");
+            let mut res = text(
+                StatusCode::UNAUTHORIZED,
+                "a valid `Authorization: Bearer <token>` is required\n",
+            );
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Ok(res);
+        }
+    }
+    Ok(match route {
+        Route::Metrics => {
+            let openmetrics = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/openmetrics-text"));
+            match crate::metrics::export::encode(&ctx.registry, openmetrics) {
+                Ok(body) => {
+                    let ct = if openmetrics {
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                    } else {
+                        "text/plain; version=0.0.4; charset=utf-8"
+                    };
+                    with_type(Response::new(Full::new(Bytes::from(body))), ct)
+                }
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
+            }
+        }
+        Route::Status => with_type(
+            Response::new(Full::new(Bytes::from(status::page(&snap)))),
+            "text/html; charset=utf-8",
+        ),
+        Route::Pools => json(StatusCode::OK, &api::pools(&snap)),
+        Route::State { pool, server } => {
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(res) => return Ok(res),
+            };
+            set_state(&snap, pool, server, &body, peer)
+        }
+        Route::Reload => {
+            tracing::info!(%peer, "reload requested through the admin API");
+            match ctx.control.reload_file().await {
+                Ok(()) => json(StatusCode::OK, &serde_json::json!({"result": "success"})),
+                Err(e) => json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &serde_json::json!({"result": "failure", "error": e.to_string()}),
+                ),
+            }
+        }
+    })
+}
+
+/// A small JSON body, read within a deadline.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    let limited = Limited::new(req.into_body(), 4096);
+    match tokio::time::timeout(Duration::from_secs(10), limited.collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(text(
+            StatusCode::BAD_REQUEST,
+            "the body must be a small JSON object\n",
+        )),
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            "body not received in time\n",
+        )),
+    }
+}
+
+fn set_state(
+    snap: &crate::runtime::Snapshot,
+    pool_name: &str,
+    server_name: &str,
+    body: &[u8],
+    peer: SocketAddr,
+) -> Response<Body> {
+    let Some(pool) = snap.pool(pool_name) else {
+        return text(StatusCode::NOT_FOUND, &format!("no pool {pool_name:?}\n"));
+    };
+    let Some(i) = pool.by_name(server_name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            &format!("no server {server_name:?} in pool {pool_name:?}\n"),
+        );
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        state: String,
+    }
+    let state = match serde_json::from_slice::<Body>(body) {
+        Ok(b) => match b.state.as_str() {
+            "active" => ServerState::Active,
+            "drain" => ServerState::Drain,
+            "disabled" => ServerState::Disabled,
+            other => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("`state` must be one of active, drain, disabled, not {other:?}\n"),
+                );
+            }
+        },
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("the body must be {{\"state\":\"drain\"|\"active\"|\"disabled\"}}: {e}\n"),
+            );
+        }
+    };
+    let server = &pool.servers[i];
+    let before = server.live.state();
+    server.live.set_state(state);
+    tracing::info!(
+        pool = %pool.name,
+        server = %server.name,
+        from = before.as_str(),
+        to = state.as_str(),
+        by = %peer,
+        "server state changed through the admin API"
+    );
+    json(StatusCode::OK, &api::server(pool, i))
+}
+
+fn with_type(mut res: Response<Body>, content_type: &'static str) -> Response<Body> {
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut res = with_type(
+        Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes()))),
+        "text/plain; charset=utf-8",
+    );
+    *res.status_mut() = status;
+    res
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            let mut res = with_type(
+                Response::new(Full::new(Bytes::from(body))),
+                "application/json",
+            );
+            *res.status_mut() = status;
+            res
+        }
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode JSON\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_parsed() {
+        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
+        assert_eq!(
+            Route::parse("/api/pools/app/servers/node1/state"),
+            Some(Route::State {
+                pool: "app",
+                server: "node1"
+            })
+        );
+        assert_eq!(Route::parse("/api/pools/app/servers/node1/state/x"), None);
+        assert_eq!(Route::parse("/api/pools/app/servers/node1"), None);
+        assert_eq!(Route::parse("/nope"), None);
+    }
+}

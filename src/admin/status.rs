@@ -1,0 +1,158 @@
+//! `GET /status`: one self-contained HTML page (no scripts, styles inline,
+//! nothing fetched from elsewhere) that refreshes itself every 5 seconds:
+//! every pool and server with up/down in colour, state, weight, share of
+//! traffic, in-flight requests, learned sessions, the last health check,
+//! and the pool's recent failovers. Every value is HTML-escaped.
+
+use std::fmt::Write;
+
+use super::api::rfc3339;
+use crate::config::ServerState;
+use crate::runtime::Snapshot;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}\
+table{border-collapse:collapse;margin:.4em 0 1em}th,td{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}\
+th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+.up{color:#fff;background:#2e7d32;padding:.1em .5em;border-radius:3px}\
+.down{color:#fff;background:#c62828;padding:.1em .5em;border-radius:3px}\
+.state-drain{color:#b26a00;font-weight:bold}.state-disabled{color:#777;font-weight:bold}.state-active{color:#2e7d32}\
+.muted{color:#777}";
+
+pub fn page(snap: &Snapshot) -> String {
+    let mut h = String::with_capacity(8 * 1024);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"5\">\
+         <title>limpet status</title><style>{STYLE}</style></head><body>\
+         <h1>limpet {}</h1><p class=\"muted\">Refreshes every 5 seconds.</p>",
+        escape(env!("CARGO_PKG_VERSION"))
+    );
+    for pool in &snap.pools {
+        let total: u64 = pool.servers.iter().map(|s| s.live.stats.total()).sum();
+        let _ = write!(
+            h,
+            "<h2 id=\"pool-{name}\">Pool {name} <span class=\"muted\">(sticky: {mode})</span></h2>",
+            name = escape(&pool.name),
+            mode = escape(pool.mode.as_str()),
+        );
+        if let Some(t) = pool.sticky.learned() {
+            let _ = write!(
+                h,
+                "<p>Learned sessions: <span class=\"learned\">{}</span> ({} on probation)</p>",
+                t.len(),
+                t.on_probation()
+            );
+        }
+        h.push_str(
+            "<table><thead><tr><th>server</th><th>address</th><th>health</th><th>state</th>\
+             <th>weight</th><th>share of traffic</th><th>requests</th><th>in flight</th>\
+             <th>last health check</th></tr></thead><tbody>",
+        );
+        for s in pool.servers.iter() {
+            let up = s.live.is_up();
+            let state = s.live.state();
+            let share = if total == 0 {
+                0.0
+            } else {
+                s.live.stats.total() as f64 * 100.0 / total as f64
+            };
+            let check = match s.live.last_check() {
+                Some((at, ok)) => format!(
+                    "{} at {}",
+                    if ok { "passed" } else { "failed" },
+                    escape(&rfc3339(at))
+                ),
+                None => "none".to_owned(),
+            };
+            let state_note = if state == s.live.file_state() {
+                String::new()
+            } else {
+                format!(
+                    " <span class=\"muted\">(file: {})</span>",
+                    s.live.file_state().as_str()
+                )
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"server\" data-server=\"{name}\" data-up=\"{up}\" data-state=\"{state}\">\
+                 <td>{name}</td><td>{addr}</td><td><span class=\"{updown}\">{updown}</span></td>\
+                 <td class=\"state-{state}\">{state}{state_note}</td><td class=\"num\">{weight}</td>\
+                 <td class=\"num\">{share:.1}%</td><td class=\"num\">{requests}</td>\
+                 <td class=\"num\">{active}</td><td>{check}</td></tr>",
+                name = escape(&s.name),
+                addr = escape(&s.address.to_string()),
+                updown = if up { "up" } else { "down" },
+                state = state_label(state),
+                weight = s.weight,
+                requests = s.live.stats.total(),
+                active = s.live.active(),
+            );
+        }
+        h.push_str("</tbody></table>");
+        let failovers = pool.failovers.list();
+        if failovers.is_empty() {
+            h.push_str("<p class=\"muted\">No failovers since start.</p>");
+        } else {
+            h.push_str(
+                "<table class=\"failovers\"><thead><tr><th>failover at</th><th>from</th><th>to</th></tr></thead><tbody>",
+            );
+            for f in failovers.iter().rev() {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(&rfc3339(f.at_ms)),
+                    escape(&f.from),
+                    escape(&f.to)
+                );
+            }
+            h.push_str("</tbody></table>");
+        }
+    }
+    h.push_str("<h2>Listeners</h2><table><thead><tr><th>listener</th><th>address</th><th>connections</th></tr></thead><tbody>");
+    for l in &snap.listeners {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+            escape(&l.name),
+            escape(&l.addr.to_string()),
+            l.stats.active()
+        );
+    }
+    h.push_str("</tbody></table></body></html>\n");
+    h
+}
+
+fn state_label(s: ServerState) -> &'static str {
+    s.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

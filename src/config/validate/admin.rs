@@ -1,0 +1,125 @@
+//! Validation of the `admin` section: where it listens (never on a proxy
+//! listener's address) and the token file, which must exist, hold a token and
+//! not be readable by everyone.
+
+use std::net::SocketAddr;
+
+use super::super::file::{AdminFile, S};
+use super::super::{AdminConfig, ConfigError, ListenerConfig, Token};
+use super::checker::Checker;
+
+/// The admin endpoint's address when the section does not say.
+pub const DEFAULT_BIND: &str = "127.0.0.1:9090";
+
+pub fn validate(
+    c: &Checker<'_>,
+    file: Option<&AdminFile>,
+    listeners: &[ListenerConfig],
+    warnings: &mut Vec<String>,
+) -> Result<AdminConfig, ConfigError> {
+    let default = AdminFile::default();
+    let file = file.unwrap_or(&default);
+    let bind = match &file.bind {
+        Some(b) => {
+            let addr = c.address(b, "admin.bind")?;
+            if let Some(l) = listeners.iter().find(|l| super::conflicts(l.bind, addr)) {
+                return Err(c.err(
+                    b,
+                    "admin.bind",
+                    format!(
+                        "the admin endpoint binds {addr}, which conflicts with listener {:?} on {}; give it its own port.",
+                        l.name, l.bind
+                    ),
+                ));
+            }
+            addr
+        }
+        None => {
+            let addr: SocketAddr = DEFAULT_BIND
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9090)));
+            if let Some(l) = listeners.iter().find(|l| super::conflicts(l.bind, addr)) {
+                return Err(ConfigError::at(
+                    c.path,
+                    serde_saphyr::Location::UNKNOWN,
+                    "admin.bind",
+                    format!(
+                        "the admin endpoint's default address {addr} conflicts with listener {:?}; set `admin.bind`.",
+                        l.name
+                    ),
+                ));
+            }
+            addr
+        }
+    };
+    let token = match &file.token_file {
+        Some(t) => Some(read_token(c, t, warnings)?),
+        None => None,
+    };
+    Ok(AdminConfig { bind, token })
+}
+
+fn read_token(
+    c: &Checker<'_>,
+    t: &S<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Token, ConfigError> {
+    let path = std::path::Path::new(t.value.trim());
+    let key = "admin.token_file";
+    let meta = std::fs::metadata(path).map_err(|e| {
+        c.err(
+            t,
+            key,
+            format!("cannot read the token file {:?}: {e}.", t.value),
+        )
+    })?;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode();
+    if mode & 0o004 != 0 {
+        return Err(c.err(
+            t,
+            key,
+            format!(
+                "the token file {:?} is readable by every user (mode {:o}); chmod 600 it.",
+                t.value,
+                mode & 0o777
+            ),
+        ));
+    }
+    if mode & 0o040 != 0 {
+        warnings.push(format!(
+            "the token file {:?} is readable by its group (mode {:o}); chmod 600 it unless that is meant.",
+            t.value,
+            mode & 0o777
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        c.err(
+            t,
+            key,
+            format!("cannot read the token file {:?}: {e}.", t.value),
+        )
+    })?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.trim().is_empty() {
+        return Err(c.err(
+            t,
+            key,
+            format!(
+                "the token file {:?} is empty; put a long random token in it.",
+                t.value
+            ),
+        ));
+    }
+    if secret.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(c.err(
+            t,
+            key,
+            format!(
+                "the token in {:?} must be one line of printable characters without spaces.",
+                t.value
+            ),
+        ));
+    }
+    Ok(Token::new(secret.to_owned()))
+}

@@ -1,0 +1,413 @@
+//! The running instance behind a [`crate::Limpet`] handle: the bound
+//! sockets, the admin endpoint, the health-check loops, the connection
+//! limit, and the one function that applies a configuration — at start and
+//! on every reload (SIGHUP or `POST /api/reload`). Applying is all or
+//! nothing: new sockets are bound first, and if one cannot be, the running
+//! configuration stays untouched.
+//!
+//! What a reload changes: pools, servers, routes, timeouts, limits
+//! (`max_connections` included), `state_dir`, the log level and format,
+//! health-check loops (restarted for added or changed servers, stopped for
+//! removed ones), and listeners (added ones are bound; removed ones stop
+//! accepting and close after their in-flight requests; unchanged ones keep
+//! their sockets, so no connection is ever refused). What it keeps: learned
+//! tables, jvm_route bindings, health, run-time states and counters of
+//! everything that still exists.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config};
+use crate::runtime::{Bound, Shared, Snapshot};
+use crate::{admin, health, listener, logging, sticky};
+
+/// Why a configuration could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot listen on {addr} (listener {name:?}): {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+}
+
+/// The name under which tests hand over a pre-bound admin socket.
+pub const ADMIN_SOCKET: &str = "@admin";
+
+/// A socket limpet accepts on, with the task that does.
+#[derive(Debug)]
+struct Accepting {
+    id: u64,
+    name: String,
+    bind: SocketAddr,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct State {
+    config: Option<Config>,
+    listeners: Vec<Accepting>,
+    admin: Option<Accepting>,
+    checks: health::Checks,
+    permits: Arc<Semaphore>,
+    permits_total: usize,
+    next_id: u64,
+}
+
+/// The running instance.
+#[derive(Debug)]
+pub struct Control {
+    pub shared: Arc<Shared>,
+    state: Mutex<State>,
+    stop: watch::Sender<bool>,
+    persist: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Control {
+    /// Starts serving `config`; `bound` are pre-bound sockets by listener
+    /// name (tests bind `127.0.0.1:0` themselves; [`ADMIN_SOCKET`] for the
+    /// admin endpoint).
+    pub async fn start(
+        config: Config,
+        bound: HashMap<String, std::net::TcpListener>,
+    ) -> Result<Arc<Control>, ApplyError> {
+        let empty = Snapshot::detached(&Config {
+            listeners: Vec::new(),
+            pools: Vec::new(),
+            admin: None,
+            ..config.clone()
+        });
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(empty),
+            global: Default::default(),
+        });
+        let (stop, _) = watch::channel(false);
+        let control = Arc::new(Control {
+            shared,
+            state: Mutex::new(State {
+                config: None,
+                listeners: Vec::new(),
+                admin: None,
+                checks: health::Checks::default(),
+                permits: Arc::new(Semaphore::new(0)),
+                permits_total: 0,
+                next_id: 1,
+            }),
+            stop,
+            persist: std::sync::Mutex::new(None),
+        });
+        control.apply(config, bound).await?;
+        let task = tokio::spawn(persist_periodically(
+            Arc::clone(&control.shared),
+            control.stop.subscribe(),
+        ));
+        if let Ok(mut p) = control.persist.lock() {
+            *p = Some(task);
+        }
+        Ok(control)
+    }
+
+    /// Reads the configuration file again and applies it; counts the result.
+    pub async fn reload_file(self: &Arc<Self>) -> Result<(), ApplyError> {
+        let source = match &self.state.lock().await.config {
+            Some(c) => c.source.clone(),
+            None => return Ok(()),
+        };
+        let result = match config::load(&source) {
+            Ok(config) => self.apply(config, HashMap::new()).await,
+            Err(e) => Err(e.into()),
+        };
+        self.counted(result)
+    }
+
+    /// Applies `config` (already validated); counts the result.
+    pub async fn reload(
+        self: &Arc<Self>,
+        config: Config,
+        bound: HashMap<String, std::net::TcpListener>,
+    ) -> Result<(), ApplyError> {
+        let result = self.apply(config, bound).await;
+        self.counted(result)
+    }
+
+    fn counted(&self, result: Result<(), ApplyError>) -> Result<(), ApplyError> {
+        self.shared.global.reloaded(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => tracing::error!("reload rejected: {e}; the running configuration stays"),
+        }
+        result
+    }
+
+    async fn apply(
+        self: &Arc<Self>,
+        config: Config,
+        mut bound: HashMap<String, std::net::TcpListener>,
+    ) -> Result<(), ApplyError> {
+        let mut st = self.state.lock().await;
+        let first = st.config.is_none();
+
+        // Sockets first: if one cannot be bound, nothing has changed yet.
+        let mut fresh: Vec<(String, SocketAddr, TcpListener)> = Vec::new();
+        let wanted: Vec<(String, SocketAddr)> = config
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.bind))
+            .chain(
+                config
+                    .admin
+                    .as_ref()
+                    .map(|a| (ADMIN_SOCKET.to_owned(), a.bind)),
+            )
+            .collect();
+        for (name, bind) in &wanted {
+            let running = if name == ADMIN_SOCKET {
+                st.admin.as_ref().is_some_and(|a| a.bind == *bind)
+            } else {
+                st.listeners.iter().any(|l| l.bind == *bind)
+            };
+            if running {
+                continue;
+            }
+            let bind_err = |source| ApplyError::Bind {
+                name: name.clone(),
+                addr: *bind,
+                source,
+            };
+            let std_listener = match bound.remove(name) {
+                Some(l) => {
+                    l.set_nonblocking(true).map_err(bind_err)?;
+                    l
+                }
+                None => listener::bind(*bind).map_err(bind_err)?,
+            };
+            let tcp = TcpListener::from_std(std_listener).map_err(bind_err)?;
+            fresh.push((name.clone(), *bind, tcp));
+        }
+
+        // Which socket serves which listener: unchanged binds keep theirs.
+        let mut keep: Vec<Accepting> = Vec::new();
+        let mut retire: Vec<Accepting> = Vec::new();
+        for mut a in std::mem::take(&mut st.listeners) {
+            match config.listeners.iter().find(|l| l.bind == a.bind) {
+                Some(l) => {
+                    a.name = l.name.clone();
+                    keep.push(a);
+                }
+                None => retire.push(a),
+            }
+        }
+        let mut start: Vec<(u64, TcpListener)> = Vec::new();
+        let mut admin_socket = None;
+        for (name, bind, tcp) in fresh {
+            let addr = tcp.local_addr().unwrap_or(bind);
+            if name == ADMIN_SOCKET {
+                admin_socket = Some((bind, addr, tcp));
+                continue;
+            }
+            let id = st.next_id;
+            st.next_id += 1;
+            let (stop, _) = watch::channel(false);
+            keep.push(Accepting {
+                id,
+                name,
+                bind,
+                addr,
+                stop,
+                task: tokio::spawn(async {}),
+            });
+            start.push((id, tcp));
+        }
+        let by_name: Bound = keep
+            .iter()
+            .map(|a| (a.name.clone(), (a.id, a.addr)))
+            .collect();
+        let admin_addr = match (&admin_socket, &st.admin, &config.admin) {
+            (Some((_, addr, _)), _, _) => Some(*addr),
+            (None, Some(a), Some(_)) => Some(a.addr),
+            _ => None,
+        };
+
+        // The new world, with the live state of the old one.
+        let previous = self.shared.snapshot.load_full();
+        let snapshot = Arc::new(Snapshot::build(
+            &config,
+            (!first).then_some(&*previous),
+            &by_name,
+            admin_addr,
+        ));
+        restore_learned(&snapshot, &previous, first);
+        self.shared.snapshot.store(Arc::clone(&snapshot));
+
+        // Start accepting on new sockets; stop on retired ones.
+        let permits = Arc::clone(&st.permits);
+        for (id, tcp) in start {
+            if let Some(a) = keep.iter_mut().find(|a| a.id == id) {
+                tracing::info!(listener = %a.name, addr = %a.addr, "listening");
+                a.task = tokio::spawn(listener::serve(listener::Serve {
+                    listener: tcp,
+                    id,
+                    shared: Arc::clone(&self.shared),
+                    permits: Arc::clone(&permits),
+                    stop: a.stop.subscribe(),
+                }));
+            }
+        }
+        for a in retire {
+            tracing::info!(addr = %a.addr, "listener removed: no new connections, in-flight requests finish");
+            let _ = a.stop.send(true);
+        }
+        st.listeners = keep;
+
+        match (admin_socket, config.admin.is_some()) {
+            (Some((bind, addr, tcp)), _) => {
+                if let Some(old) = st.admin.take() {
+                    let _ = old.stop.send(true);
+                }
+                let (stop, _) = watch::channel(false);
+                tracing::info!(%addr, "admin endpoint listening");
+                let task = tokio::spawn(admin::serve(admin::Serve {
+                    listener: tcp,
+                    control: Arc::clone(self),
+                    stop: stop.subscribe(),
+                }));
+                st.admin = Some(Accepting {
+                    id: 0,
+                    name: ADMIN_SOCKET.to_owned(),
+                    bind,
+                    addr,
+                    stop,
+                    task,
+                });
+            }
+            (None, false) => {
+                if let Some(old) = st.admin.take() {
+                    tracing::info!("admin endpoint removed");
+                    let _ = old.stop.send(true);
+                }
+            }
+            (None, true) => {}
+        }
+
+        st.checks.sync(&snapshot);
+        resize(&mut st, config.limits.max_connections);
+        if !first {
+            logging::apply(&config.log);
+        }
+        for w in &config.warnings {
+            tracing::warn!("{}: {w}", config.source.display());
+        }
+        st.config = Some(config);
+        Ok(())
+    }
+
+    /// Stops accepting everywhere, lets in-flight requests finish within
+    /// `shutdown_grace`, and writes the learned tables.
+    pub async fn shutdown(&self) {
+        let mut st = self.state.lock().await;
+        st.checks.stop();
+        let _ = self.stop.send(true);
+        let mut tasks = Vec::new();
+        let admin = st.admin.take();
+        for a in st.listeners.drain(..).chain(admin) {
+            let _ = a.stop.send(true);
+            tasks.push(a.task);
+        }
+        st.permits.close();
+        drop(st);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let persist = self.persist.lock().ok().and_then(|mut p| p.take());
+        if let Some(t) = persist {
+            t.abort();
+        }
+        persist_learned(&self.shared.snapshot.load());
+    }
+
+    /// The address of each listener, in configuration order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.shared
+            .snapshot
+            .load()
+            .listeners
+            .iter()
+            .map(|l| l.addr)
+            .collect()
+    }
+}
+
+/// Makes `max_connections` permits exist: more are added at once; fewer are
+/// taken out as connections end (new connections wait until then).
+fn resize(st: &mut State, total: usize) {
+    if total > st.permits_total {
+        st.permits.add_permits(total - st.permits_total);
+    } else if total < st.permits_total {
+        let excess = st.permits_total - total;
+        let permits = Arc::clone(&st.permits);
+        tokio::spawn(async move {
+            if let Ok(p) = permits
+                .acquire_many_owned(u32::try_from(excess).unwrap_or(u32::MAX))
+                .await
+            {
+                p.forget();
+            }
+        });
+    }
+    st.permits_total = total;
+}
+
+/// Restores learned tables from `state_dir` for pools that are new in this
+/// snapshot (all of them at start).
+fn restore_learned(snapshot: &Snapshot, previous: &Snapshot, first: bool) {
+    for pool in snapshot.pools.iter().filter(|p| p.persist) {
+        let known = !first && previous.pool(&pool.name).is_some_and(|p| p.persist);
+        let Some(table) = pool.sticky.learned().filter(|_| !known) else {
+            continue;
+        };
+        match sticky::persist::load(&snapshot.state_dir, &pool.name, table) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pool = %pool.name, sessions = n, "learned sessions restored"),
+            Err(e) => tracing::warn!(pool = %pool.name, "{e}"),
+        }
+    }
+}
+
+/// Writes the learned tables of pools with `persist: true` to `state_dir`.
+pub fn persist_learned(snapshot: &Snapshot) {
+    for pool in snapshot.pools.iter().filter(|p| p.persist) {
+        let Some(table) = pool.sticky.learned() else {
+            continue;
+        };
+        match sticky::persist::save(&snapshot.state_dir, &pool.name, table) {
+            Ok(n) => tracing::debug!(pool = %pool.name, sessions = n, "learned sessions saved"),
+            Err(e) => tracing::error!(pool = %pool.name, "{e}"),
+        }
+    }
+}
+
+/// How often learned tables are written to `state_dir`.
+pub const PERSIST_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn persist_periodically(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PERSIST_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        let snapshot = shared.snapshot.load_full();
+        // File writes and fsync block: keep them off the runtime's workers.
+        let _ = tokio::task::spawn_blocking(move || persist_learned(&snapshot)).await;
+    }
+}

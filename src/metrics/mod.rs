@@ -1,0 +1,327 @@
+//! Counting what happens, cheaply enough to do on every request.
+//!
+//! Counters live with what they count and survive a reload the way that
+//! thing does: a server's in its [`crate::pool::Live`], a pool's in its
+//! [`PoolStats`], a listener's in its [`ListenerStats`] — each carried over
+//! by name, so counters reset only when the process restarts, and a server
+//! removed by a reload is no longer exported. Nothing is looked up by name
+//! or hashed per request: a request adds to the atomics of the server it
+//! already holds. Each counter is split in shards, one per worker thread
+//! (by a thread-local index), so that workers do not fight over one cache
+//! line. [`export`] reads them all at scrape time.
+
+pub mod export;
+pub mod process;
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::pool::Outcome;
+
+/// Upper bounds (seconds) of the latency histogram buckets, 0.5 ms to 30 s.
+pub const BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+const BUCKET_MICROS: [u64; 15] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000, 30_000_000,
+];
+
+/// Status codes 100..=599 each have a counter.
+const CODES: usize = 500;
+
+/// The number of shards: one per CPU, at most 64.
+fn shards() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 64)
+    })
+}
+
+/// This thread's shard.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    MINE.with(|m| {
+        let mut i = m.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Ordering::Relaxed) % shards();
+            m.set(i);
+        }
+        i
+    })
+}
+
+/// Keeps each shard on its own cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+fn sharded<T: Default>() -> Box<[Padded<T>]> {
+    (0..shards()).map(|_| Padded(T::default())).collect()
+}
+
+#[derive(Debug)]
+struct RequestShard {
+    codes: [AtomicU64; CODES],
+    /// Non-cumulative: bucket i counts durations in (BUCKETS[i-1], BUCKETS[i]];
+    /// the last one is +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Default for RequestShard {
+    fn default() -> Self {
+        RequestShard {
+            codes: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Requests answered through one server (or, for a pool, answered before a
+/// server was chosen): counts by status code and a latency histogram.
+#[derive(Debug)]
+pub struct RequestStats {
+    shards: Box<[Padded<RequestShard>]>,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        RequestStats { shards: sharded() }
+    }
+}
+
+/// A histogram read at scrape time: cumulative bucket counts, sum, count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl RequestStats {
+    /// Counts one answered request. `status` is what the access log says
+    /// (499 for a client that went away).
+    pub fn record(&self, status: u16, took: Duration) {
+        let s = &self.shards[shard()].0;
+        if let Some(c) = usize::from(status)
+            .checked_sub(100)
+            .and_then(|i| s.codes.get(i))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let i = BUCKET_MICROS
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(BUCKETS.len());
+        s.buckets[i].fetch_add(1, Ordering::Relaxed);
+        s.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// (status, count) for every status seen, in order.
+    pub fn by_code(&self) -> Vec<(u16, u64)> {
+        let mut out = Vec::new();
+        for i in 0..CODES {
+            let n: u64 = self
+                .shards
+                .iter()
+                .map(|s| s.0.codes[i].load(Ordering::Relaxed))
+                .sum();
+            if n > 0 {
+                out.push((i as u16 + 100, n));
+            }
+        }
+        out
+    }
+
+    /// Requests counted, over all codes.
+    pub fn total(&self) -> u64 {
+        self.shards
+            .iter()
+            .flat_map(|s| s.0.buckets.iter())
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn histogram(&self) -> Histogram {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(BUCKETS.len() + 1);
+        for i in 0..=BUCKETS.len() {
+            cumulative += self
+                .shards
+                .iter()
+                .map(|s| s.0.buckets[i].load(Ordering::Relaxed))
+                .sum::<u64>();
+            let le = BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+            buckets.push((le, cumulative));
+        }
+        let micros: u64 = self
+            .shards
+            .iter()
+            .map(|s| s.0.sum_micros.load(Ordering::Relaxed))
+            .sum();
+        Histogram {
+            buckets,
+            sum: micros as f64 / 1e6,
+            count: cumulative,
+        }
+    }
+}
+
+/// Active health checks of one server.
+#[derive(Debug, Default)]
+pub struct CheckStats {
+    pub success: AtomicU64,
+    pub failure: AtomicU64,
+}
+
+impl CheckStats {
+    pub fn record(&self, ok: bool) {
+        let c = if ok { &self.success } else { &self.failure };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Default)]
+struct OutcomeShard {
+    outcomes: [AtomicU64; 4],
+}
+
+/// What one pool counts beyond its servers: sticky decisions by outcome,
+/// and requests it answered before a server was chosen.
+#[derive(Debug)]
+pub struct PoolStats {
+    outcomes: Box<[Padded<OutcomeShard>]>,
+    pub unplaced: RequestStats,
+}
+
+impl Default for PoolStats {
+    fn default() -> Self {
+        PoolStats {
+            outcomes: sharded(),
+            unplaced: RequestStats::default(),
+        }
+    }
+}
+
+fn outcome_index(o: Outcome) -> usize {
+    match o {
+        Outcome::Hit => 0,
+        Outcome::New => 1,
+        Outcome::Redispatch => 2,
+        Outcome::UnknownRoute => 3,
+    }
+}
+
+/// Every outcome, in the order the metrics list them.
+pub const OUTCOMES: [Outcome; 4] = [
+    Outcome::Hit,
+    Outcome::New,
+    Outcome::Redispatch,
+    Outcome::UnknownRoute,
+];
+
+impl PoolStats {
+    pub fn decided(&self, outcome: Outcome) {
+        self.outcomes[shard()].0.outcomes[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn decisions(&self, outcome: Outcome) -> u64 {
+        self.outcomes
+            .iter()
+            .map(|s| s.0.outcomes[outcome_index(outcome)].load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// Client connections open on one listener.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    active: AtomicU64,
+}
+
+impl ListenerStats {
+    pub fn opened(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn closed(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// Process-wide counters that outlive every configuration.
+#[derive(Debug, Default)]
+pub struct Global {
+    pub reload_success: AtomicU64,
+    pub reload_failure: AtomicU64,
+}
+
+impl Global {
+    pub fn reloaded(&self, ok: bool) {
+        let c = if ok {
+            &self.reload_success
+        } else {
+            &self.reload_failure
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Requests limpet answered before any pool was chosen (a malformed
+/// request, say): exported with empty `pool` and `server` labels.
+pub fn unrouted() -> &'static RequestStats {
+    static UNROUTED: OnceLock<RequestStats> = OnceLock::new();
+    UNROUTED.get_or_init(RequestStats::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_code_and_bucketed_cumulatively() {
+        let s = RequestStats::default();
+        s.record(200, Duration::from_micros(400));
+        s.record(200, Duration::from_millis(3));
+        s.record(503, Duration::from_secs(40));
+        s.record(499, Duration::from_millis(1));
+        assert_eq!(s.by_code(), vec![(200, 2), (499, 1), (503, 1)]);
+        let h = s.histogram();
+        assert_eq!(h.count, 4);
+        assert_eq!(h.buckets[0], (0.0005, 1));
+        assert_eq!(h.buckets[1], (0.001, 2));
+        assert_eq!(h.buckets[3], (0.005, 3));
+        assert_eq!(h.buckets[14], (30.0, 3));
+        assert_eq!(h.buckets[15].1, 4);
+        assert!((h.sum - 40.0044).abs() < 1e-6, "{}", h.sum);
+        assert_eq!(s.total(), 4);
+    }
+
+    #[test]
+    fn outcomes_add_up_over_shards() {
+        let p = PoolStats::default();
+        p.decided(Outcome::Hit);
+        p.decided(Outcome::Hit);
+        std::thread::scope(|t| {
+            t.spawn(|| p.decided(Outcome::Redispatch));
+        });
+        assert_eq!(p.decisions(Outcome::Hit), 2);
+        assert_eq!(p.decisions(Outcome::Redispatch), 1);
+        assert_eq!(p.decisions(Outcome::New), 0);
+    }
+}
