@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto;
 use ipnet::IpNet;
 
 use crate::config::{Config, Limits, Timeouts, Token};
-use crate::metrics::{Global, ListenerStats};
+use crate::metrics::{Global, ListenerStats, RequestStats};
 use crate::pool::Pool;
 use crate::proxy::http_client::{self, HttpClient};
 
@@ -44,6 +44,9 @@ pub struct Snapshot {
     pub admin: Option<SocketAddr>,
     /// What the admin endpoint's state-changing calls require.
     pub admin_token: Option<Token>,
+    /// Requests answered before any pool was chosen (a malformed request,
+    /// say): exported with empty `pool` and `server` labels.
+    pub unrouted: Arc<RequestStats>,
 }
 
 #[derive(Debug)]
@@ -126,6 +129,7 @@ impl Snapshot {
             state_dir: config.state_dir.clone(),
             admin,
             admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
+            unrouted: previous.map_or_else(Default::default, |p| Arc::clone(&p.unrouted)),
         }
     }
 

@@ -10,6 +10,10 @@
 #   LIMPET_TOMCAT_CLUSTER_BASE  node N's Tribes receiver port is this + N (default 14000: 14001..14003)
 #   LIMPET_TOMCAT_SHUTDOWN_BASE node N's shutdown port is this + N (default: unset = port -1, disabled;
 #                               the scripts stop nodes with signals)
+#   LIMPET_TOMCAT_HTTP_PORTS, LIMPET_TOMCAT_CLUSTER_PORTS, LIMPET_TOMCAT_SHUTDOWN_PORTS
+#                               node1..node3's ports one by one, e.g. "41234,41236,41238" (commas or
+#                               spaces, one port per node); each list, when set, wins over its _BASE.
+#                               For ports that are not base+N, e.g. free ones picked by a test.
 #   LIMPET_TOMCAT_JAVA_OPTS     JVM options for every node (default: small heap, fast start, see below)
 #   LIMPET_TOMCAT_SEND_OPTIONS  the Cluster's channelSendOptions (default 6 = synchronous ack:
 #                               a response leaves only once the peers applied the change; 8 = async)
@@ -36,6 +40,26 @@ NODE_JAVA_OPTS="${LIMPET_TOMCAT_JAVA_OPTS:-$JAVA_OPTS_DEFAULT}"
 die() { echo "error: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 
+# port_list ARRAY VARNAME: splits $VARNAME ("p1,p2,p3" or "p1 p2 p3") into
+# ARRAY, one port per node; ARRAY stays empty if the variable is unset or
+# empty (the _BASE applies then).
+port_list() {
+    local -n out=$1
+    local value="${!2:-}" p
+    out=()
+    [[ -n "$value" ]] || return 0
+    IFS=', ' read -r -a out <<<"$value"
+    (( ${#out[@]} == ${#NODES[@]} )) || die "$2 must name ${#NODES[@]} ports (one per node), not '$value'"
+    for p in "${out[@]}"; do
+        if ! [[ "$p" =~ ^[1-9][0-9]*$ ]] || (( p > 65535 )); then
+            die "$2: '$p' is not a port number"
+        fi
+    done
+}
+port_list HTTP_PORTS LIMPET_TOMCAT_HTTP_PORTS
+port_list CLUSTER_PORTS LIMPET_TOMCAT_CLUSTER_PORTS
+port_list SHUTDOWN_PORTS LIMPET_TOMCAT_SHUTDOWN_PORTS
+
 # set_dir [DIR]: BASE_DIR from the argument, else the environment, else the default.
 set_dir() {
     BASE_DIR="${1:-${LIMPET_TOMCAT_DIR:-/tmp/limpet-tomcat}}"
@@ -45,10 +69,21 @@ set_dir() {
 node_name()    { echo "node$1"; }
 node_base()    { echo "$BASE_DIR/node$1"; }
 node_pidfile() { echo "$BASE_DIR/node$1/tomcat.pid"; }
-http_port()    { echo $((HTTP_BASE + $1)); }
-cluster_port() { echo $((CLUSTER_BASE + $1)); }
+# Node N's ports: from the _PORTS list if there is one, else _BASE + N.
+http_port() {
+    if (( ${#HTTP_PORTS[@]} > 0 )); then echo "${HTTP_PORTS[$1 - 1]}"; else echo $((HTTP_BASE + $1)); fi
+}
+cluster_port() {
+    if (( ${#CLUSTER_PORTS[@]} > 0 )); then echo "${CLUSTER_PORTS[$1 - 1]}"; else echo $((CLUSTER_BASE + $1)); fi
+}
 shutdown_port() {
-    if [[ -n "$SHUTDOWN_BASE" ]]; then echo $((SHUTDOWN_BASE + $1)); else echo -1; fi
+    if (( ${#SHUTDOWN_PORTS[@]} > 0 )); then
+        echo "${SHUTDOWN_PORTS[$1 - 1]}"
+    elif [[ -n "$SHUTDOWN_BASE" ]]; then
+        echo $((SHUTDOWN_BASE + $1))
+    else
+        echo -1
+    fi
 }
 
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }

@@ -84,8 +84,9 @@ build_node() {
 }
 
 check_ports_free() {   # node $1's ports must be free before it starts
-    local port
-    for port in "$(http_port "$1")" "$(cluster_port "$1")"; do
+    local port ports=("$(http_port "$1")" "$(cluster_port "$1")")
+    [[ "$(shutdown_port "$1")" == -1 ]] || ports+=("$(shutdown_port "$1")")
+    for port in "${ports[@]}"; do
         if port_open "$port"; then
             die "$ADDRESS:$port is already in use by something that is not node$1 of $BASE_DIR (another DIR's nodes? stop.sh that DIR first)"
         fi

@@ -210,3 +210,92 @@ impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The timers on paused time: every deadline is exact, nothing waits.
+
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const HEADER: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    fn timed(
+        state: &Arc<ConnState>,
+    ) -> (TimedIo<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (client, server) = duplex(4096);
+        (
+            TimedIo::new(server, Arc::clone(state), HEADER, IDLE),
+            client,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_header_gets_408_at_request_header_from_its_first_byte() {
+        let state = Arc::new(ConnState::default());
+        let (mut io, mut client) = timed(&state);
+        let started = Instant::now();
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let (mut rd, mut wr) = tokio::io::split(client);
+        // One more header byte every 3 s: the deadline still holds.
+        let trickle = tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                if wr.write_all(b"x").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = [0u8; 256];
+        let err = loop {
+            match io.read(&mut buf).await {
+                Ok(0) => panic!("closed quietly instead of answering 408"),
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), HEADER);
+        let mut answer = vec![0u8; RESPONSE_408.len()];
+        rd.read_exact(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 408"));
+        trickle.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_is_closed_quietly_at_request_header() {
+        let state = Arc::new(ConnState::default());
+        let (mut io, _client) = timed(&state);
+        let started = Instant::now();
+        let mut buf = [0u8; 16];
+        assert_eq!(io.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(started.elapsed(), HEADER);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keep_alive_connection_may_idle_until_client_idle_then_closes_quietly() {
+        let state = Arc::new(ConnState::default());
+        let (mut io, mut client) = timed(&state);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        // The request runs for 30 s (longer than request_header): no timer.
+        state.begin_request();
+        let reading = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let n = io.read(&mut buf).await;
+            (n.map_err(|e| e.kind()), Instant::now())
+        });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let ended = Instant::now();
+        state.end_request();
+        let (n, at) = reading.await.unwrap();
+        assert_eq!(n, Ok(0), "an idle connection is closed without an answer");
+        assert_eq!(at - ended, IDLE);
+    }
+}

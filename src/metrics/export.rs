@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use super::{Histogram, OUTCOMES, RequestStats, process, unrouted};
+use super::{Histogram, OUTCOMES, RequestStats, process};
 use crate::config::ServerState;
 use crate::runtime::Shared;
 
@@ -79,7 +79,7 @@ fn request_series(shared: &crate::runtime::Snapshot) -> Vec<(&str, &str, &Reques
         }
         v.push((&*pool.name, "", &pool.stats.unplaced));
     }
-    v.push(("", "", unrouted()));
+    v.push(("", "", &*shared.unrouted));
     v
 }
 
@@ -121,6 +121,16 @@ impl Collector for Limpet {
             if count == 0 && server.is_empty() {
                 continue;
             }
+            // The encoder sums the buckets itself: hand it each bucket's own count.
+            let mut below = 0;
+            let buckets: Vec<(f64, u64)> = buckets
+                .into_iter()
+                .map(|(le, cumulative)| {
+                    let own = cumulative - below;
+                    below = cumulative;
+                    (le, own)
+                })
+                .collect();
             let labels = [("pool", *pool), ("server", *server)];
             m.encode_family(&labels)?
                 .encode_histogram::<prometheus_client::encoding::NoLabelSet>(

@@ -282,13 +282,6 @@ impl Global {
     }
 }
 
-/// Requests limpet answered before any pool was chosen (a malformed
-/// request, say): exported with empty `pool` and `server` labels.
-pub fn unrouted() -> &'static RequestStats {
-    static UNROUTED: OnceLock<RequestStats> = OnceLock::new();
-    UNROUTED.get_or_init(RequestStats::default)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,12 +120,18 @@ impl Live {
 
     /// Up: healthy by the active checks and not marked down by real traffic.
     pub fn is_up(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && !self.passively_down()
+        self.is_up_at(clock_ms())
     }
 
-    fn passively_down(&self) -> bool {
+    /// [`Live::is_up`] at clock reading `now` (timers are tested this way,
+    /// without waiting).
+    pub fn is_up_at(&self, now: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed) && !self.passively_down(now)
+    }
+
+    fn passively_down(&self, now: u64) -> bool {
         let until = self.down_until.load(Ordering::Relaxed);
-        until != 0 && clock_ms() < until
+        until != 0 && now < until
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -148,20 +154,27 @@ impl Live {
 
     /// Records the active checks' verdict.
     pub fn set_healthy(&self, up: bool) {
+        self.set_healthy_at(up, clock_ms());
+    }
+
+    fn set_healthy_at(&self, up: bool, now: u64) {
         self.checked.store(true, Ordering::Relaxed);
         let was = self.healthy.swap(up, Ordering::Relaxed);
         if up && !was {
-            self.recovered_at.store(clock_ms(), Ordering::Relaxed);
+            self.recovered_at.store(now, Ordering::Relaxed);
         }
     }
 
     /// Counts a failure seen on real traffic. Returns true when it marks the
     /// server down (max_fails within fail_timeout).
     pub fn record_failure(&self, cfg: PassiveConfig) -> bool {
+        self.record_failure_at(cfg, clock_ms())
+    }
+
+    fn record_failure_at(&self, cfg: PassiveConfig, now: u64) -> bool {
         if cfg.max_fails == 0 {
             return false;
         }
-        let now = clock_ms();
         let window = ms(cfg.fail_timeout);
         let start = self.window_start.load(Ordering::Relaxed);
         let fails = if start == 0 || now.saturating_sub(start) > window {
@@ -171,7 +184,7 @@ impl Live {
         } else {
             self.fails.fetch_add(1, Ordering::Relaxed) + 1
         };
-        if fails < cfg.max_fails || self.passively_down() {
+        if fails < cfg.max_fails || self.passively_down(now) {
             return false;
         }
         let until = now + window;
@@ -186,6 +199,10 @@ impl Live {
     /// The share of its weight a server gets for new placements while it
     /// ramps up after coming back (1.0 = full weight).
     pub fn ramp(&self, slow_start: Duration) -> f64 {
+        self.ramp_at(slow_start, clock_ms())
+    }
+
+    fn ramp_at(&self, slow_start: Duration, now: u64) -> f64 {
         if slow_start.is_zero() {
             return 1.0;
         }
@@ -193,7 +210,6 @@ impl Live {
         if since == 0 {
             return 1.0;
         }
-        let now = clock_ms();
         if now < since {
             return 0.0;
         }
@@ -274,23 +290,38 @@ mod tests {
     fn a_passively_downed_server_is_tried_again_after_fail_timeout() {
         let live = Live::new(ServerState::Active);
         let cfg = PassiveConfig {
-            max_fails: 1,
-            fail_timeout: Duration::from_millis(30),
+            max_fails: 2,
+            fail_timeout: Duration::from_secs(10),
         };
-        assert!(live.record_failure(cfg));
-        assert!(!live.is_up());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(live.is_up());
+        // Two failures 11 s apart are in different windows: still up.
+        assert!(!live.record_failure_at(cfg, 1_000));
+        assert!(!live.record_failure_at(cfg, 12_001));
+        // A second one within the window marks it down for fail_timeout.
+        assert!(live.record_failure_at(cfg, 13_000));
+        assert!(!live.is_up_at(13_000));
+        assert!(!live.is_up_at(22_999));
+        assert!(live.is_up_at(23_000));
     }
 
     #[test]
-    fn the_ramp_grows_after_recovery() {
+    fn the_ramp_grows_linearly_over_slow_start_after_recovery() {
         let live = Live::new(ServerState::Active);
-        assert_eq!(live.ramp(Duration::from_secs(10)), 1.0);
-        live.set_healthy(false);
-        live.set_healthy(true);
-        let r = live.ramp(Duration::from_secs(10));
-        assert!(r < 0.1, "{r}");
-        assert_eq!(live.ramp(Duration::ZERO), 1.0);
+        let ten = Duration::from_secs(10);
+        assert_eq!(live.ramp_at(ten, 5_000), 1.0);
+        live.set_healthy_at(false, 1_000);
+        live.set_healthy_at(true, 2_000);
+        assert_eq!(live.ramp_at(ten, 2_000), 0.0);
+        assert!((live.ramp_at(ten, 4_500) - 0.25).abs() < 1e-9);
+        assert!((live.ramp_at(ten, 9_500) - 0.75).abs() < 1e-9);
+        assert_eq!(live.ramp_at(ten, 12_000), 1.0);
+        assert_eq!(live.ramp_at(Duration::ZERO, 2_000), 1.0);
+        // After a passive mark-down it ramps from the end of fail_timeout.
+        let cfg = PassiveConfig {
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+        };
+        assert!(live.record_failure_at(cfg, 20_000));
+        assert_eq!(live.ramp_at(ten, 25_000), 0.0);
+        assert!((live.ramp_at(ten, 35_000) - 0.5).abs() < 1e-9);
     }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use http::{Method, Uri};
 
 use crate::listener::ConnState;
+use crate::metrics::RequestStats;
 use crate::pool::{Outcome, Pool};
 
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct Completion {
     outcome: Option<Outcome>,
     bytes: u64,
     aborted: bool,
+    /// Where a request answered before routing is counted.
+    unrouted: Option<Arc<RequestStats>>,
     access_log: bool,
 }
 
@@ -50,8 +53,14 @@ impl Completion {
             outcome: None,
             bytes: 0,
             aborted: false,
+            unrouted: None,
             access_log,
         }
+    }
+
+    /// The request is answered before any pool was chosen: count it here.
+    pub fn set_unrouted(&mut self, stats: &Arc<RequestStats>) {
+        self.unrouted = Some(Arc::clone(stats));
     }
 
     pub fn set_pool(&mut self, pool: &Arc<Pool>) {
@@ -103,7 +112,11 @@ impl Drop for Completion {
         match (&self.pool, server) {
             (Some(_), Some(s)) => s.live.stats.record(self.status, took),
             (Some(p), None) => p.stats.unplaced.record(self.status, took),
-            (None, _) => crate::metrics::unrouted().record(self.status, took),
+            (None, _) => {
+                if let Some(u) = &self.unrouted {
+                    u.record(self.status, took);
+                }
+            }
         }
         if let (Some(p), Some(o)) = (&self.pool, self.outcome) {
             p.stats.decided(o);

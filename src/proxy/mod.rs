@@ -59,16 +59,20 @@ pub async fn handle(
 
     let authority = match check::request(&req, &snap.limits) {
         Ok(a) => a,
-        Err(e) => return Ok(e.into_response(done)),
-    };
-    let Some(listener) = snap.listener(conn.listener) else {
-        return Ok(ProxyError::NoServer.into_response(done));
+        Err(e) => {
+            done.set_unrouted(&snap.unrouted);
+            return Ok(e.into_response(done));
+        }
     };
     let host = authority
         .as_ref()
         .and_then(|a| a.to_str().ok())
         .map(route::strip_port);
-    let Some(pool) = route::pick(listener, host, req.uri().path()) else {
+    let pool = snap
+        .listener(conn.listener)
+        .and_then(|l| route::pick(l, host, req.uri().path()));
+    let Some(pool) = pool else {
+        done.set_unrouted(&snap.unrouted);
         return Ok(ProxyError::NoServer.into_response(done));
     };
     done.set_pool(pool);

@@ -19,6 +19,8 @@ use serde_json::Value;
 pub struct Lb {
     pub limpet: Option<Limpet>,
     pub addr: SocketAddr,
+    /// The admin endpoint, when the config has an `admin` section.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Lb {
@@ -34,16 +36,92 @@ impl Lb {
                 std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
             );
         }
+        if config.admin.is_some() {
+            bound.insert(
+                limpet::control::ADMIN_SOCKET.to_owned(),
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            );
+        }
         let limpet = Limpet::start_with(config, bound).await.unwrap();
         let addr = limpet.local_addrs()[0];
+        let admin = limpet.admin_addr();
         Lb {
             limpet: Some(limpet),
             addr,
+            admin,
         }
+    }
+
+    /// Starts limpet from a configuration file (so that a reload through
+    /// the admin API reads it again).
+    pub async fn start_file(path: &Path) -> Lb {
+        let yaml = std::fs::read_to_string(path).unwrap();
+        let config = limpet::config::parse(&yaml, path).unwrap();
+        let mut bound = HashMap::new();
+        for l in &config.listeners {
+            bound.insert(
+                l.name.clone(),
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            );
+        }
+        if config.admin.is_some() {
+            bound.insert(
+                limpet::control::ADMIN_SOCKET.to_owned(),
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            );
+        }
+        let limpet = Limpet::start_with(config, bound).await.unwrap();
+        let addr = limpet.local_addrs()[0];
+        let admin = limpet.admin_addr();
+        Lb {
+            limpet: Some(limpet),
+            addr,
+            admin,
+        }
+    }
+
+    /// A URL on the admin endpoint.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin.expect("no admin section"), path)
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The live state of server `server` of pool `pool`.
+    pub fn live(&self, pool: &str, server: &str) -> std::sync::Arc<limpet::pool::Live> {
+        live(self, pool, server)
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Reloads with `yaml`; listeners that are new get pre-bound sockets.
+    pub async fn reload_new(&self, yaml: &str, new_listeners: &[&str]) {
+        let config = limpet::config::parse(yaml, Path::new("test.yaml")).unwrap();
+        let mut bound = HashMap::new();
+        for name in new_listeners {
+            bound.insert(
+                (*name).to_owned(),
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            );
+        }
+        self.limpet
+            .as_ref()
+            .unwrap()
+            .reload_with(config, bound)
+            .await
+            .unwrap();
     }
 
     pub async fn reload(&mut self, yaml: &str) {
@@ -56,6 +134,43 @@ impl Lb {
             l.shutdown().await;
         }
     }
+}
+
+/// The value of the series `name{labels}` in a metrics text, where
+/// `labels` is exactly as exposed (`pool="app",server="node1"`); 0 if absent.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    let series = if labels.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == series).then(|| v.parse::<f64>().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "limpet-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` to `path` with permission bits `mode`.
+pub fn write_mode(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Starts demo nodes named node1..nodeN.

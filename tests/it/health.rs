@@ -99,12 +99,43 @@ async fn a_tcp_check_follows_the_listener() {
 #[tokio::test]
 async fn a_server_that_fails_its_first_check_takes_no_traffic() {
     let n = nodes(2).await;
-    n[1].set_health(503);
-    let check = "      interval: 100ms\n      rise: 2\n      fall: 3\n";
+    // node2's /health fails from the start, before limpet ever sees it.
+    n[1].set_health(500);
+    // fall: 3 at 1 s intervals: checks alone would take two more seconds to
+    // mark node2 down. Only "the first check decides" keeps the traffic
+    // below off it (a server counts as healthy until it is first checked).
+    let check = "      type: http\n      path: /health\n      interval: 1s\n      timeout: 500ms\n      rise: 2\n      fall: 3\n";
     let lb = Lb::start(&checked(&n, check, "")).await;
     let node2 = live(&lb, "app", "node2");
-    assert!(eventually(Duration::from_secs(5), || async { node2.was_checked() }).await);
-    assert!(!node2.is_up(), "the first failed check should decide");
+    // Wait for the first check of node2: node2 answered it and limpet has
+    // recorded its verdict.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            n[1].health_checks() >= 1 && node2.was_checked()
+        })
+        .await,
+        "node2 was never health-checked"
+    );
+    // requests() counts everything but /health, so any traffic shows.
+    let before = n[1].requests();
+    assert_eq!(before, 0, "node2 served traffic before any was sent");
+    let c = client();
+    for i in 0..20 {
+        let (status, v) = get_json(&c, &lb.url("/")).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(server_of(&v), "node1", "request {i} went to node2: {v}");
+    }
+    assert_eq!(
+        n[1].requests(),
+        before,
+        "node2 failed its first check but took traffic"
+    );
+    assert_eq!(n[0].requests(), 20);
+    let checks = n[1].health_checks();
+    assert!(
+        checks < 3,
+        "node2 had {checks} checks by the end: fall (3) alone could have kept it out"
+    );
 }
 
 #[tokio::test]

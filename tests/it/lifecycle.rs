@@ -37,8 +37,27 @@ async fn sigterm_lets_an_in_flight_request_finish_and_exits_0() {
 #[tokio::test]
 async fn sighup_reloads_a_good_file_and_keeps_running_on_a_bad_one() {
     let n = nodes(2).await;
+    let admin = closed_port();
+    let yaml_for = |nodes: &[limpet::demo::DemoNode]| {
+        proc_config(nodes, &format!("admin:\n  bind: \"{admin}\"\n"))
+    };
     let p = Proc::start("hup", &yaml_for(&n[0..1])).await;
     let url = format!("http://{}/", p.addr);
+    let reloads = |result: &'static str| async move {
+        let text = client()
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric(
+            &text,
+            "limpet_config_reloads_total",
+            &format!("result=\"{result}\""),
+        )
+    };
     let (_, v) = get_json(&client(), &url).await;
     assert_eq!(server_of(&v), "node1");
 
@@ -51,8 +70,19 @@ async fn sighup_reloads_a_good_file_and_keeps_running_on_a_bad_one() {
         .await
     );
 
+    assert_eq!(reloads("success").await, 1.0);
+
     p.rewrite("listeners: [ this is not valid");
     p.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            reloads("failure").await == 1.0
+        })
+        .await,
+        "a failed reload was not counted: {}",
+        p.log()
+    );
+    assert!(p.log().contains("reload rejected"), "{}", p.log());
     for _ in 0..10 {
         let (status, v) = get_json(&client(), &url).await;
         assert_eq!(status, 200);

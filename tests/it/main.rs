@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod admin;
 mod balancing;
 mod config;
 mod examples;
@@ -13,6 +14,8 @@ mod health;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod metrics;
+mod reload;
 mod resources;
 mod sticky_cookie;
 mod sticky_ip_hash;

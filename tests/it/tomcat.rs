@@ -7,17 +7,54 @@
 //! Needs `apt-get install tomcat10` (.ci/run installs it). Without Tomcat the
 //! test says so and passes, unless LIMPET_REQUIRE_TOMCAT=1 (set by CI).
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::harness::*;
 
-const HTTP_BASE: u16 = 28080;
-const CLUSTER_BASE: u16 = 24000;
+/// The ports of the three nodes (index 0 is node1): HTTP connectors,
+/// Tribes receivers and shutdown ports. Free ports picked by the kernel,
+/// none fixed, so two runs of this test can share a machine.
+#[derive(Debug)]
+struct Ports {
+    http: [u16; 3],
+    cluster: [u16; 3],
+    shutdown: [u16; 3],
+}
 
+impl Ports {
+    /// Binds nine listeners on 127.0.0.1:0 at once (so the nine ports are
+    /// distinct), reads their ports and closes them for Tomcat to bind.
+    fn pick() -> Ports {
+        let listeners: Vec<TcpListener> = (0..9)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let p: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(listeners);
+        Ports {
+            http: [p[0], p[1], p[2]],
+            cluster: [p[3], p[4], p[5]],
+            shutdown: [p[6], p[7], p[8]],
+        }
+    }
+}
+
+/// "p1,p2,p3", the form of examples/tomcat/common.sh's LIMPET_TOMCAT_*_PORTS.
+fn port_list(ports: &[u16; 3]) -> String {
+    ports.map(|p| p.to_string()).join(",")
+}
+
+/// Three Tomcat nodes in their own temporary directory, on their own ports;
+/// stopped (and the directory removed) on drop.
 struct Cluster {
     dir: PathBuf,
+    ports: Ports,
 }
 
 fn script(name: &str) -> PathBuf {
@@ -26,43 +63,60 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run(cmd: &mut Command) -> bool {
-    let out = cmd
-        .env("LIMPET_TOMCAT_HTTP_BASE", HTTP_BASE.to_string())
-        .env("LIMPET_TOMCAT_CLUSTER_BASE", CLUSTER_BASE.to_string())
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        eprintln!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out.status.success()
-}
-
 impl Cluster {
     fn start() -> Cluster {
         let dir = std::env::temp_dir().join(format!("limpet-it-tomcat-{}", std::process::id()));
-        let c = Cluster { dir };
+        let c = Cluster {
+            dir,
+            ports: Ports::pick(),
+        };
+        eprintln!("tomcat nodes in {} on {:?}", c.dir.display(), c.ports);
         assert!(
-            run(Command::new(script("start.sh")).arg(&c.dir)),
+            c.run(Command::new(script("start.sh")).arg(&c.dir)),
             "examples/tomcat/start.sh failed"
         );
         c
     }
 
+    /// Runs one of the example's scripts against this cluster's ports.
+    fn run(&self, cmd: &mut Command) -> bool {
+        let out = cmd
+            .env("LIMPET_TOMCAT_ADDRESS", "127.0.0.1")
+            .env("LIMPET_TOMCAT_HTTP_PORTS", port_list(&self.ports.http))
+            .env(
+                "LIMPET_TOMCAT_CLUSTER_PORTS",
+                port_list(&self.ports.cluster),
+            )
+            .env(
+                "LIMPET_TOMCAT_SHUTDOWN_PORTS",
+                port_list(&self.ports.shutdown),
+            )
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out.status.success()
+    }
+
     fn kill(&self, n: usize) {
-        assert!(run(Command::new(script("kill-node.sh"))
-            .arg(n.to_string())
-            .arg(&self.dir)));
+        assert!(
+            self.run(
+                Command::new(script("kill-node.sh"))
+                    .arg(n.to_string())
+                    .arg(&self.dir)
+            )
+        );
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        run(Command::new(script("stop.sh")).arg(&self.dir));
+        self.run(Command::new(script("stop.sh")).arg(&self.dir));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -81,12 +135,12 @@ async fn a_tomcat_killed_mid_session_loses_no_request_and_the_session_goes_on() 
         eprintln!("SKIPPED: tomcat10 is not installed (apt-get install tomcat10)");
         return;
     }
-    let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+    let cluster = Arc::new(tokio::task::spawn_blocking(Cluster::start).await.unwrap());
     let servers: String = (1..=3)
         .map(|i| {
             format!(
                 "      - {{ name: node{i}, address: \"127.0.0.1:{}\", route: node{i} }}\n",
-                HTTP_BASE + i
+                cluster.ports.http[i - 1]
             )
         })
         .collect();
@@ -119,12 +173,10 @@ async fn a_tomcat_killed_mid_session_loses_no_request_and_the_session_goes_on() 
 
     // Requests keep coming while the node dies.
     let killer = {
-        let dir = cluster.dir.clone();
+        let cluster = Arc::clone(&cluster);
         tokio::task::spawn_blocking(move || {
             std::thread::sleep(Duration::from_millis(30));
-            let c = Cluster { dir };
-            c.kill(victim);
-            std::mem::forget(c);
+            cluster.kill(victim);
         })
     };
     for _ in 0..30 {

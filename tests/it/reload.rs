@@ -1,0 +1,186 @@
+//! A reload under steady load applies the whole file: a weight change takes
+//! effect, an added server is health-checked and gets traffic, a removed one
+//! gets none and its sessions move once, an added listener answers — and no
+//! request fails, and learned sessions are kept.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn yaml(nodes: &[(&limpet::demo::DemoNode, u32)], second_listener: bool) -> String {
+    let servers: String = nodes
+        .iter()
+        .map(|(n, w)| {
+            format!(
+                "      - {{ name: {}, address: \"{}\", weight: {w} }}\n",
+                n.route(),
+                n.addr()
+            )
+        })
+        .collect();
+    let second = if second_listener {
+        "  - name: second\n    bind: 127.0.0.1:3\n    pool: app\n"
+    } else {
+        ""
+    };
+    format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n{second}admin:\n  bind: 127.0.0.1:2\nlog:\n  level: warn\npools:\n  app:\n    sticky:\n      mode: learn\n      learn:\n        persist: false\n    health_check:\n      interval: 50ms\n      timeout: 500ms\n      rise: 1\n      fall: 2\n    servers:\n{servers}"
+    )
+}
+
+#[tokio::test]
+async fn a_reload_under_load_applies_the_whole_file_without_a_failed_request() {
+    let n = nodes(4).await;
+    let before = yaml(&[(&n[0], 1), (&n[1], 1), (&n[2], 1)], false);
+    let lb = Lb::start(&before).await;
+
+    // 15 sessions, learned by limpet.
+    let mut sessions = Vec::new();
+    for _ in 0..15 {
+        let b = browser(None);
+        let (_, v) = get_json(&b, &lb.url("/")).await;
+        sessions.push((b, server_of(&v)));
+    }
+    assert!(sessions.iter().any(|(_, s)| s == "node2"));
+    let sessions = Arc::new(sessions);
+
+    // Steady load: every session, round after round, until told to stop
+    // (at most 300 rounds).
+    let stop = Arc::new(AtomicBool::new(false));
+    let reloaded = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (sessions, stop, reloaded, url) = (
+            Arc::clone(&sessions),
+            Arc::clone(&stop),
+            Arc::clone(&reloaded),
+            lb.url("/"),
+        );
+        async move {
+            let mut seen: Vec<(usize, bool, u16, String)> = Vec::new();
+            for _ in 0..300 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                for (i, (b, _)) in sessions.iter().enumerate() {
+                    let after = reloaded.load(Ordering::Relaxed);
+                    let (code, v) = get_json(b, &url).await;
+                    seen.push((i, after, code, server_of(&v)));
+                }
+            }
+            seen
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The reload: node1 weight 3, node2 removed, node4 added, a listener added.
+    let checks_before = n[3].health_checks();
+    let after = yaml(&[(&n[0], 3), (&n[2], 1), (&n[3], 1)], true);
+    lb.reload_new(&after, &["second"]).await;
+    reloaded.store(true, Ordering::Relaxed);
+    let node2_served = n[1].requests();
+
+    // The added server is health-checked.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            n[3].health_checks() > checks_before
+        })
+        .await,
+        "node4 was never health-checked"
+    );
+    // The added listener answers.
+    let second = lb.limpet.as_ref().unwrap().addr("second").unwrap();
+    let (code, v) = get_json(&client(), &format!("http://{second}/static/x")).await;
+    assert_eq!(code, 200, "{v}");
+    // New placements follow the new weights (3:1:1) and reach node4.
+    let mut placed: HashMap<String, usize> = HashMap::new();
+    for _ in 0..50 {
+        let (code, v) = get_json(&client(), &lb.url("/static/x")).await;
+        assert_eq!(code, 200);
+        *placed.entry(server_of(&v)).or_default() += 1;
+    }
+    assert_eq!(placed.get("node1"), Some(&30), "{placed:?}");
+    assert_eq!(placed.get("node3"), Some(&10), "{placed:?}");
+    assert_eq!(placed.get("node4"), Some(&10), "{placed:?}");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = load.await.unwrap();
+
+    // Zero failed requests throughout.
+    let failed: Vec<_> = seen.iter().filter(|s| s.2 != 200).collect();
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(seen.iter().any(|s| s.1), "no load after the reload");
+    // The removed server got nothing after the reload.
+    assert_eq!(
+        n[1].requests(),
+        node2_served,
+        "node2 got traffic after its removal"
+    );
+    for (i, (_, home)) in sessions.iter().enumerate() {
+        let after: Vec<&String> = seen
+            .iter()
+            .filter(|s| s.0 == i && s.1)
+            .map(|s| &s.3)
+            .collect();
+        if home == "node2" {
+            // It moved once: one replacement for every later request.
+            let places: HashSet<&&String> = after.iter().collect();
+            assert_eq!(
+                places.len(),
+                1,
+                "session {i} of node2 moved more than once: {after:?}"
+            );
+            assert!(!after.iter().any(|s| *s == "node2"));
+        } else {
+            // Learned sessions of the servers that stay were kept.
+            assert!(
+                after.iter().all(|s| *s == home),
+                "session {i} left {home}: {after:?}"
+            );
+        }
+    }
+    let text = lb.metrics().await;
+    assert_eq!(
+        metric(&text, "limpet_config_reloads_total", "result=\"success\""),
+        1.0
+    );
+    assert!(
+        metric(
+            &text,
+            "limpet_sticky_decisions_total",
+            "pool=\"app\",mode=\"learn\",outcome=\"redispatch\""
+        ) >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_removed_listener_stops_accepting_and_the_others_keep_their_sockets() {
+    let n = nodes(1).await;
+    let two = format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n  - name: second\n    bind: 127.0.0.1:3\n    pool: app\nlog:\n  level: warn\npools:\n  app:\n    servers:\n{}",
+        servers_yaml(&n)
+    );
+    let lb = Lb::start(&two).await;
+    let second = lb.limpet.as_ref().unwrap().addr("second").unwrap();
+    assert_eq!(
+        get_json(&client(), &format!("http://{second}/")).await.0,
+        200
+    );
+    let one = two.replace(
+        "  - name: second\n    bind: 127.0.0.1:3\n    pool: app\n",
+        "",
+    );
+    lb.reload_new(&one, &[]).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            tokio::net::TcpStream::connect(second).await.is_err()
+        })
+        .await,
+        "the removed listener still accepts"
+    );
+    assert_eq!(lb.limpet.as_ref().unwrap().local_addrs(), vec![lb.addr]);
+    assert_eq!(get_json(&client(), &lb.url("/")).await.0, 200);
+}
