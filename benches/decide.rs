@@ -125,5 +125,19 @@ fn bench_sticky(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_decide, bench_sticky);
+/// What metrics cost per request: one status count, one histogram bucket
+/// and sum, one sticky outcome, on the worker's own shard.
+fn bench_metrics(c: &mut Criterion) {
+    let stats = limpet::metrics::RequestStats::default();
+    let pool = limpet::metrics::PoolStats::default();
+    let took = std::time::Duration::from_micros(750);
+    c.bench_function("metrics/record", |b| {
+        b.iter(|| {
+            stats.record(black_box(200), black_box(took));
+            pool.decided(black_box(limpet::pool::Outcome::Hit));
+        })
+    });
+}
+
+criterion_group!(benches, bench_decide, bench_sticky, bench_metrics);
 criterion_main!(benches);

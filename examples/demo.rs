@@ -57,7 +57,11 @@ async fn main() {
          \x20 curl -s -X POST --data-binary @Cargo.toml http://{lb}/upload\n\
          \x20 curl -sN 'http://{lb}/stream?chunks=5&size=10'\n\
          \x20 curl -s -o /dev/null -w '%{{http_code}}\\n' 'http://{lb}/slow?ms=100'\n\
-         \x20 kill -HUP <limpet pid>  # (when run as the `limpet` binary) reloads lb.yaml\n\n\
+         \x20 curl -s http://127.0.0.1:9090/api/pools   # the admin API (the `admin` section of lb.yaml)\n\
+         \x20 curl -s http://127.0.0.1:9090/metrics | grep limpet_requests_total\n\
+         \x20 open http://127.0.0.1:9090/status in a browser: servers, health, traffic, failovers\n\
+         \x20 curl -X PUT -d '{{\"state\":\"drain\"}}' http://127.0.0.1:9090/api/pools/app/servers/node1/state\n\
+         \x20 curl -X POST http://127.0.0.1:9090/api/reload   # re-reads lb.yaml (like SIGHUP)\n\n\
          Ctrl-C stops the demo.\n",
         nodes.len()
     );

@@ -34,6 +34,8 @@ WORKERS=2
 MAXCONN=4096   # client connections at once, all three balancers (wrk uses $CONNECTIONS)
 LB_PORT=$((PORT_BASE + 80))
 LB_ADDR=127.0.0.1:${LB_PORT}
+ADMIN_ADDR=127.0.0.1:$((PORT_BASE + 90))
+SCRAPE_URL=    # set while limpet runs: its /metrics, scraped every second
 PATH_UNDER_TEST=/static/x
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -205,6 +207,8 @@ listeners:
   - { name: bench, bind: "$LB_ADDR", pool: app }
 workers: $WORKERS
 state_dir: $TMP/limpet-state
+# Metrics on, scraped every second during the runs (see start_sampler).
+admin: { bind: "$ADMIN_ADDR" }
 log: { access: false, level: warn }
 timeouts: { connect: 3s, request_header: 10s, backend_response: 60s, client_idle: 60s, shutdown_grace: 2s }
 limits: { max_connections: $MAXCONN }
@@ -356,6 +360,7 @@ EOF
 
 start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
     local name=$1 scenario=$2 conf
+    SCRAPE_URL=
     port_free "$LB_PORT" || die "port $LB_PORT is still in use before starting $name"
     case $name in
         limpet)
@@ -366,6 +371,7 @@ start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
                 die "limpet rejected $conf: $(cat "$TMP/limpet-check.log")"
             "$LIMPET_BIN" --config "$conf" >"$TMP/limpet-$scenario.log" 2>&1 &
             LB_PID=$!
+            SCRAPE_URL="http://$ADMIN_ADDR/metrics"
             ;;
         haproxy)
             conf=$TMP/haproxy-$scenario.cfg
@@ -420,9 +426,14 @@ start_sampler() { # start_sampler PID FILE: max of RSS samples every 0.5 s into 
     (
         trap 'exit 0' TERM
         max=0
+        tick=0
         while kill -0 "$pid" 2>/dev/null; do
             cur=$(rss_kib "$pid")
             if ((cur > max)); then max=$cur; echo "$max" >"$file"; fi
+            # Like Prometheus, only more often: the cost of metrics is in the run.
+            if [[ -n $SCRAPE_URL ]] && ((tick++ % 2 == 0)); then
+                curl -s -o /dev/null --max-time 1 "$SCRAPE_URL" || true
+            fi
             sleep 0.5
         done
     ) &
