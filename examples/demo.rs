@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use limpet::Limpet;
-use limpet::demo::DemoNode;
+use limpet_demo::DemoNode;
 
 #[tokio::main]
 async fn main() {

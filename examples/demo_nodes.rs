@@ -14,7 +14,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use limpet::demo::DemoNode;
+use limpet_demo::DemoNode;
 use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str =

@@ -22,7 +22,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod demo;
 pub mod health;
 pub mod listener;
 pub mod logging;

@@ -17,7 +17,7 @@ async fn spread(lb: &Lb, n: usize) -> HashMap<String, usize> {
     counts
 }
 
-fn weighted(nodes: &[limpet::demo::DemoNode], weights: &[u32], balance: &str) -> String {
+fn weighted(nodes: &[limpet_demo::DemoNode], weights: &[u32], balance: &str) -> String {
     let servers: String = nodes
         .iter()
         .zip(weights)

@@ -403,7 +403,7 @@ mod fuzz {
     #[test]
     fn every_accepted_config_starts_serves_and_stops() {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let node = rt.block_on(limpet::demo::DemoNode::start("n1")).unwrap();
+        let node = rt.block_on(limpet_demo::DemoNode::start("n1")).unwrap();
         let mut runner = TestRunner::new(RunnerConfig {
             cases: 100,
             failure_persistence: None,

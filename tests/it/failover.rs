@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use limpet::demo::DemoNode;
+use limpet_demo::DemoNode;
 
 use crate::harness::*;
 

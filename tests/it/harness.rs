@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use limpet::Limpet;
-use limpet::demo::DemoNode;
+use limpet_demo::DemoNode;
 use serde_json::Value;
 
 /// limpet running in this test process.

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-fn checked(nodes: &[limpet::demo::DemoNode], check: &str, extra: &str) -> String {
+fn checked(nodes: &[limpet_demo::DemoNode], check: &str, extra: &str) -> String {
     sticky_config(
         nodes,
         &format!("    health_check:\n{check}{extra}"),

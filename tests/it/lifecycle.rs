@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn yaml_for(nodes: &[limpet::demo::DemoNode]) -> String {
+fn yaml_for(nodes: &[limpet_demo::DemoNode]) -> String {
     proc_config(nodes, "timeouts:\n  shutdown_grace: 10s\n")
 }
 
@@ -38,7 +38,7 @@ async fn sigterm_lets_an_in_flight_request_finish_and_exits_0() {
 async fn sighup_reloads_a_good_file_and_keeps_running_on_a_bad_one() {
     let n = nodes(2).await;
     let admin = closed_port();
-    let yaml_for = |nodes: &[limpet::demo::DemoNode]| {
+    let yaml_for = |nodes: &[limpet_demo::DemoNode]| {
         proc_config(nodes, &format!("admin:\n  bind: \"{admin}\"\n"))
     };
     let p = Proc::start("hup", &yaml_for(&n[0..1])).await;

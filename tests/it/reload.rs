@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-fn yaml(nodes: &[(&limpet::demo::DemoNode, u32)], second_listener: bool) -> String {
+fn yaml(nodes: &[(&limpet_demo::DemoNode, u32)], second_listener: bool) -> String {
     let servers: String = nodes
         .iter()
         .map(|(n, w)| {
