@@ -9,9 +9,9 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
-use limpet::pool::Affinity;
 use limpet::proxy::{client_addr, route};
 use limpet::runtime::Snapshot;
+use limpet::sticky::Found;
 
 fn config(balance: &str) -> String {
     let servers: String = (1..=8)
@@ -51,13 +51,13 @@ fn bench_decide(c: &mut Criterion) {
         c.bench_function(&format!("route+decide/{balance}"), |b| {
             b.iter(|| {
                 let client = client_addr::resolve(peer, req.headers(), &snap.trusted_proxies);
-                let pool = route::pick(
+                let i = route::pick(
                     &snap.listeners[0],
                     Some("shop.example.com"),
                     black_box(req.uri().path()),
                 )
                 .unwrap();
-                let d = pool.decide(Affinity::None, None, &[]).unwrap();
+                let d = snap.pools[i].decide(&Found::default(), &[]).unwrap();
                 black_box((client, d))
             })
         });
@@ -109,16 +109,18 @@ fn bench_sticky(c: &mut Criterion) {
             .unwrap();
         let mut response = http::HeaderMap::new();
         // learn: teach the table the session once
-        let found = pool.sticky.find(pool, req.headers(), "/cart", client);
-        let d = pool.decide(found.affinity, found.key, &[]).unwrap();
-        pool.sticky.respond(pool, &found, d, &mut response);
+        let found = pool
+            .sticky
+            .find(&pool.servers, req.headers(), "/cart", client);
+        let d = pool.decide(&found, &[]).unwrap();
+        pool.sticky.respond(&pool.servers, &found, d, &mut response);
         c.bench_function(&format!("sticky/{mode}"), |b| {
             b.iter(|| {
-                let found = pool
-                    .sticky
-                    .find(pool, black_box(req.headers()), "/cart", client);
-                let d = pool.decide(found.affinity, found.key, &[]).unwrap();
-                pool.sticky.respond(pool, &found, d, &mut response);
+                let found =
+                    pool.sticky
+                        .find(&pool.servers, black_box(req.headers()), "/cart", client);
+                let d = pool.decide(&found, &[]).unwrap();
+                pool.sticky.respond(&pool.servers, &found, d, &mut response);
                 black_box(d)
             })
         });
@@ -134,7 +136,7 @@ fn bench_metrics(c: &mut Criterion) {
     c.bench_function("metrics/record", |b| {
         b.iter(|| {
             stats.record(black_box(200), black_box(took));
-            pool.decided(black_box(limpet::pool::Outcome::Hit));
+            pool.decided(black_box(limpet::decision::Outcome::Hit));
         })
     });
 }

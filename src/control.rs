@@ -18,13 +18,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config};
 use crate::runtime::{Bound, Shared, Snapshot};
+use crate::worker::{self, Workers};
 use crate::{admin, health, listener, logging, sticky};
 
 /// Why a configuration could not be applied.
@@ -38,16 +38,28 @@ pub enum ApplyError {
     },
     #[error("{0}")]
     Config(#[from] config::ConfigError),
+    #[error("cannot start the workers: {0}")]
+    Workers(std::io::Error),
 }
 
 /// The name under which tests hand over a pre-bound admin socket.
 pub const ADMIN_SOCKET: &str = "@admin";
 
-/// A socket limpet accepts on, with the task that does.
+/// A listening socket every worker accepts on.
 #[derive(Debug)]
 struct Accepting {
     id: u64,
     name: String,
+    bind: SocketAddr,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    /// One message per worker once its connections on this socket are closed.
+    done: mpsc::UnboundedReceiver<()>,
+}
+
+/// The admin endpoint, served on the control runtime.
+#[derive(Debug)]
+struct Admin {
     bind: SocketAddr,
     addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -58,11 +70,12 @@ struct Accepting {
 struct State {
     config: Option<Config>,
     listeners: Vec<Accepting>,
-    admin: Option<Accepting>,
+    admin: Option<Admin>,
     checks: health::Checks,
     permits: Arc<Semaphore>,
     permits_total: usize,
     next_id: u64,
+    workers: Option<Workers>,
 }
 
 /// The running instance.
@@ -88,10 +101,9 @@ impl Control {
             admin: None,
             ..config.clone()
         });
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(empty),
-            global: Default::default(),
-        });
+        let shared = Arc::new(Shared::new(empty));
+        let workers = Workers::start(config.workers.unwrap_or_else(worker::auto), &shared)
+            .map_err(ApplyError::Workers)?;
         let (stop, _) = watch::channel(false);
         let control = Arc::new(Control {
             shared,
@@ -103,6 +115,7 @@ impl Control {
                 permits: Arc::new(Semaphore::new(0)),
                 permits_total: 0,
                 next_id: 1,
+                workers: Some(workers),
             }),
             stop,
             persist: std::sync::Mutex::new(None),
@@ -159,7 +172,7 @@ impl Control {
         let first = st.config.is_none();
 
         // Sockets first: if one cannot be bound, nothing has changed yet.
-        let mut fresh: Vec<(String, SocketAddr, TcpListener)> = Vec::new();
+        let mut fresh: Vec<(String, SocketAddr, std::net::TcpListener)> = Vec::new();
         let wanted: Vec<(String, SocketAddr)> = config
             .listeners
             .iter()
@@ -192,8 +205,7 @@ impl Control {
                 }
                 None => listener::bind(*bind).map_err(bind_err)?,
             };
-            let tcp = TcpListener::from_std(std_listener).map_err(bind_err)?;
-            fresh.push((name.clone(), *bind, tcp));
+            fresh.push((name.clone(), *bind, std_listener));
         }
 
         // Which socket serves which listener: unchanged binds keep theirs.
@@ -208,26 +220,27 @@ impl Control {
                 None => retire.push(a),
             }
         }
-        let mut start: Vec<(u64, TcpListener)> = Vec::new();
+        let mut start: Vec<(u64, std::net::TcpListener, mpsc::UnboundedSender<()>)> = Vec::new();
         let mut admin_socket = None;
-        for (name, bind, tcp) in fresh {
-            let addr = tcp.local_addr().unwrap_or(bind);
+        for (name, bind, socket) in fresh {
+            let addr = socket.local_addr().unwrap_or(bind);
             if name == ADMIN_SOCKET {
-                admin_socket = Some((bind, addr, tcp));
+                admin_socket = Some((bind, addr, socket));
                 continue;
             }
             let id = st.next_id;
             st.next_id += 1;
             let (stop, _) = watch::channel(false);
+            let (done_tx, done) = mpsc::unbounded_channel();
             keep.push(Accepting {
                 id,
                 name,
                 bind,
                 addr,
                 stop,
-                task: tokio::spawn(async {}),
+                done,
             });
-            start.push((id, tcp));
+            start.push((id, socket, done_tx));
         }
         let by_name: Bound = keep
             .iter()
@@ -246,22 +259,19 @@ impl Control {
             (!first).then_some(&*previous),
             &by_name,
             admin_addr,
+            &self.shared.slots,
         ));
         restore_learned(&snapshot, &previous, first);
-        self.shared.snapshot.store(Arc::clone(&snapshot));
+        self.shared.publish(Arc::clone(&snapshot));
 
-        // Start accepting on new sockets; stop on retired ones.
+        // Every worker accepts on the new sockets; retired ones stop.
         let permits = Arc::clone(&st.permits);
-        for (id, tcp) in start {
-            if let Some(a) = keep.iter_mut().find(|a| a.id == id) {
-                tracing::info!(listener = %a.name, addr = %a.addr, "listening");
-                a.task = tokio::spawn(listener::serve(listener::Serve {
-                    listener: tcp,
-                    id,
-                    shared: Arc::clone(&self.shared),
-                    permits: Arc::clone(&permits),
-                    stop: a.stop.subscribe(),
-                }));
+        for (id, socket, done) in start {
+            if let (Some(a), Some(workers)) = (keep.iter().find(|a| a.id == id), &st.workers) {
+                tracing::info!(listener = %a.name, addr = %a.addr, workers = workers.len(), "listening");
+                if let Err(e) = workers.listen(id, &socket, &permits, &a.stop.subscribe(), &done) {
+                    tracing::error!(listener = %a.name, error = %e, "cannot hand the listener to the workers");
+                }
             }
         }
         for a in retire {
@@ -271,20 +281,26 @@ impl Control {
         st.listeners = keep;
 
         match (admin_socket, config.admin.is_some()) {
-            (Some((bind, addr, tcp)), _) => {
+            (Some((bind, addr, socket)), _) => {
                 if let Some(old) = st.admin.take() {
                     let _ = old.stop.send(true);
                 }
+                let listener =
+                    TcpListener::from_std(socket).map_err(|source| ApplyError::Bind {
+                        name: ADMIN_SOCKET.to_owned(),
+                        addr: bind,
+                        source,
+                    })?;
                 let (stop, _) = watch::channel(false);
                 tracing::info!(%addr, "admin endpoint listening");
+                let reload: Arc<dyn admin::Reload> = Arc::clone(self) as Arc<dyn admin::Reload>;
                 let task = tokio::spawn(admin::serve(admin::Serve {
-                    listener: tcp,
-                    control: Arc::clone(self),
+                    listener,
+                    shared: Arc::clone(&self.shared),
+                    reload,
                     stop: stop.subscribe(),
                 }));
-                st.admin = Some(Accepting {
-                    id: 0,
-                    name: ADMIN_SOCKET.to_owned(),
+                st.admin = Some(Admin {
                     bind,
                     addr,
                     stop,
@@ -318,16 +334,28 @@ impl Control {
         let mut st = self.state.lock().await;
         st.checks.stop();
         let _ = self.stop.send(true);
-        let mut tasks = Vec::new();
-        let admin = st.admin.take();
-        for a in st.listeners.drain(..).chain(admin) {
+        let workers = st.workers.take();
+        let n = workers.as_ref().map_or(0, Workers::len);
+        let mut listeners: Vec<Accepting> = st.listeners.drain(..).collect();
+        for a in &listeners {
             let _ = a.stop.send(true);
-            tasks.push(a.task);
         }
-        st.permits.close();
+        if let Some(admin) = st.admin.take() {
+            let _ = admin.stop.send(true);
+            let _ = admin.task.await;
+        }
         drop(st);
-        for t in tasks {
-            let _ = t.await;
+        // Each worker says when its connections on a listener are closed
+        // (within shutdown_grace).
+        for a in &mut listeners {
+            for _ in 0..n {
+                if a.done.recv().await.is_none() {
+                    break;
+                }
+            }
+        }
+        if let Some(w) = workers {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
         let persist = self.persist.lock().ok().and_then(|mut p| p.take());
         if let Some(t) = persist {
@@ -409,5 +437,11 @@ async fn persist_periodically(shared: Arc<Shared>, mut stop: watch::Receiver<boo
         let snapshot = shared.snapshot.load_full();
         // File writes and fsync block: keep them off the runtime's workers.
         let _ = tokio::task::spawn_blocking(move || persist_learned(&snapshot)).await;
+    }
+}
+
+impl admin::Reload for Control {
+    fn reload(self: Arc<Self>) -> admin::ReloadFuture {
+        Box::pin(async move { self.reload_file().await.map_err(|e| e.to_string()) })
     }
 }

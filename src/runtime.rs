@@ -10,21 +10,41 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use arc_swap::ArcSwap;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use ipnet::IpNet;
 
 use crate::config::{Config, Limits, Timeouts, Token};
 use crate::metrics::{Global, ListenerStats, RequestStats};
 use crate::pool::Pool;
-use crate::proxy::http_client::{self, HttpClient};
+use crate::server::Slots;
 
 /// Process-wide state that outlives any one configuration.
 #[derive(Debug)]
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
+    /// Bumped after every new snapshot, so workers re-read it only then.
+    pub generation: AtomicU64,
     pub global: Global,
+    pub slots: Slots,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot) -> Shared {
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            generation: AtomicU64::new(0),
+            global: Global::default(),
+            slots: Slots::default(),
+        }
+    }
+
+    /// Makes `snapshot` the one every new request sees.
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        self.snapshot.store(snapshot);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug)]
@@ -36,9 +56,6 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub access_log: bool,
-    pub client: HttpClient,
-    /// hyper's settings for new client connections (limits may change on reload).
-    pub server: Arc<auto::Builder<TokioExecutor>>,
     pub state_dir: PathBuf,
     /// Where the admin endpoint listens, if it does.
     pub admin: Option<SocketAddr>,
@@ -56,7 +73,8 @@ pub struct ListenerRt {
     pub name: Arc<str>,
     pub addr: SocketAddr,
     pub routes: Vec<RouteRt>,
-    pub default_pool: Option<Arc<Pool>>,
+    /// Index into the snapshot's pools.
+    pub default_pool: Option<usize>,
     pub stats: Arc<ListenerStats>,
 }
 
@@ -64,7 +82,8 @@ pub struct ListenerRt {
 pub struct RouteRt {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
-    pub pool: Arc<Pool>,
+    /// Index into the snapshot's pools.
+    pub pool: usize,
 }
 
 /// The sockets a snapshot's listeners are bound to, by listener name.
@@ -78,13 +97,14 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         bound: &Bound,
         admin: Option<SocketAddr>,
+        slots: &Slots,
     ) -> Snapshot {
         let pools: Vec<Arc<Pool>> = config
             .pools
             .iter()
             .map(|pc| {
                 let old = previous.and_then(|p| p.pool(&pc.name));
-                Arc::new(Pool::new(pc, old.map(|p| &**p)))
+                Arc::new(Pool::new(pc, old.map(|p| &**p), slots))
             })
             .collect();
         let listeners = config
@@ -105,18 +125,14 @@ impl Snapshot {
                         .map(|r| RouteRt {
                             host: r.host.clone(),
                             path_prefix: r.path_prefix.clone(),
-                            pool: Arc::clone(&pools[r.pool]),
+                            pool: r.pool,
                         })
                         .collect(),
-                    default_pool: lc.pool.map(|i| Arc::clone(&pools[i])),
+                    default_pool: lc.pool,
                     stats,
                 }
             })
             .collect();
-        let client = match previous {
-            Some(p) if p.timeouts.connect == config.timeouts.connect => p.client.clone(),
-            _ => http_client::build(config.timeouts.connect),
-        };
         Snapshot {
             listeners,
             pools,
@@ -124,8 +140,6 @@ impl Snapshot {
             timeouts: config.timeouts,
             limits: config.limits,
             access_log: config.log.access,
-            client,
-            server: Arc::new(crate::listener::server_builder(&config.limits)),
             state_dir: config.state_dir.clone(),
             admin,
             admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
@@ -135,7 +149,7 @@ impl Snapshot {
 
     /// A snapshot with no sockets, for benchmarks and unit tests.
     pub fn detached(config: &Config) -> Snapshot {
-        Snapshot::build(config, None, &Bound::new(), None)
+        Snapshot::build(config, None, &Bound::new(), None, &Slots::default())
     }
 
     pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {

@@ -15,6 +15,7 @@
 //! Every state change is logged with the peer that made it.
 
 mod api;
+mod metrics;
 mod status;
 
 use std::convert::Infallible;
@@ -35,18 +36,29 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerState;
-use crate::control::Control;
+use crate::runtime::Shared;
 
 type Body = Full<Bytes>;
 
+/// What `POST /api/reload` runs: read the file again and apply it.
+pub type ReloadFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// The running instance, as the admin API reloads it.
+pub trait Reload: Send + Sync {
+    fn reload(self: Arc<Self>) -> ReloadFuture;
+}
+
 pub struct Serve {
     pub listener: TcpListener,
-    pub control: Arc<Control>,
+    pub shared: Arc<Shared>,
+    pub reload: Arc<dyn Reload>,
     pub stop: watch::Receiver<bool>,
 }
 
 struct Ctx {
-    control: Arc<Control>,
+    shared: Arc<Shared>,
+    reload: Arc<dyn Reload>,
     registry: Registry,
 }
 
@@ -58,8 +70,9 @@ pub fn serve(s: Serve) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>
 
 async fn accept(mut s: Serve) {
     let ctx = Arc::new(Ctx {
-        registry: crate::metrics::export::registry(Arc::clone(&s.control.shared)),
-        control: s.control,
+        registry: metrics::registry(Arc::clone(&s.shared)),
+        shared: s.shared,
+        reload: s.reload,
     });
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -152,7 +165,7 @@ async fn handle(
         }
         return Ok(res);
     }
-    let snap = ctx.control.shared.snapshot.load_full();
+    let snap = ctx.shared.snapshot.load_full();
     if allowed != Method::GET
         && let Some(token) = &snap.admin_token
     {
@@ -178,7 +191,7 @@ async fn handle(
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("application/openmetrics-text"));
-            match crate::metrics::export::encode(&ctx.registry, openmetrics) {
+            match metrics::encode(&ctx.registry, openmetrics) {
                 Ok(body) => {
                     let ct = if openmetrics {
                         "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -204,11 +217,11 @@ async fn handle(
         }
         Route::Reload => {
             tracing::info!(%peer, "reload requested through the admin API");
-            match ctx.control.reload_file().await {
+            match Arc::clone(&ctx.reload).reload().await {
                 Ok(()) => json(StatusCode::OK, &serde_json::json!({"result": "success"})),
                 Err(e) => json(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    &serde_json::json!({"result": "failure", "error": e.to_string()}),
+                    &serde_json::json!({"result": "failure", "error": e}),
                 ),
             }
         }
@@ -241,7 +254,7 @@ fn set_state(
     let Some(pool) = snap.pool(pool_name) else {
         return text(StatusCode::NOT_FOUND, &format!("no pool {pool_name:?}\n"));
     };
-    let Some(i) = pool.by_name(server_name) else {
+    let Some(i) = pool.servers.by_name(server_name) else {
         return text(
             StatusCode::NOT_FOUND,
             &format!("no server {server_name:?} in pool {pool_name:?}\n"),

@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::config::HealthCheckConfig;
-use crate::pool::Live;
 use crate::runtime::Snapshot;
+use crate::server::Live;
 
 /// The rise/fall state machine of one server's checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,58 +5,27 @@
 //! flight and nothing received: the keep-alive connection is closed quietly).
 //! The handler tells the connection when requests begin and end through
 //! [`ConnState`]; this wrapper only reads that state, so there is no lock.
+//!
+//! The timer is cheap on a busy connection: a phase change only moves the
+//! deadline (a clock read); the timer itself is armed no further than the
+//! shorter of the two timeouts and re-armed when it fires early, so a
+//! keep-alive connection costs a timer operation per timeout period, not
+//! per request.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::proxy::ConnState;
+
 const RESPONSE_408: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 33\r\nconnection: close\r\n\r\nrequest header not received in time\n";
-
-/// Requests in flight on one client connection.
-#[derive(Debug, Default)]
-pub struct ConnState {
-    in_flight: AtomicU32,
-    completed: AtomicU64,
-    tunnel: AtomicBool,
-    /// The reader, woken when the last request ends so the idle timer starts
-    /// even if hyper does not poll the socket again by itself.
-    reader: AtomicWaker,
-}
-
-impl ConnState {
-    pub fn begin_request(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub fn end_request(&self) {
-        self.completed.fetch_add(1, Ordering::AcqRel);
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.reader.wake();
-        }
-    }
-
-    /// The connection became a tunnel (101 Switching Protocols): from now
-    /// on only the idle timeout applies.
-    pub fn set_tunnel(&self) {
-        self.tunnel.store(true, Ordering::Release);
-    }
-
-    fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Acquire)
-    }
-
-    fn completed(&self) -> u64 {
-        self.completed.load(Ordering::Acquire)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -73,7 +42,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: T,
         timer: Pin<Box<Sleep>>,
-        state: std::sync::Arc<ConnState>,
+        // When the phase's time runs out.
+        deadline: Instant,
+        state: Arc<ConnState>,
         phase: Phase,
         seen_completed: u64,
         first_read: bool,
@@ -87,13 +58,19 @@ impl<T> TimedIo<T> {
     /// `header_timeout` of being accepted.
     pub fn new(
         inner: T,
-        state: std::sync::Arc<ConnState>,
+        state: Arc<ConnState>,
         header_timeout: Duration,
         idle_timeout: Duration,
     ) -> Self {
+        let now = Instant::now();
+        let deadline = now + header_timeout;
+        // Never armed further than the shorter timeout: any later deadline
+        // is then at or after the timer, which re-arms itself when it fires.
+        let first = now + header_timeout.min(idle_timeout);
         TimedIo {
             inner,
-            timer: Box::pin(tokio::time::sleep(header_timeout)),
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            deadline,
             state,
             phase: Phase::Header,
             seen_completed: 0,
@@ -101,6 +78,26 @@ impl<T> TimedIo<T> {
             header_timeout,
             idle_timeout,
         }
+    }
+}
+
+/// Has the deadline passed? When the timer fired before it (it was armed for
+/// an earlier deadline), re-arm it, no further than `horizon` from now.
+fn expired(
+    timer: &mut Pin<Box<Sleep>>,
+    deadline: Instant,
+    horizon: Duration,
+    cx: &mut Context<'_>,
+) -> bool {
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        timer.as_mut().reset(deadline.min(now + horizon));
     }
 }
 
@@ -113,7 +110,7 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
         let mut this = self.project();
         let before = buf.filled().len();
         let polled = this.inner.as_mut().poll_read(cx, buf);
-        if *this.phase != Phase::Stream && this.state.tunnel.load(Ordering::Acquire) {
+        if *this.phase != Phase::Stream && this.state.is_tunnel() {
             *this.phase = Phase::Stream;
         }
         let busy = this.state.in_flight() > 0;
@@ -124,9 +121,7 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
             if *this.phase != Phase::Stream {
                 *this.phase = Phase::Idle;
             }
-            this.timer
-                .as_mut()
-                .reset(Instant::now() + *this.idle_timeout);
+            *this.deadline = Instant::now() + *this.idle_timeout;
         }
         match polled {
             Poll::Ready(Ok(())) => {
@@ -135,23 +130,16 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
                     *this.first_read = false;
                     if got.starts_with(b"PRI * HTTP/2") {
                         *this.phase = Phase::Stream;
-                        this.timer
-                            .as_mut()
-                            .reset(Instant::now() + *this.idle_timeout);
+                        *this.deadline = Instant::now() + *this.idle_timeout;
                     }
                 }
                 if !got.is_empty() && !busy {
                     match *this.phase {
                         Phase::Idle => {
                             *this.phase = Phase::Header;
-                            this.timer
-                                .as_mut()
-                                .reset(Instant::now() + *this.header_timeout);
+                            *this.deadline = Instant::now() + *this.header_timeout;
                         }
-                        Phase::Stream => this
-                            .timer
-                            .as_mut()
-                            .reset(Instant::now() + *this.idle_timeout),
+                        Phase::Stream => *this.deadline = Instant::now() + *this.idle_timeout,
                         Phase::Header => {}
                     }
                 }
@@ -159,8 +147,9 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                this.state.reader.register(cx.waker());
-                if busy || this.timer.as_mut().poll(cx).is_pending() {
+                this.state.register_reader(cx.waker());
+                let horizon = (*this.header_timeout).min(*this.idle_timeout);
+                if busy || !expired(this.timer, *this.deadline, horizon, cx) {
                     return Poll::Pending;
                 }
                 match *this.phase {

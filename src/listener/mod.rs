@@ -1,25 +1,23 @@
-//! Listeners: the accept loop of each bound socket, the connection limit,
-//! and hyper's HTTP/1.1 + h2c server per connection, watched for graceful
-//! shutdown.
+//! Listeners: binding a socket, and each worker's accept loop on its copy
+//! of it — the connection limit, hyper's HTTP/1.1 + h2c server per
+//! connection on the worker's thread, watched for graceful shutdown.
 
 mod io;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-pub use io::{ConnState, TimedIo};
+pub use io::TimedIo;
 
-use crate::config::Limits;
-use crate::proxy::{self, ConnCtx};
-use crate::runtime::Shared;
+use crate::proxy::{self, ConnCtx, Local};
 
 /// Binds a listener socket the way a server should: SO_REUSEADDR, a deep
 /// backlog, non-blocking.
@@ -36,40 +34,23 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// hyper's server settings for client connections, from the limits.
-pub fn server_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // limpet's own timers (io.rs) answer 408 and close idle connections.
-        .header_read_timeout(None)
-        .keep_alive(true)
-        // hyper answers 431 itself past these; limpet's own check (proxy/check.rs)
-        // applies the same limits to HTTP/2.
-        .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    builder
-}
-
 /// How long accepting pauses after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// One worker accepting on one listener.
 pub struct Serve {
+    /// This worker's copy of the listening socket.
     pub listener: TcpListener,
     /// The socket's id in the snapshot's listeners.
     pub id: u64,
-    pub shared: Arc<Shared>,
+    pub local: Rc<Local>,
     pub permits: Arc<Semaphore>,
     pub stop: watch::Receiver<bool>,
 }
 
 /// Accepts connections until `stop` turns true, then lets in-flight requests
 /// finish within the configuration's `shutdown_grace` and closes the rest.
+/// Every connection is served on this worker's thread.
 pub async fn serve(mut s: Serve) {
     let graceful = GracefulShutdown::new();
     loop {
@@ -98,33 +79,27 @@ pub async fn serve(mut s: Serve) {
             _ = s.stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let snap = s.shared.snapshot.load();
-        let Some(listener) = snap.listener(s.id) else {
+        let current = s.local.current();
+        let Some(listener) = current.snap.listener(s.id) else {
             continue;
         };
         let stats = Arc::clone(&listener.stats);
         stats.opened();
-        let state = Arc::new(ConnState::default());
+        let ctx = Rc::new(ConnCtx::new(peer, s.id, "http"));
         let io = TimedIo::new(
             stream,
-            Arc::clone(&state),
-            snap.timeouts.request_header,
-            snap.timeouts.client_idle,
+            Arc::clone(&ctx.state),
+            current.snap.timeouts.request_header,
+            current.snap.timeouts.client_idle,
         );
-        let ctx = Arc::new(ConnCtx {
-            peer,
-            listener: s.id,
-            scheme: "http",
-            state,
-        });
-        let shared = Arc::clone(&s.shared);
-        let svc = service_fn(move |req| proxy::handle(Arc::clone(&shared), Arc::clone(&ctx), req));
-        let conn = snap
+        let local = Rc::clone(&s.local);
+        let svc = service_fn(move |req| proxy::handle(Rc::clone(&local), Rc::clone(&ctx), req));
+        let conn = current
             .server
             .serve_connection_with_upgrades(TokioIo::new(io), svc)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        tokio::task::spawn_local(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
@@ -133,7 +108,7 @@ pub async fn serve(mut s: Serve) {
         });
     }
     drop(s.listener);
-    let grace = s.shared.snapshot.load().timeouts.shutdown_grace;
+    let grace = s.local.current().snap.timeouts.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

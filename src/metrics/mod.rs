@@ -1,7 +1,7 @@
 //! Counting what happens, cheaply enough to do on every request.
 //!
 //! Counters live with what they count and survive a reload the way that
-//! thing does: a server's in its [`crate::pool::Live`], a pool's in its
+//! thing does: a server's in its [`crate::server::Live`], a pool's in its
 //! [`PoolStats`], a listener's in its [`ListenerStats`] — each carried over
 //! by name, so counters reset only when the process restarts, and a server
 //! removed by a reload is no longer exported. Nothing is looked up by name
@@ -10,7 +10,6 @@
 //! (by a thread-local index), so that workers do not fight over one cache
 //! line. [`export`] reads them all at scrape time.
 
-pub mod export;
 pub mod process;
 
 use std::cell::Cell;
@@ -18,7 +17,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::pool::Outcome;
+use crate::decision::Outcome;
 
 /// Upper bounds (seconds) of the latency histogram buckets, 0.5 ms to 30 s.
 pub const BUCKETS: [f64; 15] = [
@@ -43,12 +42,13 @@ fn shards() -> usize {
     })
 }
 
+thread_local! {
+    static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
 /// This thread's shard.
 fn shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
     MINE.with(|m| {
         let mut i = m.get();
         if i == usize::MAX {
@@ -66,6 +66,34 @@ struct Padded<T>(T);
 
 fn sharded<T: Default>() -> Box<[Padded<T>]> {
     (0..shards()).map(|_| Padded(T::default())).collect()
+}
+
+/// A value per shard (per worker thread), each on its own cache lines:
+/// a worker writes its own, readers add them up.
+#[derive(Debug)]
+pub struct Sharded<T>(Box<[Padded<T>]>);
+
+impl<T: Default> Default for Sharded<T> {
+    fn default() -> Self {
+        Sharded(sharded())
+    }
+}
+
+impl<T> Sharded<T> {
+    /// This thread's value.
+    pub fn mine(&self) -> &T {
+        &self.0[shard()].0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|p| &p.0)
+    }
+}
+
+/// Gives the calling thread shard `i` (a worker takes its own number), so
+/// that no two workers share a shard when there are enough.
+pub fn pin_shard(i: usize) {
+    MINE.with(|m| m.set(i % shards()));
 }
 
 #[derive(Debug)]

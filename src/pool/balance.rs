@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::Balance;
 
-use super::server::Server;
+use crate::server::Server;
 
 #[derive(Debug)]
 pub enum Balancer {

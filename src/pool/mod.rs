@@ -1,80 +1,33 @@
 //! A pool of servers and THE decision of which server takes a request.
 //! [`Pool::decide`] is the only place that answers "which server": the affine
 //! server if it is usable, else a deterministic replacement (rendezvous) or a
-//! fresh placement by the pool's balancer.
+//! fresh placement by the pool's balancer. The balancer orders candidates;
+//! the pool says who is usable. What a failure means for a server (the
+//! passive check) and what is left when no server can take a request are
+//! decided here too.
 
 pub mod balance;
-pub mod rendezvous;
-pub mod server;
+pub mod failovers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
 use std::time::Duration;
 
-use crate::config::{HealthCheckConfig, OnServerDown, PassiveConfig, PoolConfig, StickyMode};
+use crate::config::{
+    HealthCheckConfig, OnServerDown, PassiveConfig, PoolConfig, ServerState, StickyMode,
+};
+use crate::decision::{Affinity, Decision, NoServer, Outcome};
 use crate::metrics::PoolStats;
-use crate::sticky::Sticky;
+use crate::server::{Live, Server, Servers, Slots};
+use crate::sticky::{Found, Sticky};
 
 use balance::Balancer;
-pub use server::{Live, Server};
-
-/// What the sticky mode found in a request, before health is considered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Affinity {
-    /// Nothing ties the request to a server.
-    None,
-    /// The request belongs to this server (index into the pool's servers).
-    Server(usize),
-    /// The request names a route that no server of this pool has.
-    UnknownRoute,
-    /// The request belongs to a server a reload removed: its sessions move
-    /// like a dead server's (deterministic replacement, route rewritten).
-    Removed,
-}
-
-/// The sticky outcome of a decision, as logged and counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Hit,
-    New,
-    Redispatch,
-    UnknownRoute,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::New => "new",
-            Outcome::Redispatch => "redispatch",
-            Outcome::UnknownRoute => "unknown_route",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub server: usize,
-    pub outcome: Outcome,
-}
-
-/// Why no server could be chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoServer {
-    /// No server is usable (503).
-    NoneUsable,
-    /// The affine server is down and the pool says `on_server_down: error` (503).
-    AffineDown,
-    /// The affine server failed this request and the pool says
-    /// `on_server_down: error` (502: it was tried).
-    AffineFailed,
-}
+pub use failovers::{Failover, Failovers};
 
 #[derive(Debug)]
 pub struct Pool {
     pub name: Arc<str>,
-    pub servers: Box<[Server]>,
+    pub servers: Servers,
     pub retries: u32,
     pub mode: StickyMode,
     pub on_server_down: OnServerDown,
@@ -85,77 +38,20 @@ pub struct Pool {
     pub passive: PassiveConfig,
     pub slow_start: Duration,
     balancer: Balancer,
-    /// `rendezvous::server_hash` of each server's route.
-    server_hashes: Box<[u64]>,
-    /// Names and routes of servers that reloads removed from this pool.
-    gone: Box<[Arc<str>]>,
     /// Counters of this pool (kept across reloads while the mode is the same).
     pub stats: Arc<PoolStats>,
     /// The last few redispatches, for the status page.
     pub failovers: Arc<Failovers>,
 }
 
-/// One redispatch: a session's server was unusable and it went elsewhere.
-#[derive(Debug, Clone)]
-pub struct Failover {
-    /// Unix milliseconds.
-    pub at_ms: u64,
-    pub from: Arc<str>,
-    pub to: Arc<str>,
-}
-
-/// The most recent failovers of a pool, newest last. Written only when a
-/// request is redispatched, and never waited for: when another request is
-/// writing, this one is not recorded.
-#[derive(Debug, Default)]
-pub struct Failovers {
-    recent: std::sync::Mutex<std::collections::VecDeque<Failover>>,
-}
-
-impl Failovers {
-    /// How many are kept.
-    pub const KEEP: usize = 20;
-
-    fn record(&self, from: &Arc<str>, to: &Arc<str>) {
-        let Ok(mut recent) = self.recent.try_lock() else {
-            return;
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, crate::clock::to_ms);
-        // One line per (from, to) and second is enough to see what happened.
-        if recent
-            .back()
-            .is_some_and(|l| l.from == *from && l.to == *to && now.saturating_sub(l.at_ms) < 1000)
-        {
-            return;
-        }
-        if recent.len() == Self::KEEP {
-            recent.pop_front();
-        }
-        recent.push_back(Failover {
-            at_ms: now,
-            from: Arc::clone(from),
-            to: Arc::clone(to),
-        });
-    }
-
-    pub fn list(&self) -> Vec<Failover> {
-        self.recent
-            .lock()
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
 impl Pool {
     /// Builds a pool, re-linking the live state of servers that `previous`
     /// (the running snapshot's pool of the same name) already had.
-    pub fn new(config: &PoolConfig, previous: Option<&Pool>) -> Pool {
+    pub fn new(config: &PoolConfig, previous: Option<&Pool>, slots: &Slots) -> Pool {
         let old: HashMap<&str, &Arc<Live>> = previous
             .map(|p| p.servers.iter().map(|s| (&*s.name, &s.live)).collect())
             .unwrap_or_default();
-        let servers: Box<[Server]> = config
+        let list: Box<[Server]> = config
             .servers
             .iter()
             .map(|sc| {
@@ -172,38 +68,32 @@ impl Pool {
                     // Checks were removed: nothing will ever mark it up again.
                     live.set_healthy(true);
                 }
-                Server::new(sc, live)
+                Server::new(sc, live, slots.of(sc.address))
             })
             .collect();
-        let sticky = Sticky::new(&config.sticky, &servers, previous.map(|p| &p.sticky));
-        let present = |n: &str| servers.iter().any(|s| &*s.name == n || &*s.route == n);
+        let present = |n: &str| list.iter().any(|s| &*s.name == n || &*s.route == n);
         let mut gone: Vec<Arc<str>> = Vec::new();
         if let Some(p) = previous {
             let removed = p
                 .servers
                 .iter()
                 .flat_map(|s| [&s.name, &s.route])
-                .chain(p.gone.iter());
+                .chain(p.servers.gone().iter());
             for n in removed {
                 if !present(n) && !gone.contains(n) {
                     gone.push(Arc::clone(n));
                 }
             }
         }
+        let servers = Servers::new(list, gone.into_boxed_slice());
+        let sticky = Sticky::new(&config.sticky, &servers, previous.map(|p| &p.sticky));
         let stats = match previous {
             Some(p) if p.mode == config.sticky.mode => Arc::clone(&p.stats),
             _ => Arc::new(PoolStats::default()),
         };
         Pool {
-            gone: gone.into_boxed_slice(),
-            stats,
-            failovers: previous.map_or_else(Default::default, |p| Arc::clone(&p.failovers)),
             name: config.name.as_str().into(),
             balancer: Balancer::new(config.balance, &servers),
-            server_hashes: servers
-                .iter()
-                .map(|s| rendezvous::server_hash(&s.route))
-                .collect(),
             servers,
             retries: config.retries,
             mode: config.sticky.mode,
@@ -213,66 +103,101 @@ impl Pool {
             health_check: config.health_check.clone(),
             passive: config.passive,
             slow_start: config.slow_start,
+            stats,
+            failovers: previous.map_or_else(Default::default, |p| Arc::clone(&p.failovers)),
         }
     }
 
-    /// Decides which server takes a request. `key` is the rendezvous key for
-    /// a deterministic replacement when the affine server is unusable (None:
-    /// use the balancer). `tried` lists servers this request already failed on.
-    pub fn decide(
-        &self,
-        affinity: Affinity,
-        key: Option<u64>,
-        tried: &[usize],
-    ) -> Result<Decision, NoServer> {
-        let fresh = |i: usize| !tried.contains(&i);
-        match affinity {
-            Affinity::Server(i) if self.servers.get(i).is_some_and(|s| s.usable()) && fresh(i) => {
-                Ok(Decision {
-                    server: i,
-                    outcome: Outcome::Hit,
-                })
-            }
-            Affinity::Server(_) | Affinity::Removed => {
-                let removed = affinity == Affinity::Removed;
-                if self.on_server_down == OnServerDown::Error && !removed {
-                    let Affinity::Server(i) = affinity else {
-                        return Err(NoServer::NoneUsable);
-                    };
-                    // Affinity is kept: no other server may take this session.
-                    return Err(if tried.contains(&i) {
-                        NoServer::AffineFailed
-                    } else {
-                        NoServer::AffineDown
+    /// Decides which server takes a request, given what its sticky mode
+    /// `found` and the servers it already failed on (`tried`).
+    pub fn decide(&self, found: &Found, tried: &[usize]) -> Result<Decision, NoServer> {
+        match found.affinity {
+            Affinity::Server(i) => self.affine(i, found, tried),
+            Affinity::Home => {
+                // ip_hash: the key's home ignores health (a down home is
+                // redispatched, and the client returns when it recovers)
+                // but not the operator's state.
+                let key = found.key.unwrap_or(0);
+                let home = self
+                    .servers
+                    .rendezvous(key, |i| match self.servers[i].live.state() {
+                        ServerState::Active => true,
+                        ServerState::Drain => found.recent == Some(self.servers.hash(i)),
+                        ServerState::Disabled => false,
                     });
+                match home {
+                    Some(i) => self.affine(i, found, tried),
+                    None => self.placement(Outcome::New, tried),
                 }
-                // A removed server never comes back: its sessions move even
-                // with `on_server_down: error`.
-                let server = match key {
-                    Some(k) => self.rendezvous(k, |i| self.servers[i].placeable() && fresh(i)),
-                    None => self.place(tried),
-                };
-                server
-                    .map(|server| Decision {
-                        server,
-                        outcome: Outcome::Redispatch,
-                    })
-                    .ok_or(NoServer::NoneUsable)
             }
-            Affinity::UnknownRoute => self
-                .place(tried)
-                .map(|server| Decision {
-                    server,
-                    outcome: Outcome::UnknownRoute,
-                })
-                .ok_or(NoServer::NoneUsable),
-            Affinity::None => self
-                .place(tried)
-                .map(|server| Decision {
-                    server,
-                    outcome: Outcome::New,
-                })
-                .ok_or(NoServer::NoneUsable),
+            // A removed server never comes back: its sessions move even with
+            // `on_server_down: error`.
+            Affinity::Removed => self.replace(found, tried, None),
+            Affinity::UnknownRoute => self.placement(Outcome::UnknownRoute, tried),
+            Affinity::None => self.placement(Outcome::New, tried),
+        }
+    }
+
+    fn affine(&self, i: usize, found: &Found, tried: &[usize]) -> Result<Decision, NoServer> {
+        let usable = self.servers.get(i).is_some_and(|s| s.usable());
+        if usable && !tried.contains(&i) {
+            return Ok(Decision {
+                server: i,
+                outcome: Outcome::Hit,
+                from: None,
+            });
+        }
+        if self.on_server_down == OnServerDown::Error {
+            // Affinity is kept: no other server may take this session.
+            return Err(if tried.contains(&i) {
+                NoServer::AffineFailed
+            } else {
+                NoServer::AffineDown
+            });
+        }
+        self.replace(found, tried, Some(i))
+    }
+
+    /// The deterministic replacement for an unusable affine server: the
+    /// rendezvous winner for the session's key, so every request of the
+    /// session (and every limpet instance) picks the same one.
+    fn replace(
+        &self,
+        found: &Found,
+        tried: &[usize],
+        from: Option<usize>,
+    ) -> Result<Decision, NoServer> {
+        let server = match found.key {
+            Some(k) => self
+                .servers
+                .rendezvous(k, |i| self.servers[i].placeable() && !tried.contains(&i)),
+            None => self.place(tried),
+        };
+        server
+            .map(|server| Decision {
+                server,
+                outcome: Outcome::Redispatch,
+                from,
+            })
+            .ok_or_else(|| Self::nobody(tried))
+    }
+
+    fn placement(&self, outcome: Outcome, tried: &[usize]) -> Result<Decision, NoServer> {
+        self.place(tried)
+            .map(|server| Decision {
+                server,
+                outcome,
+                from: None,
+            })
+            .ok_or_else(|| Self::nobody(tried))
+    }
+
+    /// Nobody is left: 503 if nobody was tried, else 502.
+    fn nobody(tried: &[usize]) -> NoServer {
+        if tried.is_empty() {
+            NoServer::NoneUsable
+        } else {
+            NoServer::AllFailed
         }
     }
 
@@ -296,56 +221,34 @@ impl Pool {
         self.balancer.pick(&self.servers, ok)
     }
 
-    /// The acceptable server ranked first for `key` by weighted rendezvous hashing.
-    pub fn rendezvous(&self, key: u64, accept: impl Fn(usize) -> bool) -> Option<usize> {
-        let mut best: Option<(usize, f64)> = None;
-        for (i, s) in self.servers.iter().enumerate() {
-            if !accept(i) {
-                continue;
-            }
-            let score = rendezvous::score(key, self.server_hashes[i], s.weight);
-            if best.is_none_or(|(_, b)| score > b) {
-                best = Some((i, score));
-            }
+    /// Counts a failure of server `i` seen on real traffic (a refused or
+    /// reset connection, a malformed response) toward its passive check.
+    /// As in nginx, the only server of a pool is never marked down by real
+    /// traffic: there is nobody to move its requests to.
+    pub fn failed(&self, i: usize) {
+        if self.servers.len() == 1 {
+            return;
         }
-        best.map(|(i, _)| i)
-    }
-
-    /// The rendezvous identity of server `i`.
-    pub fn server_hash(&self, i: usize) -> u64 {
-        self.server_hashes.get(i).copied().unwrap_or(0)
-    }
-
-    /// The server named `name`.
-    pub fn by_name(&self, name: &str) -> Option<usize> {
-        self.servers.iter().position(|s| &*s.name == name)
-    }
-
-    /// Is `name` the name or route of a server a reload removed?
-    pub fn was_removed(&self, name: &[u8]) -> bool {
-        self.gone.iter().any(|g| g.as_bytes() == name)
+        let Some(s) = self.servers.get(i) else { return };
+        if s.live.record_failure(self.passive) {
+            tracing::warn!(
+                pool = %self.name,
+                server = %s.name,
+                for_ = ?self.passive.fail_timeout,
+                "server marked down by passive checks (max_fails reached)"
+            );
+        }
     }
 
     /// Records a redispatch for the status page.
-    pub fn failed_over(&self, affinity: Affinity, to: usize) {
+    pub fn failed_over(&self, decision: &Decision) {
         static REMOVED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-        let from = match affinity {
-            Affinity::Server(i) => match self.servers.get(i) {
-                Some(s) => &s.name,
-                None => return,
-            },
-            Affinity::Removed => REMOVED.get_or_init(|| Arc::from("(removed)")),
-            _ => return,
+        let from = match decision.from.and_then(|i| self.servers.get(i)) {
+            Some(s) => &s.name,
+            None => REMOVED.get_or_init(|| Arc::from("(removed)")),
         };
-        if let Some(s) = self.servers.get(to) {
+        if let Some(s) = self.servers.get(decision.server) {
             self.failovers.record(from, &s.name);
         }
-    }
-
-    /// The server whose route is `route` (bytes, as a cookie carries it).
-    pub fn by_route(&self, route: &[u8]) -> Option<usize> {
-        self.servers
-            .iter()
-            .position(|s| s.route.as_bytes() == route)
     }
 }

@@ -1,33 +1,32 @@
 //! Bodies that stream through limpet without being buffered.
 //!
-//! [`ReqBody`] carries a client's request body to a server; its [`Source`]
-//! stays with the handler so a failed attempt can be replaced. Until the
-//! first frame is polled a streamed body sits in a shared slot, so a request
-//! whose connect failed (the server never saw a byte) takes it back and goes
-//! to another server. While it streams, the body keeps the request's
-//! [`Progress`]: when data last moved, whether limpet is waiting for the
-//! client, and whether the client broke the body, so that a broken, slow or
-//! abandoned upload is blamed on the client and never on the server, and the
-//! server's `backend_response` clock runs only while the server has the
-//! turn. [`ResBody`] carries a response to the client and owns the request's
-//! [`Completion`]: when the body ends or is dropped, the access log line is
-//! written and the in-flight counts fall.
+//! [`ReqBody`] carries a client's request body to a server. While it
+//! streams it keeps the request's [`Progress`]: when data last moved,
+//! whether limpet is waiting for the client, and whether the client broke
+//! the body — so that a broken, slow or abandoned upload is blamed on the
+//! client and never on the server, and the server's `backend_response`
+//! clock runs only while the server has the turn. [`ResBody`] carries a
+//! response to the client; when it has been sent whole, the server
+//! connection goes back to the worker's idle connections and the request's
+//! [`End`] is finished (access log, counters).
 
+use std::cell::Cell;
 use std::error::Error as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
-use super::completion::Completion;
+use super::end::End;
 use super::error::ProxyError;
+use super::local::Local;
 use crate::clock;
 
 /// How the client side of a request body failed.
@@ -35,11 +34,11 @@ use crate::clock;
 pub enum ClientFault {
     /// Bad framing (a broken chunk size, a body shorter than announced
     /// on a connection that stayed open): 400.
-    Malformed = 1,
+    Malformed,
     /// The client hung up or reset the connection mid-body: no answer.
-    Gone = 2,
+    Gone,
     /// The client paused longer than `timeouts.client_body`: 408.
-    Slow = 3,
+    Slow,
 }
 
 impl ClientFault {
@@ -76,151 +75,76 @@ impl ClientFault {
 }
 
 /// What a request body did, shared by the body (driven by the server
-/// connection) and the handler that waits for the response.
-#[derive(Debug, Default)]
+/// connection) and the handler that waits for the response; both run on
+/// the worker's thread.
+#[derive(Debug)]
 pub struct Progress {
     /// `clock::ms` when data last moved to the server (or the body ended).
-    last: AtomicU64,
+    last: Cell<u64>,
     /// The body was polled and waits for the client: the client's time.
-    waiting: AtomicBool,
-    /// A [`ClientFault`] as u8, 0 for none.
-    fault: AtomicU8,
+    waiting: Cell<bool>,
+    fault: Cell<Option<ClientFault>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            last: Cell::new(clock::ms()),
+            waiting: Cell::new(false),
+            fault: Cell::new(None),
+        }
+    }
 }
 
 impl Progress {
     fn advance(&self) {
-        self.last.store(clock::ms(), Ordering::Relaxed);
-        self.waiting.store(false, Ordering::Relaxed);
-    }
-
-    fn set_fault(&self, fault: ClientFault) {
-        self.fault.store(fault as u8, Ordering::Relaxed);
+        self.last.set(clock::ms());
+        self.waiting.set(false);
     }
 
     /// The client's failure, if the body failed on the client's side.
     pub fn fault(&self) -> Option<ClientFault> {
-        match self.fault.load(Ordering::Relaxed) {
-            1 => Some(ClientFault::Malformed),
-            2 => Some(ClientFault::Gone),
-            3 => Some(ClientFault::Slow),
-            _ => None,
-        }
+        self.fault.get()
     }
 
     /// Is limpet waiting for the client's next bytes?
     pub fn waiting_for_client(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed)
+        self.waiting.get()
     }
 
     /// When the server's `backend_response` time runs out: `wait` after the
     /// last progress; while the client has the turn, not before `wait` from now.
     pub fn deadline(&self, wait: Duration) -> Instant {
-        let from = if self.waiting_for_client() {
+        let from = if self.waiting.get() {
             clock::ms()
         } else {
-            self.last.load(Ordering::Relaxed).max(1)
+            self.last.get()
         };
         Instant::from_std(clock::instant(from)) + wait
     }
 }
 
-/// Where a request's body comes from, kept for as long as the request may
-/// still move to another server.
-#[derive(Debug)]
-pub struct Source {
-    kind: Kind,
-    pub progress: Arc<Progress>,
-    client_body: Duration,
-}
-
-#[derive(Debug)]
-enum Kind {
-    /// No body: replayable on any server.
-    Empty,
-    /// A small body read whole before the first attempt (idempotent
-    /// requests, see [`REPLAY_LIMIT`]): replayable.
-    Buffered(Bytes),
-    /// A streamed body, in a slot until an attempt first polls it: a retry
-    /// can take it back only if the failed attempt never touched it.
-    Stream(Arc<Mutex<Option<Incoming>>>),
-}
-
 /// Idempotent requests with a body of at most this many bytes (by their
 /// Content-Length) are read whole first, so that a server that resets the
 /// connection before answering can be replaced. Larger and chunked bodies
-/// stream and are replayed only when the failed attempt never sent them.
+/// stream and are replayed only when no byte of them was sent.
 pub const REPLAY_LIMIT: u64 = 64 * 1024;
 
-impl Source {
-    /// A body that streams; `client_body` is the longest pause allowed
-    /// between two reads of it.
-    pub fn new(body: Incoming, client_body: Duration) -> Source {
-        let progress = Arc::new(Progress::default());
-        progress.advance();
-        let kind = if body.is_end_stream() {
-            Kind::Empty
-        } else {
-            Kind::Stream(Arc::new(Mutex::new(Some(body))))
-        };
-        Source {
-            kind,
-            progress,
-            client_body,
-        }
-    }
-
-    /// Reads a small body whole (for replay), within `client_body` per read.
-    pub async fn buffer(mut body: Incoming, client_body: Duration) -> Result<Source, ProxyError> {
-        use http_body_util::BodyExt;
-        let mut all = bytes::BytesMut::new();
-        loop {
-            match tokio::time::timeout(client_body, body.frame()).await {
-                Err(_) => return Err(ProxyError::BodyTimeout),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(ClientFault::of(&e).error()),
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        all.extend_from_slice(&data);
-                    }
+/// Reads a small body whole (for replay), within `client_body` per read.
+pub async fn buffer(mut body: Incoming, client_body: Duration) -> Result<Bytes, ProxyError> {
+    use http_body_util::BodyExt;
+    let mut all = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(client_body, body.frame()).await {
+            Err(_) => return Err(ProxyError::BodyTimeout),
+            Ok(None) => return Ok(all.freeze()),
+            Ok(Some(Err(e))) => return Err(ClientFault::of(&e).error()),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    all.extend_from_slice(&data);
                 }
             }
         }
-        let progress = Arc::new(Progress::default());
-        progress.advance();
-        Ok(Source {
-            kind: Kind::Buffered(all.freeze()),
-            progress,
-            client_body,
-        })
-    }
-
-    /// A body for the next attempt; `None` when the stream was consumed by a
-    /// failed attempt and cannot be replayed.
-    pub fn body(&self) -> Option<ReqBody> {
-        match &self.kind {
-            Kind::Empty => Some(ReqBody::Empty),
-            Kind::Buffered(b) => Some(ReqBody::Full(Some(b.clone()))),
-            Kind::Stream(slot) => {
-                let hint = slot.lock().ok()?.as_ref()?.size_hint();
-                Some(ReqBody::Waiting {
-                    slot: Arc::clone(slot),
-                    hint,
-                    progress: Arc::clone(&self.progress),
-                    timeout: self.client_body,
-                })
-            }
-        }
-    }
-
-    /// Can the whole request be sent again after a server saw part of it?
-    pub fn replayable(&self) -> bool {
-        !matches!(self.kind, Kind::Stream(_))
-    }
-
-    /// Does the body still stream from the client (so the server's
-    /// response clock must follow its progress)?
-    pub fn streams(&self) -> bool {
-        matches!(self.kind, Kind::Stream(_))
     }
 }
 
@@ -237,22 +161,39 @@ pub enum BodyError {
 #[derive(Debug)]
 pub enum ReqBody {
     Empty,
+    /// A small body read whole: it can be sent again.
     Full(Option<Bytes>),
-    /// Not polled yet: the body is still in the slot the handler can take back.
-    Waiting {
-        slot: Arc<Mutex<Option<Incoming>>>,
-        hint: SizeHint,
-        progress: Arc<Progress>,
-        timeout: Duration,
-    },
     Streaming(Box<Streaming>),
+}
+
+impl ReqBody {
+    /// Streams `body` with `client_body` as the longest pause between reads.
+    pub fn streaming(body: Incoming, progress: Rc<Progress>, timeout: Duration) -> ReqBody {
+        ReqBody::Streaming(Box::new(Streaming {
+            body,
+            progress,
+            timeout,
+            timer: None,
+            armed: false,
+        }))
+    }
+
+    /// A copy for another attempt, when the body can be sent again.
+    pub fn replay(&self) -> Option<ReqBody> {
+        match self {
+            ReqBody::Empty => Some(ReqBody::Empty),
+            ReqBody::Full(Some(b)) => Some(ReqBody::Full(Some(b.clone()))),
+            ReqBody::Full(None) => Some(ReqBody::Full(None)),
+            ReqBody::Streaming(_) => None,
+        }
+    }
 }
 
 /// A client body being read, with its `client_body` timer.
 #[derive(Debug)]
 pub struct Streaming {
     body: Incoming,
-    progress: Arc<Progress>,
+    progress: Rc<Progress>,
     timeout: Duration,
     /// Created at the first wait; re-armed at each wait after data came.
     timer: Option<Pin<Box<Sleep>>>,
@@ -268,7 +209,7 @@ impl Streaming {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                self.progress.set_fault(ClientFault::of(&e));
+                self.progress.fault.set(Some(ClientFault::of(&e)));
                 Poll::Ready(Some(Err(BodyError::Client(e))))
             }
             Poll::Ready(None) => {
@@ -276,7 +217,7 @@ impl Streaming {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                self.progress.waiting.store(true, Ordering::Relaxed);
+                self.progress.waiting.set(true);
                 let timeout = self.timeout;
                 let timer = self
                     .timer
@@ -286,7 +227,7 @@ impl Streaming {
                     self.armed = true;
                 }
                 if timer.as_mut().poll(cx).is_ready() {
-                    self.progress.set_fault(ClientFault::Slow);
+                    self.progress.fault.set(Some(ClientFault::Slow));
                     return Poll::Ready(Some(Err(BodyError::Timeout)));
                 }
                 Poll::Pending
@@ -303,30 +244,10 @@ impl Body for ReqBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = &mut *self;
-        if let ReqBody::Waiting {
-            slot,
-            progress,
-            timeout,
-            ..
-        } = this
-        {
-            let taken = slot.lock().ok().and_then(|mut g| g.take());
-            *this = match taken {
-                Some(body) => ReqBody::Streaming(Box::new(Streaming {
-                    body,
-                    progress: Arc::clone(progress),
-                    timeout: *timeout,
-                    timer: None,
-                    armed: false,
-                })),
-                None => ReqBody::Empty,
-            };
-        }
-        match this {
+        match &mut *self {
             ReqBody::Streaming(s) => s.poll(cx),
             ReqBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            _ => Poll::Ready(None),
+            ReqBody::Empty => Poll::Ready(None),
         }
     }
 
@@ -334,7 +255,6 @@ impl Body for ReqBody {
         match self {
             ReqBody::Empty => true,
             ReqBody::Full(b) => b.is_none(),
-            ReqBody::Waiting { .. } => false,
             ReqBody::Streaming(s) => s.body.is_end_stream(),
         }
     }
@@ -343,42 +263,71 @@ impl Body for ReqBody {
         match self {
             ReqBody::Empty => SizeHint::with_exact(0),
             ReqBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ReqBody::Waiting { hint, .. } => *hint,
             ReqBody::Streaming(s) => s.body.size_hint(),
         }
     }
 }
 
-/// A response body on its way to the client.
-#[derive(Debug)]
-pub struct ResBody {
-    inner: Inner,
-    done: Option<Completion>,
+/// The server connection a response came on, to give back to the worker's
+/// idle connections once the response has been read whole.
+pub struct Back {
+    pub local: Rc<Local>,
+    pub slot: usize,
+    pub sender: SendRequest<ReqBody>,
 }
 
-#[derive(Debug)]
+/// A response body on its way to the client.
+pub struct ResBody {
+    inner: Inner,
+    end: Option<End>,
+    back: Option<Back>,
+}
+
 enum Inner {
     Incoming(Incoming),
     Full(Option<Bytes>),
 }
 
 impl ResBody {
-    pub fn streaming(body: Incoming, done: Completion) -> ResBody {
+    /// A server's response body; `back` is its connection (None after an
+    /// upgrade: the connection became a tunnel).
+    pub fn streaming(body: Incoming, end: End, back: Option<Back>) -> ResBody {
         ResBody {
             inner: Inner::Incoming(body),
-            done: Some(done),
+            end: Some(end),
+            back,
         }
     }
 
-    pub fn full(bytes: Bytes, done: Option<Completion>) -> ResBody {
+    /// A response limpet made itself.
+    pub fn full(bytes: Bytes, end: Option<End>) -> ResBody {
         ResBody {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
-            done,
+            end,
+            back: None,
         }
     }
 
-    pub fn empty() -> ResBody {
-        ResBody::full(Bytes::new(), None)
+    /// The response has been sent whole: the connection serves the next
+    /// request, and the request is logged and counted.
+    fn complete(&mut self) {
+        if let Some(b) = self.back.take() {
+            b.local.clients.checkin(b.slot, b.sender);
+        }
+        if let Some(end) = self.end.take() {
+            end.finish(false);
+        }
+    }
+}
+
+impl Drop for ResBody {
+    /// The client went away before the body was sent whole (or hyper stopped
+    /// polling it): the server connection is not reused, and the request is
+    /// logged as aborted.
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            end.finish(true);
+        }
     }
 }
 
@@ -397,17 +346,20 @@ impl Body for ResBody {
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(done)) = (frame.data_ref(), this.done.as_mut()) {
-                    done.add_bytes(data.len());
+                if let (Some(data), Some(end)) = (frame.data_ref(), this.end.as_mut()) {
+                    end.add_bytes(data.len());
+                }
+                if this.is_end_stream() {
+                    this.complete();
                 }
             }
             Poll::Ready(Some(Err(_))) => {
-                if let Some(done) = this.done.as_mut() {
-                    done.mark_aborted();
+                this.back = None;
+                if let Some(end) = this.end.take() {
+                    end.finish(true);
                 }
-                this.done = None;
             }
-            Poll::Ready(None) => this.done = None,
+            Poll::Ready(None) => this.complete(),
             Poll::Pending => {}
         }
         polled

@@ -14,9 +14,11 @@
 //!   not a valid authority, or an HTTP/2 `:authority` that disagrees with
 //!   `host` → 400.
 //!
-//! What it returns is the request's authority: the absolute-form target's
-//! (which wins over `Host`), else `Host`, else HTTP/2's `:authority`. It is
-//! what routes match and what the server receives as `Host`.
+//! It reads the header once ([`Scan`]), and later steps consult what it
+//! found instead of looking headers up again. What it returns also holds
+//! the request's authority: the absolute-form target's (which wins over
+//! `Host`), else `Host`, else HTTP/2's `:authority`. It is what routes match
+//! and what the server receives as `Host`.
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Version};
@@ -26,22 +28,96 @@ use crate::config::Limits;
 
 /// Checks `req`; returns its authority (None for an HTTP/1.0 request
 /// without `Host`).
-pub fn request<B>(req: &Request<B>, limits: &Limits) -> Result<Option<HeaderValue>, ProxyError> {
+pub fn request<B>(req: &Request<B>, limits: &Limits) -> Result<Checked, ProxyError> {
     let headers = req.headers();
-    if headers.len() > limits.max_headers || header_bytes(headers) > limits.max_header_bytes {
+    let scan = Scan::of(headers);
+    if headers.len() > limits.max_headers || scan.bytes > limits.max_header_bytes {
         return Err(ProxyError::HeaderTooLarge);
     }
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
-    transfer_encoding(req)?;
-    let h2 = req.version() == Version::HTTP_2;
-    let uri = req.uri();
-    let mut hosts = headers.get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
+    if scan.transfer_encoding {
+        transfer_encoding(req)?;
+    }
+    if scan.hosts > 1 {
         return Err(ProxyError::BadRequest);
     }
+    let host = if scan.hosts == 1 {
+        headers.get(header::HOST)
+    } else {
+        None
+    };
+    let authority = authority(req, host)?;
+    Ok(Checked { authority, scan })
+}
+
+/// What the request check found.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The request's authority (None for an HTTP/1.0 request without `Host`).
+    pub authority: Option<HeaderValue>,
+    pub scan: Scan,
+}
+
+/// What one pass over a request header found, for the steps after the check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Size as it came on the wire (names, values, separators).
+    pub bytes: usize,
+    pub hosts: u8,
+    pub transfer_encoding: bool,
+    /// `Connection` or another hop-by-hop header is present.
+    pub hop_by_hop: bool,
+    pub upgrade: bool,
+    /// `Cookie` fields (HTTP/2 sends one per cookie).
+    pub cookies: u16,
+    pub x_forwarded_for: bool,
+    pub x_forwarded_proto: bool,
+    pub x_forwarded_host: bool,
+    /// `Forwarded` or `X-Real-IP`.
+    pub forwarded: bool,
+}
+
+impl Scan {
+    pub fn of(headers: &http::HeaderMap) -> Scan {
+        use super::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP};
+        let mut s = Scan::default();
+        for (name, value) in headers {
+            s.bytes += name.as_str().len() + value.len() + 4;
+            if name == header::HOST {
+                s.hosts = s.hosts.saturating_add(1);
+            } else if name == header::COOKIE {
+                s.cookies = s.cookies.saturating_add(1);
+            } else if name == header::TRANSFER_ENCODING {
+                s.transfer_encoding = true;
+                s.hop_by_hop = true;
+            } else if name == header::UPGRADE {
+                s.upgrade = true;
+                s.hop_by_hop = true;
+            } else if name == X_FORWARDED_FOR {
+                s.x_forwarded_for = true;
+            } else if name == X_FORWARDED_PROTO {
+                s.x_forwarded_proto = true;
+            } else if name == X_FORWARDED_HOST {
+                s.x_forwarded_host = true;
+            } else if name == header::FORWARDED || name == X_REAL_IP {
+                s.forwarded = true;
+            } else if super::headers::is_hop_by_hop(name) {
+                s.hop_by_hop = true;
+            }
+        }
+        s
+    }
+}
+
+/// The request's authority, from its target and its `Host`.
+fn authority<B>(
+    req: &Request<B>,
+    host: Option<&HeaderValue>,
+) -> Result<Option<HeaderValue>, ProxyError> {
+    let h2 = req.version() == Version::HTTP_2;
+    let uri = req.uri();
     if let Some(h) = host
         && !valid_authority(h.as_bytes())
     {
@@ -80,22 +156,36 @@ pub fn request<B>(req: &Request<B>, limits: &Limits) -> Result<Option<HeaderValu
     }
 }
 
-/// `host[:port]`: a registered name, IPv4 or bracketed IPv6 address; no
-/// user information, nothing empty.
+/// `host[:port]` (RFC 3986 §3.2): a registered name, an IPv4 or a bracketed
+/// IPv6 address, an optional numeric port; no user information, nothing
+/// empty. Checked in place, without copying the value.
 fn valid_authority(v: &[u8]) -> bool {
-    if v.is_empty() || v.contains(&b'@') {
-        return false;
-    }
-    let Ok(a) = http::uri::Authority::try_from(v) else {
-        return false;
+    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let ip = std::str::from_utf8(&rest[..close])
+            .ok()
+            .and_then(|t| t.parse::<std::net::Ipv6Addr>().ok());
+        if ip.is_none() {
+            return false;
+        }
+        (&rest[..close], &rest[close + 1..])
+    } else {
+        match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &v[v.len()..]),
+        }
     };
-    let host = a.host();
-    let port = &a.as_str()[host.len()..];
-    !host.is_empty()
-        && (port.is_empty()
-            || port
-                .strip_prefix(':')
-                .is_some_and(|p| p.len() <= 5 && p.parse::<u16>().is_ok()))
+    let reg_name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(b);
+    let port_ok = port.is_empty()
+        || port.strip_prefix(b":").is_some_and(|p| {
+            !p.is_empty()
+                && p.len() <= 5
+                && p.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(p).is_ok_and(|t| t.parse::<u16>().is_ok())
+        });
+    !host.is_empty() && port_ok && (v.first() == Some(&b'[') || host.iter().all(reg_name))
 }
 
 fn transfer_encoding<B>(req: &Request<B>) -> Result<(), ProxyError> {
@@ -118,14 +208,6 @@ fn transfer_encoding<B>(req: &Request<B>) -> Result<(), ProxyError> {
     }
 }
 
-/// Size of a request header as it came on the wire (names, values, separators).
-fn header_bytes(headers: &http::HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,8 +221,10 @@ mod tests {
     }
 
     fn check(r: &Request<()>) -> Result<Option<String>, ProxyError> {
-        request(r, &Limits::default())
-            .map(|h| h.map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()))
+        request(r, &Limits::default()).map(|c| {
+            c.authority
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        })
     }
 
     #[test]

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::body::ResBody;
-use super::completion::Completion;
+use super::end::End;
+use crate::decision::NoServer;
 
 /// Why limpet answers a request itself instead of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -93,13 +94,13 @@ impl ProxyError {
         }
     }
 
-    /// The response the client gets; `done` is logged when it is sent.
-    pub fn into_response(self, mut done: Completion) -> Response<ResBody> {
+    /// The response the client gets; `end` is finished when it is sent.
+    pub fn into_response(self, mut end: End) -> Response<ResBody> {
         let status = self.status();
-        done.set_status(self.logged_status());
+        end.set_status(self.logged_status());
         let mut res = Response::new(ResBody::full(
             Bytes::from_static(self.body().as_bytes()),
-            Some(done),
+            Some(end),
         ));
         *res.status_mut() = status;
         let h = res.headers_mut();
@@ -119,5 +120,15 @@ impl ProxyError {
             );
         }
         res
+    }
+}
+
+impl From<NoServer> for ProxyError {
+    /// 503 when no server could be tried, 502 when the ones tried failed.
+    fn from(n: NoServer) -> ProxyError {
+        match n {
+            NoServer::NoneUsable | NoServer::AffineDown => ProxyError::NoServer,
+            NoServer::AllFailed | NoServer::AffineFailed => ProxyError::Unreachable,
+        }
     }
 }

@@ -1,38 +1,39 @@
-//! Sends a request to the decided server and moves it to another server
-//! when that is safe: a failed connect (the server never saw the request:
-//! any method), or a connection reset or closed before the response began
-//! for an idempotent request whose body can be sent again (a JVM being
-//! killed accepts connections for a moment, then resets them). Up to the
-//! pool's `retries`.
+//! Sends a request to the server the pool decides on, and moves it to
+//! another server when that is safe, up to the pool's `retries`:
+//!
+//! * the connect failed: the request was never built, let alone sent, so
+//!   any method moves, body and all;
+//! * the connection closed before the request was written (a stale
+//!   keep-alive connection): hyper gives the request back and it moves
+//!   without a copy;
+//! * the connection was reset or closed after the request was written, and
+//!   the method is idempotent with a body that can be sent again (a JVM
+//!   being killed accepts connections for a moment, then resets them): a
+//!   copy kept for this case is sent elsewhere. This is the only case that
+//!   copies a request's header.
 //!
 //! Blame goes to the side that failed. Only what the server did — a refused
 //! or reset connection, a malformed response — counts toward its passive
-//! check. A client whose body is malformed, who hangs up or pauses past
-//! `client_body` fails its own request (400, nothing, 408); limpet running
-//! out of file descriptors or ports is limpet's problem (503, logged).
-//! The `backend_response` clock runs while the server has the turn: from the
-//! last progress of the upload, never while limpet waits for the client.
+//! check ([`Pool::failed`]). A client whose body is malformed, who hangs up
+//! or pauses past `client_body` fails its own request (400, nothing, 408);
+//! limpet running out of file descriptors or ports is limpet's problem
+//! (503, logged). The `backend_response` clock runs while the server has the
+//! turn: from the last progress of the upload, never while limpet waits for
+//! the client.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::Source;
-use super::completion::Completion;
+use super::body::{Back, Progress, ReqBody};
+use super::end::End;
 use super::error::ProxyError;
-use crate::pool::{Affinity, Decision, NoServer, Outcome, Pool};
-use crate::runtime::Snapshot;
-
-/// What the sticky step found, handed to the pool's decision on every attempt.
-#[derive(Debug, Clone, Copy)]
-pub struct Placement {
-    pub affinity: Affinity,
-    /// Rendezvous key for a deterministic replacement of a dead affine server.
-    pub key: Option<u64>,
-}
+use super::local::{Current, Local};
+use crate::decision::{Decision, Outcome};
+use crate::pool::Pool;
+use crate::sticky::Found;
 
 /// Methods a client may repeat without changing the result (RFC 9110 §9.2.2).
 pub fn idempotent(m: &Method) -> bool {
@@ -42,56 +43,82 @@ pub fn idempotent(m: &Method) -> bool {
     )
 }
 
+/// A server answered.
+pub struct Sent {
+    pub response: Response<Incoming>,
+    pub decision: Decision,
+    /// The connection it answered on, to reuse when the response is done.
+    pub back: Back,
+}
+
+/// A stale keep-alive connection may give a request back this many times
+/// before the server is counted as failing.
+const STALE_TRIES: u32 = 4;
+
+/// Forwards the request (`parts`, `body`) to the server the pool decides on.
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
-    snap: &Snapshot,
-    pool: &Arc<Pool>,
-    mut parts: Parts,
-    source: &Source,
-    placement: Placement,
-    done: &mut Completion,
-) -> Result<(Response<Incoming>, Decision), ProxyError> {
-    let path: PathAndQuery = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    local: &Rc<Local>,
+    current: &Current,
+    pool: &Pool,
+    parts: Parts,
+    body: ReqBody,
+    progress: &Progress,
+    found: &Found,
+    end: &mut End,
+) -> Result<Sent, ProxyError> {
+    let snap = &current.snap;
+    let replayable = idempotent(&parts.method) && body.replay().is_some();
+    let mut unsent: Option<Request<ReqBody>> = Some(outgoing(parts, body));
     let mut tried: Vec<usize> = Vec::new();
+    let mut stale = 0;
     loop {
-        let decision = match pool.decide(placement.affinity, placement.key, &tried) {
-            Ok(d) => d,
-            Err(NoServer::AffineDown) => return Err(ProxyError::NoServer),
-            Err(NoServer::AffineFailed) => return Err(ProxyError::Unreachable),
-            Err(NoServer::NoneUsable) if tried.is_empty() => return Err(ProxyError::NoServer),
-            Err(NoServer::NoneUsable) => return Err(ProxyError::Unreachable),
-        };
-        let server = &pool.servers[decision.server];
+        let decision = pool.decide(found, &tried).map_err(ProxyError::from)?;
         if decision.outcome == Outcome::Redispatch {
-            pool.failed_over(placement.affinity, decision.server);
+            pool.failed_over(&decision);
         }
-        done.set_server(decision.server);
-        done.set_outcome(decision.outcome);
+        end.set_server(decision.server);
+        end.set_outcome(decision.outcome);
+        let server = &pool.servers[decision.server];
 
-        let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(server.authority.clone())
-            .path_and_query(path.clone())
-            .build()
-            .map_err(|_| ProxyError::BadRequest)?;
-        let body = source.body().ok_or(ProxyError::Unreachable)?;
-        let mut req = Request::new(body);
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
-        // The last allowed attempt takes the headers; earlier ones keep a
-        // copy for the next server (a failed request is not given back).
-        *req.headers_mut() = if tried.len() >= pool.retries as usize {
-            std::mem::take(&mut parts.headers)
-        } else {
-            parts.headers.clone()
+        // Connect first: a failed connect needs no copy of the request.
+        let mut sender = match local
+            .clients
+            .checkout(server.slot, server.address, snap.timeouts.connect)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(errno) = e.errno().filter(|&c| crate::resources::is_exhaustion(c)) {
+                    crate::resources::exhausted("connecting to a server", errno);
+                    return Err(ProxyError::Exhausted);
+                }
+                tracing::warn!(pool = %pool.name, server = %server.name, error = %e, "cannot connect to server");
+                pool.failed(decision.server);
+                tried.push(decision.server);
+                if tried.len() > pool.retries as usize {
+                    return Err(ProxyError::Unreachable);
+                }
+                continue;
+            }
         };
-
-        let failure = match respond(snap, source, snap.client.request(req)).await {
-            Ok(Ok(res)) => return Ok((res, decision)),
+        let Some(request) = unsent.take() else {
+            return Err(ProxyError::Unreachable);
+        };
+        // A copy for a replay after a mid-request reset, only when one may follow.
+        let copy = (replayable && tried.len() < pool.retries as usize).then(|| duplicate(&request));
+        let failure = match respond(snap, progress, sender.inner.try_send_request(request)).await {
+            Ok(Ok(response)) => {
+                return Ok(Sent {
+                    response,
+                    decision,
+                    back: Back {
+                        local: Rc::clone(local),
+                        slot: server.slot,
+                        sender: sender.inner,
+                    },
+                });
+            }
             Ok(Err(e)) => e,
             Err(()) => {
                 // Slow is not dead: a long report must not take its server
@@ -100,91 +127,88 @@ pub async fn send(
                 return Err(ProxyError::Timeout);
             }
         };
-        if let Some(fault) = source.progress.fault() {
+        let mut failure = failure;
+        if let Some(back) = failure.take_message() {
+            // Never written: the connection was closed under us.
+            unsent = Some(back);
+            if sender.reused && stale < STALE_TRIES {
+                stale += 1;
+                continue;
+            }
+            tracing::warn!(pool = %pool.name, server = %server.name, error = %failure.error(), "server closed the connection before the request");
+            pool.failed(decision.server);
+            tried.push(decision.server);
+            if tried.len() > pool.retries as usize {
+                return Err(ProxyError::Unreachable);
+            }
+            continue;
+        }
+        if let Some(fault) = progress.fault() {
             tracing::debug!(pool = %pool.name, server = %server.name, ?fault, "request body failed on the client's side");
             return Err(fault.error());
         }
-        if let Some(errno) = exhausted(&failure) {
-            crate::resources::exhausted("connecting to a server", errno);
-            return Err(ProxyError::Exhausted);
-        }
-        if source.progress.waiting_for_client() {
+        if progress.waiting_for_client() {
             // The server gave up while the client was slow: not its fault.
-            tracing::debug!(pool = %pool.name, server = %server.name, error = %failure, "server closed while waiting for a slow client body");
+            tracing::debug!(pool = %pool.name, server = %server.name, error = %failure.error(), "server closed while waiting for a slow client body");
             return Err(ProxyError::Unreachable);
         }
-        mark_failed(pool, decision.server);
-        // A connect error: the server never saw the request. Otherwise it
-        // may have: only idempotent requests with a replayable body move.
-        let retry = failure.is_connect()
-            || (idempotent(&parts.method) && (source.replayable() || source.body().is_some()));
-        tracing::warn!(pool = %pool.name, server = %server.name, error = %failure, retry, "request to server failed");
+        let retry = copy.is_some();
+        tracing::warn!(pool = %pool.name, server = %server.name, error = %failure.error(), retry, "request to server failed");
+        pool.failed(decision.server);
         tried.push(decision.server);
-        if !retry || tried.len() > pool.retries as usize {
-            return Err(ProxyError::Unreachable);
+        match copy {
+            Some(c) if tried.len() <= pool.retries as usize => unsent = Some(c),
+            _ => return Err(ProxyError::Unreachable),
         }
     }
+}
+
+/// The request as the server gets it: origin-form target, HTTP/1.1.
+fn outgoing(mut parts: Parts, body: ReqBody) -> Request<ReqBody> {
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .map_or_else(|| Uri::from_static("/"), Uri::from);
+    }
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, body)
+}
+
+/// A copy of a request whose body can be sent again.
+fn duplicate(req: &Request<ReqBody>) -> Request<ReqBody> {
+    let mut copy = Request::new(req.body().replay().unwrap_or(ReqBody::Empty));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 /// Waits for the response head while the server has the turn: the
 /// deadline moves with the upload's progress and stands still while limpet
 /// waits for the client. `Err(())` when `backend_response` ran out.
 async fn respond<F: std::future::Future>(
-    snap: &Snapshot,
-    source: &Source,
+    snap: &crate::runtime::Snapshot,
+    progress: &Progress,
     response: F,
 ) -> Result<F::Output, ()> {
     let wait = snap.timeouts.backend_response;
-    if !source.streams() {
-        return tokio::time::timeout(wait, response).await.map_err(|_| ());
-    }
     let mut response = std::pin::pin!(response);
     loop {
-        let deadline = source.progress.deadline(wait);
+        let deadline = progress.deadline(wait);
         tokio::select! {
+            biased;
             r = &mut response => return Ok(r),
             _ = tokio::time::sleep_until(deadline) => {
-                if source.progress.fault().is_none()
-                    && !source.progress.waiting_for_client()
-                    && source.progress.deadline(wait) <= tokio::time::Instant::now()
+                if progress.fault().is_none()
+                    && !progress.waiting_for_client()
+                    && progress.deadline(wait) <= tokio::time::Instant::now()
                 {
                     return Err(());
                 }
             }
         }
-    }
-}
-
-/// The errno of a failure that is limpet's own shortage (descriptors,
-/// memory, local ports), found anywhere in the error's chain.
-fn exhausted(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(code) = io.raw_os_error()
-            && crate::resources::is_exhaustion(code)
-        {
-            return Some(code);
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// Counts a failure toward the server's passive check. As in nginx, the
-/// only server of a pool is never marked down by real traffic: there is
-/// nobody to move its requests to.
-fn mark_failed(pool: &Pool, server: usize) {
-    if pool.servers.len() == 1 {
-        return;
-    }
-    let s = &pool.servers[server];
-    if s.live.record_failure(pool.passive) {
-        tracing::warn!(
-            pool = %pool.name,
-            server = %s.name,
-            for_ = ?pool.passive.fail_timeout,
-            "server marked down by passive checks (max_fails reached)"
-        );
     }
 }

@@ -1,27 +1,96 @@
 //! Header rewriting in both directions: hop-by-hop headers removed (RFC 9110
 //! §7.6.1, plus every header the `Connection` header names), the
-//! `X-Forwarded-*` family set for the server, `Host` preserved.
+//! `X-Forwarded-*` family set for the server, `Host` preserved. Each step
+//! runs only when the request's [`Scan`] found something for it to do.
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use super::client_addr::X_FORWARDED_FOR;
+use super::check::Scan;
+use super::conn::ConnCtx;
 
 // Static names: a `&str` key would build (allocate) a HeaderName per request.
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub use super::client_addr::X_FORWARDED_FOR;
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one connection and never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 6] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
 ];
+
+/// Is `name` one of the fixed hop-by-hop headers?
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Prepares a request's header for the server: hop-by-hop headers out (the
+/// `Upgrade` of a protocol switch stays), cookies split by HTTP/2 joined,
+/// the `X-Forwarded-*` family set, `Forwarded` and `X-Real-IP` believed only
+/// from a trusted peer, and `Host` set to the request's authority.
+pub fn prepare(
+    headers: &mut HeaderMap,
+    scan: &Scan,
+    conn: &ConnCtx,
+    trusted: bool,
+    authority: Option<&HeaderValue>,
+    upgrade: bool,
+) {
+    if scan.hop_by_hop {
+        strip_hop_by_hop(headers, upgrade);
+    }
+    if scan.cookies > 1 {
+        fold_cookies(headers);
+    }
+    if scan.forwarded && !trusted {
+        headers.remove(header::FORWARDED);
+        headers.remove(X_REAL_IP);
+    }
+    if scan.x_forwarded_for {
+        append_forwarded_for(headers, conn.peer_ip);
+    } else {
+        headers.insert(X_FORWARDED_FOR, conn.peer_value.clone());
+    }
+    if !(trusted && scan.x_forwarded_proto) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme));
+    }
+    if !(trusted && scan.x_forwarded_host) {
+        match authority {
+            Some(v) => {
+                headers.insert(X_FORWARDED_HOST, v.clone());
+            }
+            None if scan.x_forwarded_host => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+            None => {}
+        }
+    }
+    // The server sees the request's authority as Host: the absolute-form
+    // target's, or HTTP/2's :authority, or the Host the client sent.
+    if let Some(a) = authority
+        && headers.get(header::HOST) != Some(a)
+    {
+        headers.insert(header::HOST, a.clone());
+    }
+}
+
+/// Removes hop-by-hop headers from a server's response, when it has any.
+pub fn clean_response(headers: &mut HeaderMap) {
+    if headers.keys().any(is_hop_by_hop) {
+        strip_hop_by_hop(headers, false);
+    }
+}
 
 /// Is this a request to switch protocols (WebSocket and friends)?
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -54,59 +123,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
     if let Some(up) = upgrade {
         headers.insert(header::UPGRADE, up);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-/// Sets what the server needs to know about the client: the `X-Forwarded-For`
-/// chain with the peer appended, and the original scheme and host (taken from
-/// the request unless a trusted proxy already said them). The other headers
-/// that claim to know the client, `Forwarded` (RFC 7239) and `X-Real-IP`,
-/// are passed on only from a trusted peer and removed otherwise, so a server
-/// that reads them is never lied to by a client.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    peer: IpAddr,
-    peer_trusted: bool,
-    scheme: &'static str,
-    host: Option<&HeaderValue>,
-) {
-    let mut chain = String::new();
+/// Appends the peer to the `X-Forwarded-For` chain the request carried
+/// (nginx's `$proxy_add_x_forwarded_for`, HAProxy's `option forwardfor`).
+fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
+    let mut chain = bytes::BytesMut::new();
     for v in headers.get_all(X_FORWARDED_FOR) {
-        if let Ok(v) = v.to_str() {
-            let v = v.trim();
-            if !v.is_empty() {
-                chain.push_str(v);
-                chain.push_str(", ");
-            }
+        let v = v.as_bytes().trim_ascii();
+        if !v.is_empty() {
+            chain.extend_from_slice(v);
+            chain.extend_from_slice(b", ");
         }
     }
     use std::fmt::Write;
     let _ = write!(chain, "{peer}");
-    // The String's buffer becomes the header value without a copy.
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(chain.freeze()) {
         headers.insert(X_FORWARDED_FOR, v);
-    }
-    if !peer_trusted {
-        headers.remove(header::FORWARDED);
-        headers.remove(X_REAL_IP);
-    }
-    if !(peer_trusted && headers.contains_key(X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-    }
-    if !(peer_trusted && headers.contains_key(X_FORWARDED_HOST)) {
-        match host {
-            Some(v) => {
-                headers.insert(X_FORWARDED_HOST, v.clone());
-            }
-            None => {
-                headers.remove(X_FORWARDED_HOST);
-            }
-        }
     }
 }
 
@@ -171,16 +208,33 @@ mod tests {
         assert_eq!(all, [&b"a=1; n=\xc3\xa9t\xc3\xa9; b=2"[..]]);
     }
 
+    /// `prepare` for a request from 127.0.0.2.
+    fn run(h: &mut HeaderMap, trusted: bool, authority: Option<&HeaderValue>) {
+        let scan = Scan::of(h);
+        let conn = ConnCtx::new(([127, 0, 0, 2], 40000).into(), 0, "http");
+        prepare(h, &scan, &conn, trusted, authority, false);
+    }
+
+    #[test]
+    fn a_lone_peer_is_the_forwarded_for_value_and_host_follows_the_authority() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a.example"));
+        run(&mut h, false, Some(&HeaderValue::from_static("b.example")));
+        assert_eq!(h[X_FORWARDED_FOR], "127.0.0.2");
+        assert_eq!(h[header::HOST], "b.example");
+        assert_eq!(h[X_FORWARDED_HOST], "b.example");
+    }
+
     #[test]
     fn forwarded_and_x_real_ip_are_believed_only_from_trusted_peers() {
         let mut h = HeaderMap::new();
         h.insert(header::FORWARDED, HeaderValue::from_static("for=1.2.3.4"));
         h.insert(X_REAL_IP, HeaderValue::from_static("1.2.3.4"));
         let mut trusted = h.clone();
-        set_forwarded(&mut h, [127, 0, 0, 2].into(), false, "http", None);
+        run(&mut h, false, None);
         assert!(!h.contains_key(header::FORWARDED));
         assert!(!h.contains_key(X_REAL_IP));
-        set_forwarded(&mut trusted, [127, 0, 0, 2].into(), true, "http", None);
+        run(&mut trusted, true, None);
         assert!(trusted.contains_key(header::FORWARDED));
         assert!(trusted.contains_key(X_REAL_IP));
     }
@@ -207,11 +261,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
-        set_forwarded(
+        run(
             &mut h,
-            [127, 0, 0, 2].into(),
             false,
-            "http",
             Some(&HeaderValue::from_static("example.com")),
         );
         assert_eq!(

@@ -1,132 +1,143 @@
-//! The data path. [`handle`] reads top-down, one step per file: resolve the
-//! client address → check the request → pick the pool (routes) → affinity →
-//! decide the server →
-//! forward (retrying a failed connect elsewhere) → act on the response →
-//! log. Everything a request needs comes from one runtime snapshot, loaded
-//! once, so a reload never shows a request two worlds.
+//! The data path. [`handle`] reads top-down, one step per file:
+//!
+//! ```text
+//! the snapshot this request sees        local.rs     (per worker, no lock)
+//! the client address                    client_addr.rs
+//! refuse what cannot be forwarded       check.rs     (one pass over the header)
+//! the pool                              route.rs
+//! what ties it to a server              sticky/      (Sticky::find)
+//! the header for the server             headers.rs
+//! which server, and send (and retry)    pool/ (Pool::decide), forward.rs, client.rs
+//! act on the response                   sticky/      (Sticky::respond), headers.rs
+//! stream it back, then log and count    body.rs, end.rs
+//! ```
+//!
+//! Everything a request needs comes from one runtime snapshot, read once, so
+//! a reload never shows a request two worlds. A request never leaves the
+//! worker thread that accepted its connection.
 
 pub mod body;
 pub mod check;
+pub mod client;
 pub mod client_addr;
-pub mod completion;
+pub mod conn;
+pub mod end;
 pub mod error;
 pub mod forward;
 pub mod headers;
-pub mod http_client;
+pub mod local;
 pub mod route;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::rc::Rc;
 
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::listener::ConnState;
-use crate::runtime::Shared;
-use body::{ResBody, Source};
-use completion::Completion;
+use body::{Progress, ReqBody, ResBody};
+pub use conn::{ConnCtx, ConnState};
+use end::End;
 use error::ProxyError;
-use forward::Placement;
-
-/// What the data path knows about the client connection a request came on.
-#[derive(Debug)]
-pub struct ConnCtx {
-    pub peer: SocketAddr,
-    /// The socket id of the listener (see `runtime::ListenerRt::id`).
-    pub listener: u64,
-    pub scheme: &'static str,
-    pub state: Arc<ConnState>,
-}
+pub use local::Local;
 
 pub async fn handle(
-    shared: Arc<Shared>,
-    conn: Arc<ConnCtx>,
+    local: Rc<Local>,
+    conn: Rc<ConnCtx>,
     mut req: Request<Incoming>,
 ) -> Result<Response<ResBody>, Infallible> {
-    let snap = shared.snapshot.load_full();
-    let peer = conn.peer.ip().to_canonical();
-    let peer_trusted = client_addr::is_trusted(peer, &snap.trusted_proxies);
-    let client = client_addr::resolve(peer, req.headers(), &snap.trusted_proxies);
-    let mut done = Completion::new(
-        Arc::clone(&conn.state),
-        client,
-        req.method().clone(),
-        req.uri().clone(),
-        snap.access_log,
-    );
+    // The world this request sees.
+    let current = local.current();
+    let snap = &current.snap;
 
-    let authority = match check::request(&req, &snap.limits) {
-        Ok(a) => a,
-        Err(e) => {
-            done.set_unrouted(&snap.unrouted);
-            return Ok(e.into_response(done));
-        }
+    // Who the client is (a trusted proxy's X-Forwarded-For is believed).
+    let trusted = client_addr::is_trusted(conn.peer_ip, &snap.trusted_proxies);
+    let client = if trusted {
+        client_addr::resolve(conn.peer_ip, req.headers(), &snap.trusted_proxies)
+    } else {
+        conn.peer_ip
     };
-    let host = authority
+    let mut end = End::begin(&conn.state, &current, client, req.method(), req.uri());
+
+    // Refuse what cannot be forwarded faithfully.
+    let checked = match check::request(&req, &snap.limits) {
+        Ok(c) => c,
+        Err(e) => return Ok(e.into_response(end)),
+    };
+
+    // The pool.
+    let host = checked
+        .authority
         .as_ref()
         .and_then(|a| a.to_str().ok())
         .map(route::strip_port);
-    let pool = snap
+    let Some(pool_index) = snap
         .listener(conn.listener)
-        .and_then(|l| route::pick(l, host, req.uri().path()));
-    let Some(pool) = pool else {
-        done.set_unrouted(&snap.unrouted);
-        return Ok(ProxyError::NoServer.into_response(done));
+        .and_then(|l| route::pick(l, host, req.uri().path()))
+    else {
+        return Ok(ProxyError::NoServer.into_response(end));
     };
-    done.set_pool(pool);
+    let pool = &snap.pools[pool_index];
+    end.set_pool(pool_index);
+
+    // What ties the request to a server.
     let found = pool
         .sticky
-        .find(pool, req.headers(), req.uri().path(), client);
-    let placement = Placement {
-        affinity: found.affinity,
-        key: found.key,
-    };
+        .find(&pool.servers, req.headers(), req.uri().path(), client);
 
-    let upgrade = headers::is_upgrade(req.headers());
+    // The request as the server will get it.
+    let upgrade = checked.scan.upgrade && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    pool.sticky.prepare(&mut parts.headers);
-    headers::fold_cookies(&mut parts.headers);
-    headers::set_forwarded(
+    headers::prepare(
         &mut parts.headers,
-        peer,
-        peer_trusted,
-        conn.scheme,
-        authority.as_ref(),
+        &checked.scan,
+        &conn,
+        trusted,
+        checked.authority.as_ref(),
+        upgrade,
     );
-    // The server sees the request's authority as Host: the absolute-form
-    // target's, or HTTP/2's :authority, or the Host the client sent.
-    if let Some(a) = authority {
-        parts.headers.insert(header::HOST, a);
-    }
-    let source = match source(&parts, body, snap.timeouts.client_body).await {
-        Ok(s) => s,
-        Err(e) => return Ok(e.into_response(done)),
+    pool.sticky.prepare(&mut parts.headers);
+    let progress = Rc::new(Progress::default());
+    let body = match request_body(&parts, body, &progress, snap.timeouts.client_body).await {
+        Ok(b) => b,
+        Err(e) => return Ok(e.into_response(end)),
     };
 
-    let (mut res, decision) =
-        match forward::send(&snap, pool, parts, &source, placement, &mut done).await {
-            Ok(r) => r,
-            Err(e) => return Ok(e.into_response(done)),
-        };
+    // Which server, and send it there (elsewhere when that is safe).
+    let sent = match forward::send(
+        &local, &current, pool, parts, body, &progress, &found, &mut end,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return Ok(e.into_response(end)),
+    };
 
+    // Act on the response.
+    let mut res = sent.response;
+    let mut back = Some(sent.back);
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             conn.state.set_tunnel();
             let server_upgrade = hyper::upgrade::on(&mut res);
-            tokio::spawn(tunnel(client_upgrade, server_upgrade));
+            tokio::task::spawn_local(tunnel(client_upgrade, server_upgrade));
+            // The server connection became the tunnel.
+            back = None;
         }
     } else {
-        headers::strip_hop_by_hop(res.headers_mut(), false);
+        headers::clean_response(res.headers_mut());
     }
     pool.sticky
-        .respond(pool, &found, decision, res.headers_mut());
-    done.set_status(res.status().as_u16());
+        .respond(&pool.servers, &found, sent.decision, res.headers_mut());
+
+    // Stream it back; its end is logged and counted (End::finish).
+    end.set_status(res.status().as_u16());
     let (parts, body) = res.into_parts();
-    Ok(Response::from_parts(parts, ResBody::streaming(body, done)))
+    Ok(Response::from_parts(
+        parts,
+        ResBody::streaming(body, end, back),
+    ))
 }
 
 /// Copies bytes both ways between an upgraded client and server connection.
@@ -145,21 +156,27 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpg
     }
 }
 
-/// The request body for the attempts: a small body of an idempotent
-/// request is read whole, so the request can be replayed on another server
-/// (see [`body::REPLAY_LIMIT`]); anything else streams.
-async fn source(
+/// The request body for the attempts: a small body of an idempotent request
+/// is read whole, so the request can be replayed on another server (see
+/// [`body::REPLAY_LIMIT`]); anything else streams.
+async fn request_body(
     parts: &http::request::Parts,
     body: Incoming,
+    progress: &Rc<Progress>,
     client_body: std::time::Duration,
-) -> Result<Source, ProxyError> {
+) -> Result<ReqBody, ProxyError> {
     use http_body::Body as _;
+    if body.is_end_stream() {
+        return Ok(ReqBody::Empty);
+    }
     let small = body
         .size_hint()
         .exact()
         .is_some_and(|n| n <= body::REPLAY_LIMIT);
-    if body.is_end_stream() || !small || !forward::idempotent(&parts.method) {
-        return Ok(Source::new(body, client_body));
+    if !small || !forward::idempotent(&parts.method) {
+        return Ok(ReqBody::streaming(body, Rc::clone(progress), client_body));
     }
-    Source::buffer(body, client_body).await
+    body::buffer(body, client_body)
+        .await
+        .map(|b| ReqBody::Full(Some(b)))
 }

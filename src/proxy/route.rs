@@ -4,9 +4,6 @@
 //! request cannot slip past a route by spelling its path differently; the
 //! path is forwarded as received.
 
-use std::sync::Arc;
-
-use crate::pool::Pool;
 use crate::runtime::ListenerRt;
 
 /// A `Host` or authority without its port (`[v6]:port` → `v6`).
@@ -32,12 +29,13 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The first matching route's pool, else the listener's default pool.
-/// `host` is the request's authority without port; path prefixes match the
-/// normalized path ([`crate::path::normalize`]).
-pub fn pick<'a>(listener: &'a ListenerRt, host: Option<&str>, path: &str) -> Option<&'a Arc<Pool>> {
+/// The first matching route's pool, else the listener's default pool (an
+/// index into the snapshot's pools). `host` is the request's authority
+/// without port; path prefixes match the normalized path
+/// ([`crate::path::normalize`]).
+pub fn pick(listener: &ListenerRt, host: Option<&str>, path: &str) -> Option<usize> {
     if listener.routes.is_empty() {
-        return listener.default_pool.as_ref();
+        return listener.default_pool;
     }
     let path = crate::path::normalize(path);
     listener
@@ -49,8 +47,8 @@ pub fn pick<'a>(listener: &'a ListenerRt, host: Option<&str>, path: &str) -> Opt
                 .is_none_or(|p| host.is_some_and(|h| host_matches(p, h)))
                 && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
         })
-        .map(|r| &r.pool)
-        .or(listener.default_pool.as_ref())
+        .map(|r| r.pool)
+        .or(listener.default_pool)
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use http::header::{CACHE_CONTROL, HeaderMap, HeaderValue, SET_COOKIE};
 
 use crate::config::{CookieConfig, SameSite};
-use crate::pool::{Affinity, Decision, Pool, Server};
+use crate::decision::{Affinity, Decision};
+use crate::server::Servers;
 
 use super::{Found, cookies};
 
@@ -17,7 +18,7 @@ pub struct CookieMode {
 }
 
 impl CookieMode {
-    pub fn new(config: &CookieConfig, servers: &[Server]) -> CookieMode {
+    pub fn new(config: &CookieConfig, servers: &Servers) -> CookieMode {
         let set_cookie = servers
             .iter()
             .map(|s| {
@@ -32,15 +33,15 @@ impl CookieMode {
         }
     }
 
-    pub fn find(&self, pool: &Pool, key: u64, headers: &HeaderMap) -> Found {
+    pub fn find(&self, servers: &Servers, key: u64, headers: &HeaderMap) -> Found {
         let mut affinity = Affinity::None;
         for value in cookies::request_values(headers, &self.config.name) {
-            match pool.by_route(value) {
+            match servers.by_route(value) {
                 Some(i) => {
                     affinity = Affinity::Server(i);
                     break;
                 }
-                None if pool.was_removed(value) => {
+                None if servers.was_removed(value) => {
                     affinity = Affinity::Removed;
                     break;
                 }
@@ -55,6 +56,7 @@ impl CookieMode {
                 Affinity::Server(i) => Some(i),
                 _ => None,
             },
+            recent: None,
         }
     }
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::config::{IpHashKey, ServerState};
-use crate::pool::rendezvous;
-use crate::pool::{Affinity, Decision, Pool};
+use crate::config::IpHashKey;
+use crate::decision::{Affinity, Decision};
+use crate::rendezvous;
+use crate::server::Servers;
 
 use super::Found;
 
@@ -38,27 +39,23 @@ impl IpHash {
         }
     }
 
-    pub fn find(&self, pool: &Pool, client: IpAddr) -> Found {
+    /// The client's key; the pool ranks its servers for it (its home is the
+    /// first that is not disabled, see [`crate::pool::Pool::decide`]).
+    pub fn find(&self, client: IpAddr) -> Found {
         let key = self.key_of(client);
-        // Home ignores health (a down home is redispatched by the pool, and
-        // the client returns when it recovers) but not the operator's state.
-        let home = pool.rendezvous(key, |i| match pool.servers[i].live.state() {
-            ServerState::Active => true,
-            ServerState::Drain => self.recent.get(&key) == Some(pool.server_hash(i)),
-            ServerState::Disabled => false,
-        });
         Found {
-            affinity: home.map_or(Affinity::None, Affinity::Server),
+            affinity: Affinity::Home,
             key: Some(key),
             session: None,
             held: None,
+            recent: self.recent.get(&key),
         }
     }
 
-    pub fn respond(&self, pool: &Pool, found: &Found, decision: Decision) {
+    pub fn respond(&self, servers: &Servers, found: &Found, decision: Decision) {
         let Some(key) = found.key else { return };
-        let served = pool.server_hash(decision.server);
-        if self.recent.get(&key) != Some(served) {
+        let served = servers.hash(decision.server);
+        if found.recent != Some(served) {
             self.recent.insert(key, served);
         }
     }

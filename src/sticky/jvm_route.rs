@@ -12,8 +12,9 @@ use http::HeaderMap;
 use moka::sync::Cache;
 
 use crate::config::JvmRouteConfig;
-use crate::pool::rendezvous::key_hash;
-use crate::pool::{Affinity, Decision, Outcome, Pool};
+use crate::decision::{Affinity, Decision, Outcome};
+use crate::rendezvous::key_hash;
+use crate::server::Servers;
 
 use super::{Found, cookies};
 
@@ -49,14 +50,14 @@ impl JvmRoute {
         }
     }
 
-    pub fn find(&self, pool: &Pool, headers: &HeaderMap, path: &str) -> Found {
+    pub fn find(&self, servers: &Servers, headers: &HeaderMap, path: &str) -> Found {
         let mut first: Option<u64> = None;
         let mut from_cookie = false;
         for id in cookies::request_values(headers, &self.config.cookie) {
             from_cookie = true;
             let h = key_hash(id);
             first.get_or_insert(h);
-            if let Some(found) = self.affine(pool, id, h) {
+            if let Some(found) = self.affine(servers, id, h) {
                 return found;
             }
         }
@@ -64,7 +65,7 @@ impl JvmRoute {
             let id = id.as_bytes();
             let h = key_hash(id);
             first = Some(h);
-            if let Some(found) = self.affine(pool, id, h) {
+            if let Some(found) = self.affine(servers, id, h) {
                 return found;
             }
         }
@@ -77,20 +78,21 @@ impl JvmRoute {
             key: first,
             session: first,
             held: None,
+            recent: None,
         }
     }
 
     /// A binding made at failover wins; else the route in the id. A route
     /// of a server that a reload removed is affinity to a dead server.
-    fn affine(&self, pool: &Pool, id: &[u8], h: u64) -> Option<Found> {
+    fn affine(&self, servers: &Servers, id: &[u8], h: u64) -> Option<Found> {
         let bound = match self.bindings.get(&h) {
-            Some(bound) => pool.by_name(&bound),
+            Some(bound) => servers.by_name(&bound),
             None => None,
         };
         let route = route_of(id, &self.config.separator);
-        let affinity = match bound.or_else(|| route.and_then(|r| pool.by_route(r))) {
+        let affinity = match bound.or_else(|| route.and_then(|r| servers.by_route(r))) {
             Some(server) => Affinity::Server(server),
-            None if route.is_some_and(|r| pool.was_removed(r)) => Affinity::Removed,
+            None if route.is_some_and(|r| servers.was_removed(r)) => Affinity::Removed,
             None => return None,
         };
         Some(Found {
@@ -98,14 +100,21 @@ impl JvmRoute {
             key: Some(h),
             session: Some(h),
             held: None,
+            recent: None,
         })
     }
 
-    pub fn respond(&self, pool: &Pool, found: &Found, decision: Decision, headers: &HeaderMap) {
+    pub fn respond(
+        &self,
+        servers: &Servers,
+        found: &Found,
+        decision: Decision,
+        headers: &HeaderMap,
+    ) {
         let Some(session) = found.session else { return };
         if decision.outcome == Outcome::Redispatch {
             self.bindings
-                .insert(session, Arc::clone(&pool.servers[decision.server].name));
+                .insert(session, Arc::clone(&servers[decision.server].name));
         }
         // A new id (or the session's end) releases the binding of the old one.
         for set in cookies::response_values(headers, &self.config.cookie) {

@@ -17,8 +17,9 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use crate::config::LearnConfig;
-use crate::pool::rendezvous::key_hash;
-use crate::pool::{Affinity, Decision, Outcome, Pool};
+use crate::decision::{Affinity, Decision, Outcome};
+use crate::rendezvous::key_hash;
+use crate::server::Servers;
 
 use super::{Found, cookies};
 
@@ -294,7 +295,7 @@ impl Learn {
         key_hash(&id[..end])
     }
 
-    pub fn find(&self, pool: &Pool, headers: &HeaderMap, path: &str) -> Found {
+    pub fn find(&self, servers: &Servers, headers: &HeaderMap, path: &str) -> Found {
         let id = cookies::request_values(headers, &self.config.cookie)
             .next()
             .or_else(|| cookies::path_param(path, &self.config.path_param).map(str::as_bytes));
@@ -305,7 +306,7 @@ impl Learn {
         let affinity = match self.table.get(key) {
             // An entry naming a server the pool no longer has (a reload
             // removed it) is affinity to a dead server: it moves once.
-            Some(e) => pool
+            Some(e) => servers
                 .by_name(&e.server)
                 .map_or(Affinity::Removed, Affinity::Server),
             None => Affinity::None,
@@ -315,11 +316,18 @@ impl Learn {
             key: Some(key),
             session: Some(key),
             held: None,
+            recent: None,
         }
     }
 
-    pub fn respond(&self, pool: &Pool, found: &Found, decision: Decision, headers: &HeaderMap) {
-        let server = &pool.servers[decision.server].name;
+    pub fn respond(
+        &self,
+        servers: &Servers,
+        found: &Found,
+        decision: Decision,
+        headers: &HeaderMap,
+    ) {
+        let server = &servers[decision.server].name;
         let mut learned = false;
         for set in cookies::response_values(headers, &self.config.cookie) {
             match set {

@@ -16,8 +16,9 @@ use std::net::IpAddr;
 use http::HeaderMap;
 
 use crate::config::{StickyConfig, StickyMode};
-use crate::pool::rendezvous::key_hash;
-use crate::pool::{Affinity, Decision, Pool, Server};
+use crate::decision::{Affinity, Decision};
+use crate::rendezvous::key_hash;
+use crate::server::Servers;
 
 /// What a request carries that ties it to a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct Found {
     pub session: Option<u64>,
     /// cookie mode: the server the client's cookie already names.
     pub held: Option<usize>,
+    /// ip_hash: the `server_hash` of the server that served this key
+    /// recently (a draining server keeps such keys).
+    pub recent: Option<u64>,
 }
 
 impl Default for Found {
@@ -39,6 +43,7 @@ impl Default for Found {
             key: None,
             session: None,
             held: None,
+            recent: None,
         }
     }
 }
@@ -55,7 +60,7 @@ pub enum Sticky {
 impl Sticky {
     /// Builds the pool's mode, keeping the tables of `previous` (the same
     /// pool in the running snapshot) when the mode is unchanged.
-    pub fn new(config: &StickyConfig, servers: &[Server], previous: Option<&Sticky>) -> Sticky {
+    pub fn new(config: &StickyConfig, servers: &Servers, previous: Option<&Sticky>) -> Sticky {
         let (cap, idle) = (config.learn.capacity, config.learn.idle_timeout);
         match config.mode {
             StickyMode::None => Sticky::None,
@@ -89,13 +94,19 @@ impl Sticky {
     }
 
     /// Reads the request's affinity. `client` is the real client address.
-    pub fn find(&self, pool: &Pool, headers: &HeaderMap, path: &str, client: IpAddr) -> Found {
+    pub fn find(
+        &self,
+        servers: &Servers,
+        headers: &HeaderMap,
+        path: &str,
+        client: IpAddr,
+    ) -> Found {
         match self {
             Sticky::None => Found::default(),
-            Sticky::IpHash(m) => m.find(pool, client),
-            Sticky::Cookie(m) => m.find(pool, address_key(client), headers),
-            Sticky::JvmRoute(m) => m.find(pool, headers, path),
-            Sticky::Learn(m) => m.find(pool, headers, path),
+            Sticky::IpHash(m) => m.find(client),
+            Sticky::Cookie(m) => m.find(servers, address_key(client), headers),
+            Sticky::JvmRoute(m) => m.find(servers, headers, path),
+            Sticky::Learn(m) => m.find(servers, headers, path),
         }
     }
 
@@ -107,13 +118,19 @@ impl Sticky {
     }
 
     /// Acts on the server's response.
-    pub fn respond(&self, pool: &Pool, found: &Found, decision: Decision, headers: &mut HeaderMap) {
+    pub fn respond(
+        &self,
+        servers: &Servers,
+        found: &Found,
+        decision: Decision,
+        headers: &mut HeaderMap,
+    ) {
         match self {
             Sticky::None => {}
-            Sticky::IpHash(m) => m.respond(pool, found, decision),
+            Sticky::IpHash(m) => m.respond(servers, found, decision),
             Sticky::Cookie(m) => m.respond(found, decision, headers),
-            Sticky::JvmRoute(m) => m.respond(pool, found, decision, headers),
-            Sticky::Learn(m) => m.respond(pool, found, decision, headers),
+            Sticky::JvmRoute(m) => m.respond(servers, found, decision, headers),
+            Sticky::Learn(m) => m.respond(servers, found, decision, headers),
         }
     }
 

@@ -98,7 +98,7 @@ impl Lb {
     }
 
     /// The live state of server `server` of pool `pool`.
-    pub fn live(&self, pool: &str, server: &str) -> std::sync::Arc<limpet::pool::Live> {
+    pub fn live(&self, pool: &str, server: &str) -> std::sync::Arc<limpet::server::Live> {
         live(self, pool, server)
     }
 
@@ -343,10 +343,10 @@ pub async fn server_with_cookie(c: &reqwest::Client, url: &str, cookie: &str) ->
 }
 
 /// The live state of server `server` of pool `pool` in the running snapshot.
-pub fn live(lb: &Lb, pool: &str, server: &str) -> std::sync::Arc<limpet::pool::Live> {
+pub fn live(lb: &Lb, pool: &str, server: &str) -> std::sync::Arc<limpet::server::Live> {
     let snap = lb.limpet.as_ref().unwrap().snapshot();
     let p = snap.pool(pool).unwrap();
-    let i = p.by_name(server).unwrap();
+    let i = p.servers.by_name(server).unwrap();
     std::sync::Arc::clone(&p.servers[i].live)
 }
 

@@ -1,7 +1,8 @@
 //! A server of a pool: its configuration plus the live state that must
-//! survive a reload (in-flight count, operator state, health verdicts),
-//! kept behind an `Arc` so a new runtime snapshot can re-link it by
-//! (pool, server) name.
+//! survive a reload (in-flight count, operator state, health verdicts,
+//! counters), kept behind an `Arc` so a new runtime snapshot can re-link it
+//! by (pool, server) name. [`Servers`] is a pool's list of them with the
+//! lookups the sticky modes need.
 //!
 //! A server is up when its active checks say so AND real traffic has not
 //! marked it down (passive checks). Each cause has its own atomic; nothing
@@ -12,8 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::uri::Authority;
-
 use crate::config::{PassiveConfig, ServerConfig, ServerState};
 use crate::metrics::{CheckStats, RequestStats};
 
@@ -22,7 +21,8 @@ use crate::clock::{ms as clock_ms, to_ms as ms};
 /// Live state of one server, shared by every snapshot that has it.
 #[derive(Debug)]
 pub struct Live {
-    active: AtomicU32,
+    /// Requests in flight, one counter per worker (on its own cache line).
+    active: crate::metrics::Sharded<AtomicU32>,
     /// The state in effect: the file's, or one set at run time (admin API).
     state: AtomicU8,
     /// The state the configuration file gave when it was last applied.
@@ -58,7 +58,7 @@ fn state_of(v: u8) -> ServerState {
 impl Live {
     pub fn new(state: ServerState) -> Live {
         Live {
-            active: AtomicU32::new(0),
+            active: Default::default(),
             state: AtomicU8::new(state as u8),
             file_state: AtomicU8::new(state as u8),
             healthy: AtomicBool::new(true),
@@ -76,15 +76,18 @@ impl Live {
 
     /// Requests currently in flight on this server (used by `least_conn`).
     pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Relaxed)
+        self.active
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .fold(0, u32::wrapping_add)
     }
 
     pub fn begin(&self) {
-        self.active.fetch_add(1, Ordering::Relaxed);
+        self.active.mine().fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn end(&self) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
+        self.active.mine().fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn state(&self) -> ServerState {
@@ -227,23 +230,22 @@ pub struct Server {
     pub name: Arc<str>,
     pub route: Arc<str>,
     pub address: SocketAddr,
-    /// `address` as a URI authority, built once for every forwarded request.
-    pub authority: Authority,
     pub weight: u32,
     pub live: Arc<Live>,
+    /// Where each worker keeps its idle connections to this address
+    /// (stable for the process; see `runtime::Shared::slot`).
+    pub slot: usize,
 }
 
 impl Server {
-    pub fn new(config: &ServerConfig, live: Arc<Live>) -> Server {
-        let authority = Authority::try_from(config.address.to_string().as_str())
-            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+    pub fn new(config: &ServerConfig, live: Arc<Live>, slot: usize) -> Server {
         Server {
             name: config.name.as_str().into(),
             route: config.route.as_str().into(),
             address: config.address,
-            authority,
             weight: config.weight,
             live,
+            slot,
         }
     }
 
@@ -323,5 +325,87 @@ mod tests {
         assert!(live.record_failure_at(cfg, 20_000));
         assert_eq!(live.ramp_at(ten, 25_000), 0.0);
         assert!((live.ramp_at(ten, 35_000) - 0.5).abs() < 1e-9);
+    }
+}
+
+/// A pool's servers, in file order, with what the sticky modes look up.
+#[derive(Debug)]
+pub struct Servers {
+    list: Box<[Server]>,
+    /// `rendezvous::server_hash` of each server's route.
+    hashes: Box<[u64]>,
+    /// Names and routes of servers that reloads removed from this pool.
+    gone: Box<[Arc<str>]>,
+}
+
+impl std::ops::Deref for Servers {
+    type Target = [Server];
+
+    fn deref(&self) -> &[Server] {
+        &self.list
+    }
+}
+
+impl Servers {
+    pub fn new(list: Box<[Server]>, gone: Box<[Arc<str>]>) -> Servers {
+        let hashes = list
+            .iter()
+            .map(|s| crate::rendezvous::server_hash(&s.route))
+            .collect();
+        Servers { list, hashes, gone }
+    }
+
+    /// The server named `name`.
+    pub fn by_name(&self, name: &str) -> Option<usize> {
+        self.list.iter().position(|s| &*s.name == name)
+    }
+
+    /// The server whose route is `route` (bytes, as a cookie carries it).
+    pub fn by_route(&self, route: &[u8]) -> Option<usize> {
+        self.list.iter().position(|s| s.route.as_bytes() == route)
+    }
+
+    /// Is `name` the name or route of a server a reload removed?
+    pub fn was_removed(&self, name: &[u8]) -> bool {
+        self.gone.iter().any(|g| g.as_bytes() == name)
+    }
+
+    /// Names and routes of removed servers (carried to the next reload).
+    pub fn gone(&self) -> &[Arc<str>] {
+        &self.gone
+    }
+
+    /// The rendezvous identity of server `i`.
+    pub fn hash(&self, i: usize) -> u64 {
+        self.hashes.get(i).copied().unwrap_or(0)
+    }
+
+    /// The acceptable server ranked first for `key` by weighted rendezvous hashing.
+    pub fn rendezvous(&self, key: u64, accept: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, s) in self.list.iter().enumerate() {
+            if !accept(i) {
+                continue;
+            }
+            let score = crate::rendezvous::score(key, self.hashes[i], s.weight);
+            if best.is_none_or(|(_, b)| score > b) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
+
+/// Numbers server addresses for the workers' idle-connection tables: the
+/// same address keeps its number across reloads (and pools), so a reload
+/// keeps every worker's idle connections. Used only when a snapshot is built.
+#[derive(Debug, Default)]
+pub struct Slots(std::sync::Mutex<std::collections::HashMap<SocketAddr, usize>>);
+
+impl Slots {
+    pub fn of(&self, addr: SocketAddr) -> usize {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let next = map.len();
+        *map.entry(addr).or_insert(next)
     }
 }

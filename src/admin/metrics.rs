@@ -13,8 +13,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use super::{Histogram, OUTCOMES, RequestStats, process};
 use crate::config::ServerState;
+use crate::metrics::{Histogram, OUTCOMES, RequestStats, process};
 use crate::runtime::Shared;
 
 /// The collector of everything limpet counts.

@@ -1,0 +1,134 @@
+//! limpet's own connections to servers, one set per worker: for every
+//! server a LIFO stack of idle keep-alive connections (the most recently
+//! used first, so the others age out), bounded, each dropped when it has
+//! been idle longer than [`IDLE_FOR`] — below Tomcat's 20 s keep-alive, so
+//! limpet never sends on a connection the server is closing — or when hyper
+//! saw it close. Nothing is shared between workers and nothing is locked.
+//!
+//! The data path connects first and builds the request after: a failed
+//! connect needs no copy of the request. A connection that turns out to be
+//! closed before the request was written gives the request back
+//! (`try_send_request`).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::body::ReqBody;
+use crate::clock;
+
+/// Idle connections to a server are closed after this long.
+pub const IDLE_FOR: Duration = Duration::from_secs(15);
+
+/// Idle connections kept per server and worker.
+pub const MAX_IDLE: usize = 256;
+
+struct Idle {
+    sender: SendRequest<ReqBody>,
+    since_ms: u64,
+}
+
+/// One worker's idle connections, by server slot (see `server::Server::slot`).
+#[derive(Default)]
+pub struct Clients {
+    idle: RefCell<Vec<Vec<Idle>>>,
+}
+
+/// A connection ready for a request.
+pub struct Sender {
+    pub inner: SendRequest<ReqBody>,
+    /// It served requests before (a stale keep-alive connection may give
+    /// its request back: that is not the server's failure).
+    pub reused: bool,
+}
+
+/// Why no connection to a server could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect: no answer within the connect timeout")]
+    Timeout,
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connect: {0}")]
+    Handshake(#[from] hyper::Error),
+}
+
+impl ConnectError {
+    /// The OS error code, when there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            ConnectError::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl Clients {
+    /// An idle connection to the server in `slot`, or a new one to `addr`.
+    pub async fn checkout(
+        &self,
+        slot: usize,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<Sender, ConnectError> {
+        let now = clock::ms();
+        let max_idle = clock::to_ms(IDLE_FOR);
+        loop {
+            let idle = self.idle.borrow_mut().get_mut(slot).and_then(Vec::pop);
+            let Some(mut idle) = idle else { break };
+            if now.saturating_sub(idle.since_ms) > max_idle || idle.sender.is_closed() {
+                continue;
+            }
+            if !idle.sender.is_ready() && idle.sender.ready().await.is_err() {
+                continue;
+            }
+            return Ok(Sender {
+                inner: idle.sender,
+                reused: true,
+            });
+        }
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout)??;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "server connection ended with an error");
+            }
+        });
+        Ok(Sender {
+            inner: sender,
+            reused: false,
+        })
+    }
+
+    /// Keeps a connection whose response is complete for the next request.
+    pub fn checkin(&self, slot: usize, sender: SendRequest<ReqBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut all = self.idle.borrow_mut();
+        if all.len() <= slot {
+            all.resize_with(slot + 1, Vec::new);
+        }
+        let stack = &mut all[slot];
+        if stack.len() < MAX_IDLE {
+            stack.push(Idle {
+                sender,
+                since_ms: clock::ms(),
+            });
+        }
+    }
+
+    /// Idle connections to the server in `slot` (for tests).
+    pub fn idle(&self, slot: usize) -> usize {
+        self.idle.borrow().get(slot).map_or(0, Vec::len)
+    }
+}

@@ -1,0 +1,120 @@
+//! What the data path knows about the client connection a request came on,
+//! and the state it shares with the connection's timers ([`ConnState`]):
+//! requests begin and end here, `listener/io.rs` only reads it, so there is
+//! no lock.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use futures_util::task::AtomicWaker;
+use http::HeaderValue;
+
+/// One client connection, as the requests on it see it.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub peer: SocketAddr,
+    /// The peer's address, IPv4-mapped IPv6 unwrapped.
+    pub peer_ip: IpAddr,
+    /// The peer's address as an `X-Forwarded-For` value, written once per
+    /// connection and shared by every request on it.
+    pub peer_value: HeaderValue,
+    /// The socket id of the listener (see `runtime::ListenerRt::id`).
+    pub listener: u64,
+    pub scheme: &'static str,
+    pub state: Arc<ConnState>,
+}
+
+impl ConnCtx {
+    pub fn new(peer: SocketAddr, listener: u64, scheme: &'static str) -> ConnCtx {
+        let peer_ip = peer.ip().to_canonical();
+        let mut buf = [0u8; 48];
+        let text = format_ip(peer_ip, &mut buf);
+        ConnCtx {
+            peer,
+            peer_ip,
+            peer_value: HeaderValue::from_bytes(text)
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            listener,
+            scheme,
+            state: Arc::new(ConnState::default()),
+        }
+    }
+}
+
+/// Writes an IP address into `buf` without allocating.
+fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
+    use std::io::Write;
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cur, "{ip}");
+    let n = usize::try_from(cur.position()).unwrap_or(0);
+    &buf[..n]
+}
+
+/// Requests in flight on one client connection.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    in_flight: AtomicU32,
+    completed: AtomicU64,
+    tunnel: AtomicBool,
+    /// The reader, woken when the last request ends so the idle timer starts
+    /// even if hyper does not poll the socket again by itself.
+    reader: AtomicWaker,
+}
+
+impl ConnState {
+    pub fn begin_request(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn end_request(&self) {
+        self.completed.fetch_add(1, Ordering::AcqRel);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.reader.wake();
+        }
+    }
+
+    /// The connection became a tunnel (101 Switching Protocols): from now
+    /// on only the idle timeout applies.
+    pub fn set_tunnel(&self) {
+        self.tunnel.store(true, Ordering::Release);
+    }
+
+    pub fn is_tunnel(&self) -> bool {
+        self.tunnel.load(Ordering::Acquire)
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// The reader to wake when the connection turns idle.
+    pub fn register_reader(&self, waker: &std::task::Waker) {
+        self.reader.register(waker);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses_are_written_without_allocating() {
+        let mut buf = [0u8; 48];
+        assert_eq!(
+            super::format_ip(
+                "127.0.0.2"
+                    .parse()
+                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+                &mut buf
+            ),
+            b"127.0.0.2"
+        );
+        let v6: std::net::IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(super::format_ip(v6, &mut buf).len(), 39);
+    }
+}

@@ -1,0 +1,129 @@
+//! The end of a request: the access log line and the counters. [`End`] is
+//! begun when a request arrives and finished when its response has been
+//! sent whole (or the client went away): the response body carries it
+//! there, so "done" means the last byte was sent, not merely that the head
+//! was written.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Uri};
+
+use super::conn::ConnState;
+use super::local::Current;
+use crate::decision::Outcome;
+
+/// A request in flight, as the log and the counters will see it.
+pub struct End {
+    conn: Arc<ConnState>,
+    current: Rc<Current>,
+    start: Instant,
+    client: IpAddr,
+    /// Only kept when the access log is on.
+    method_uri: Option<(Method, Uri)>,
+    status: u16,
+    pool: Option<usize>,
+    /// The server whose in-flight count this request holds.
+    server: Option<usize>,
+    outcome: Option<Outcome>,
+    bytes: u64,
+}
+
+impl End {
+    /// A request begins on `conn`.
+    pub fn begin(
+        conn: &Arc<ConnState>,
+        current: &Rc<Current>,
+        client: IpAddr,
+        method: &Method,
+        uri: &Uri,
+    ) -> End {
+        conn.begin_request();
+        End {
+            conn: Arc::clone(conn),
+            method_uri: current
+                .snap
+                .access_log
+                .then(|| (method.clone(), uri.clone())),
+            current: Rc::clone(current),
+            start: Instant::now(),
+            client,
+            status: 0,
+            pool: None,
+            server: None,
+            outcome: None,
+            bytes: 0,
+        }
+    }
+
+    /// The request belongs to pool `i` of the snapshot.
+    pub fn set_pool(&mut self, i: usize) {
+        self.pool = Some(i);
+    }
+
+    /// Moves this request's in-flight count to `server` of its pool.
+    pub fn set_server(&mut self, server: usize) {
+        let Some(pool) = self.pool.and_then(|p| self.current.snap.pools.get(p)) else {
+            return;
+        };
+        if let Some(old) = self.server.and_then(|i| pool.servers.get(i)) {
+            old.live.end();
+        }
+        if let Some(new) = pool.servers.get(server) {
+            new.live.begin();
+            self.server = Some(server);
+        }
+    }
+
+    pub fn set_outcome(&mut self, outcome: Outcome) {
+        self.outcome = Some(outcome);
+    }
+
+    /// The status the log and the metrics record (499: the client left).
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    pub fn add_bytes(&mut self, n: usize) {
+        self.bytes += n as u64;
+    }
+
+    /// The response is done (`aborted`: the client went away first): the
+    /// in-flight counts fall, the request is counted and logged.
+    pub fn finish(self, aborted: bool) {
+        let snap = &self.current.snap;
+        let pool = self.pool.and_then(|p| snap.pools.get(p));
+        let server = pool.zip(self.server).and_then(|(p, i)| p.servers.get(i));
+        if let Some(s) = server {
+            s.live.end();
+        }
+        self.conn.end_request();
+        let took = self.start.elapsed();
+        match (pool, server) {
+            (Some(_), Some(s)) => s.live.stats.record(self.status, took),
+            (Some(p), None) => p.stats.unplaced.record(self.status, took),
+            (None, _) => snap.unrouted.record(self.status, took),
+        }
+        if let (Some(p), Some(o)) = (pool, self.outcome) {
+            p.stats.decided(o);
+        }
+        let Some((method, uri)) = &self.method_uri else {
+            return;
+        };
+        tracing::info!(
+            target: "limpet::access",
+            client = %self.client,
+            method = %method,
+            path = %uri.path(),
+            status = self.status,
+            pool = pool.map_or("-", |p| &*p.name),
+            server = server.map_or("-", |s| &*s.name),
+            sticky = self.outcome.map_or("-", Outcome::as_str),
+            bytes = self.bytes,
+            duration_ms = took.as_secs_f64() * 1000.0,
+            aborted,
+        );
+    }
+}

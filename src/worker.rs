@@ -1,0 +1,156 @@
+//! Workers: `workers` threads, each running its own single-threaded event
+//! loop (nginx's worker processes, HAProxy's threads). Every worker accepts
+//! on its own copy of each listening socket — whichever worker is free
+//! takes the next connection — and serves that connection's requests on its
+//! own thread, with its own connections to servers and its own counter
+//! shards. Shared across workers: only the immutable snapshot, server
+//! health and states, and the learned tables.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::listener;
+use crate::proxy::Local;
+use crate::runtime::Shared;
+
+enum Cmd {
+    /// Accept on `socket` (this worker's copy) until `stop`; then say `done`.
+    Listen {
+        id: u64,
+        socket: std::net::TcpListener,
+        permits: Arc<Semaphore>,
+        stop: watch::Receiver<bool>,
+        done: mpsc::UnboundedSender<()>,
+    },
+}
+
+struct Worker {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// The running workers.
+pub struct Workers {
+    workers: Vec<Worker>,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers")
+            .field("count", &self.workers.len())
+            .finish()
+    }
+}
+
+/// How many workers `workers: auto` means: one per CPU.
+pub fn auto() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Workers {
+    /// Starts `n` worker threads.
+    pub fn start(n: usize, shared: &Arc<Shared>) -> std::io::Result<Workers> {
+        let mut workers = Vec::with_capacity(n);
+        for id in 0..n.max(1) {
+            let (cmds, rx) = mpsc::unbounded_channel();
+            let shared = Arc::clone(shared);
+            let thread = std::thread::Builder::new()
+                .name(format!("limpet-worker-{id}"))
+                .spawn(move || run(id, shared, rx))?;
+            workers.push(Worker { cmds, thread });
+        }
+        Ok(Workers { workers })
+    }
+
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    /// Makes every worker accept on `socket` until `stop` turns true. Each
+    /// worker sends one message on `done` once its connections are closed.
+    pub fn listen(
+        &self,
+        id: u64,
+        socket: &std::net::TcpListener,
+        permits: &Arc<Semaphore>,
+        stop: &watch::Receiver<bool>,
+        done: &mpsc::UnboundedSender<()>,
+    ) -> std::io::Result<()> {
+        for w in &self.workers {
+            let copy = socket.try_clone()?;
+            copy.set_nonblocking(true)?;
+            let _ = w.cmds.send(Cmd::Listen {
+                id,
+                socket: copy,
+                permits: Arc::clone(permits),
+                stop: stop.clone(),
+                done: done.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops the workers (after their listeners have stopped) and waits for
+    /// their threads.
+    pub fn join(self) {
+        for w in self.workers {
+            drop(w.cmds);
+            let _ = w.thread.join();
+        }
+    }
+}
+
+fn run(id: usize, shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+    crate::metrics::pin_shard(id);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = id, error = %e, "cannot start a worker's event loop");
+            return;
+        }
+    };
+    let tasks = tokio::task::LocalSet::new();
+    tasks.block_on(&rt, async move {
+        let local = Rc::new(Local::new(id, shared));
+        while let Some(cmd) = cmds.recv().await {
+            match cmd {
+                Cmd::Listen {
+                    id: socket_id,
+                    socket,
+                    permits,
+                    stop,
+                    done,
+                } => {
+                    let listener = match tokio::net::TcpListener::from_std(socket) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(worker = id, error = %e, "cannot accept on a listener");
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
+                    let serve = listener::serve(listener::Serve {
+                        listener,
+                        id: socket_id,
+                        local: Rc::clone(&local),
+                        permits,
+                        stop,
+                    });
+                    tokio::task::spawn_local(async move {
+                        serve.await;
+                        let _ = done.send(());
+                    });
+                }
+            }
+        }
+    });
+}
