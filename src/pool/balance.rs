@@ -2,11 +2,13 @@
 //! (nginx's algorithm), least connections, and power-of-two random choices.
 //! The balancer only orders candidates; the pool says which are acceptable
 //! (`accept`), so down, draining and already-tried servers are skipped here
-//! without the balancer knowing why.
+//! without the balancer knowing why. Cursors are per worker, so workers do
+//! not fight over one cache line; each walks the same smooth sequence.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::Balance;
+use crate::metrics::Sharded;
 
 use crate::server::Server;
 
@@ -17,10 +19,11 @@ pub enum Balancer {
     /// cursor walks it without a lock.
     RoundRobin {
         schedule: Box<[u16]>,
-        cursor: AtomicUsize,
+        /// One cursor per worker: each walks the schedule on its own.
+        cursor: Sharded<AtomicUsize>,
     },
     LeastConn {
-        cursor: AtomicUsize,
+        cursor: Sharded<AtomicUsize>,
     },
     RandomTwo {
         total_weight: u64,
@@ -32,10 +35,10 @@ impl Balancer {
         match kind {
             Balance::RoundRobin => Balancer::RoundRobin {
                 schedule: smooth_schedule(servers.iter().map(|s| s.weight)),
-                cursor: AtomicUsize::new(0),
+                cursor: Sharded::default(),
             },
             Balance::LeastConn => Balancer::LeastConn {
-                cursor: AtomicUsize::new(0),
+                cursor: Sharded::default(),
             },
             Balance::RandomTwo => Balancer::RandomTwo {
                 total_weight: servers.iter().map(|s| u64::from(s.weight)).sum(),
@@ -48,14 +51,14 @@ impl Balancer {
         match self {
             Balancer::RoundRobin { schedule, cursor } => {
                 let len = schedule.len();
-                let start = cursor.fetch_add(1, Ordering::Relaxed);
+                let start = cursor.mine().fetch_add(1, Ordering::Relaxed);
                 (0..len)
                     .map(|i| usize::from(schedule[(start.wrapping_add(i)) % len]))
                     .find(|&i| accept(i))
             }
             Balancer::LeastConn { cursor } => {
                 let n = servers.len();
-                let start = cursor.fetch_add(1, Ordering::Relaxed);
+                let start = cursor.mine().fetch_add(1, Ordering::Relaxed);
                 let mut best: Option<(usize, u64, u64)> = None;
                 for k in 0..n {
                     let i = start.wrapping_add(k) % n;

@@ -63,11 +63,21 @@ pub async fn send(
     pool: &Pool,
     parts: Parts,
     body: ReqBody,
-    progress: &Progress,
+    progress: Option<&Progress>,
     found: &Found,
     end: &mut End,
 ) -> Result<Sent, ProxyError> {
     let snap = &current.snap;
+    // A body that does not stream is sent at once: the server has the turn
+    // from the start.
+    let fixed;
+    let progress = match progress {
+        Some(p) => p,
+        None => {
+            fixed = Progress::default();
+            &fixed
+        }
+    };
     let replayable = idempotent(&parts.method) && body.replay().is_some();
     let mut unsent: Option<Request<ReqBody>> = Some(outgoing(parts, body));
     let mut tried: Vec<usize> = Vec::new();

@@ -98,15 +98,21 @@ pub async fn handle(
         upgrade,
     );
     pool.sticky.prepare(&mut parts.headers);
-    let progress = Rc::new(Progress::default());
-    let body = match request_body(&parts, body, &progress, snap.timeouts.client_body).await {
+    let (body, progress) = match request_body(&parts, body, snap.timeouts.client_body).await {
         Ok(b) => b,
         Err(e) => return Ok(e.into_response(end)),
     };
 
     // Which server, and send it there (elsewhere when that is safe).
     let sent = match forward::send(
-        &local, &current, pool, parts, body, &progress, &found, &mut end,
+        &local,
+        &current,
+        pool,
+        parts,
+        body,
+        progress.as_deref(),
+        &found,
+        &mut end,
     )
     .await
     {
@@ -159,24 +165,25 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpg
 /// The request body for the attempts: a small body of an idempotent request
 /// is read whole, so the request can be replayed on another server (see
 /// [`body::REPLAY_LIMIT`]); anything else streams.
+/// A streamed body comes with the [`Progress`] it keeps.
 async fn request_body(
     parts: &http::request::Parts,
     body: Incoming,
-    progress: &Rc<Progress>,
     client_body: std::time::Duration,
-) -> Result<ReqBody, ProxyError> {
+) -> Result<(ReqBody, Option<Rc<Progress>>), ProxyError> {
     use http_body::Body as _;
     if body.is_end_stream() {
-        return Ok(ReqBody::Empty);
+        return Ok((ReqBody::Empty, None));
     }
     let small = body
         .size_hint()
         .exact()
         .is_some_and(|n| n <= body::REPLAY_LIMIT);
     if !small || !forward::idempotent(&parts.method) {
-        return Ok(ReqBody::streaming(body, Rc::clone(progress), client_body));
+        let progress = Rc::new(Progress::default());
+        let body = ReqBody::streaming(body, Rc::clone(&progress), client_body);
+        return Ok((body, Some(progress)));
     }
-    body::buffer(body, client_body)
-        .await
-        .map(|b| ReqBody::Full(Some(b)))
+    let whole = body::buffer(body, client_body).await?;
+    Ok((ReqBody::Full(Some(whole)), None))
 }

@@ -60,33 +60,51 @@ pub fn strip(headers: &mut HeaderMap, name: &str) -> bool {
     if request_values(headers, name).next().is_none() {
         return false;
     }
-    let kept: Vec<bytes::Bytes> = headers
+    let mut fields = headers.get_all(COOKIE).iter();
+    if let (Some(only), None) = (fields.next(), fields.next()) {
+        // The usual case, one Cookie field: at most one exact-size copy.
+        match without(only.as_bytes(), name) {
+            Some(v) => {
+                headers.insert(COOKIE, v);
+            }
+            None => {
+                headers.remove(COOKIE);
+            }
+        }
+        return true;
+    }
+    let kept: Vec<http::HeaderValue> = headers
         .get_all(COOKIE)
         .iter()
-        .map(|v| {
-            let mut out = bytes::BytesMut::with_capacity(v.len());
-            for pair in v.as_bytes().split(|&b| b == b';') {
-                let pair = pair.trim_ascii();
-                let ours = split_pair(pair).is_some_and(|(n, _)| n == name.as_bytes());
-                if pair.is_empty() || ours {
-                    continue;
-                }
-                if !out.is_empty() {
-                    out.extend_from_slice(b"; ");
-                }
-                out.extend_from_slice(pair);
-            }
-            out.freeze()
-        })
-        .filter(|v| !v.is_empty())
+        .filter_map(|v| without(v.as_bytes(), name))
         .collect();
     headers.remove(COOKIE);
     for v in kept {
-        if let Ok(v) = http::HeaderValue::from_maybe_shared(v) {
-            headers.append(COOKIE, v);
-        }
+        headers.append(COOKIE, v);
     }
     true
+}
+
+/// A `Cookie` field without cookie `name`, every other pair kept byte for
+/// byte; None when nothing is left.
+fn without(field: &[u8], name: &str) -> Option<http::HeaderValue> {
+    let kept = || {
+        field
+            .split(|&b| b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|pair| {
+                !pair.is_empty() && split_pair(pair).is_none_or(|(n, _)| n != name.as_bytes())
+            })
+    };
+    let len: usize = kept().map(|p| p.len() + 2).sum::<usize>().checked_sub(2)?;
+    let mut out = Vec::with_capacity(len);
+    for pair in kept() {
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+    }
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).ok()
 }
 
 /// What a backend's `Set-Cookie` says about cookie `name`.
