@@ -1,27 +1,55 @@
-//! A process-wide monotonic clock in milliseconds, cheap enough to read on
-//! every request and small enough to keep in an atomic.
+//! A process-wide monotonic clock in milliseconds, cheap enough to read
+//! several times per request (the kernel's coarse monotonic clock: a few
+//! nanoseconds, a resolution of a few milliseconds) and small enough to keep
+//! in an atomic. For deadlines and windows, not for latencies.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn start() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
+use rustix::time::{ClockId, clock_gettime};
+
+fn coarse() -> Duration {
+    let t = clock_gettime(ClockId::MonotonicCoarse);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// The moment the clock started, on the precise and the coarse clock.
+fn start() -> (Instant, Duration) {
+    static START: OnceLock<(Instant, Duration)> = OnceLock::new();
+    *START.get_or_init(|| (Instant::now(), coarse()))
 }
 
 /// Milliseconds since the first call in this process; never 0.
 pub fn ms() -> u64 {
-    u64::try_from(start().elapsed().as_millis())
+    let elapsed = coarse().saturating_sub(start().1);
+    u64::try_from(elapsed.as_millis())
         .unwrap_or(u64::MAX)
         .saturating_add(1)
 }
 
 /// The instant a reading of [`ms`] stands for.
 pub fn instant(ms: u64) -> Instant {
-    start() + Duration::from_millis(ms.saturating_sub(1))
+    start().0 + Duration::from_millis(ms.saturating_sub(1))
 }
 
 /// A duration in whole milliseconds, saturating.
 pub fn to_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_clock_moves_forward_and_maps_back_to_instants() {
+        let a = super::ms();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let b = super::ms();
+        assert!(b >= a + 20, "{a} → {b}");
+        let i = super::instant(b);
+        let now = std::time::Instant::now();
+        assert!(i <= now + std::time::Duration::from_millis(10));
+    }
 }

@@ -336,6 +336,8 @@ pub struct Servers {
     hashes: Box<[u64]>,
     /// Names and routes of servers that reloads removed from this pool.
     gone: Box<[Arc<str>]>,
+    /// Unique to this list (see [`Servers::build`]).
+    build: u32,
 }
 
 impl std::ops::Deref for Servers {
@@ -352,7 +354,20 @@ impl Servers {
             .iter()
             .map(|s| crate::rendezvous::server_hash(&s.route))
             .collect();
-        Servers { list, hashes, gone }
+        static BUILDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let build = BUILDS.fetch_add(1, Ordering::Relaxed);
+        Servers {
+            list,
+            hashes,
+            gone,
+            build,
+        }
+    }
+
+    /// A number no other list of servers in this process has: an index
+    /// into this list is valid as long as the build is the same.
+    pub fn build(&self) -> u32 {
+        self.build
     }
 
     /// The server named `name`.

@@ -44,6 +44,18 @@ use session::SessionMap;
 /// Name of the header every response carries with the node's route.
 pub const NODE_HEADER: &str = "x-demo-node";
 
+/// Binds `addr` without listening: connections to it are refused.
+fn hold(addr: SocketAddr) -> io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -55,6 +67,9 @@ pub struct DemoNode {
     shared: Arc<Shared>,
     addr: SocketAddr,
     generation: Mutex<Option<Arc<Generation>>>,
+    /// While stopped: the port, bound but not listening, so connections are
+    /// refused and no other program can take it before a restart.
+    placeholder: Mutex<Option<tokio::net::TcpSocket>>,
 }
 
 impl fmt::Debug for DemoNode {
@@ -109,6 +124,7 @@ impl DemoNode {
             shared,
             addr,
             generation: Mutex::new(Some(generation)),
+            placeholder: Mutex::new(None),
         })
     }
 
@@ -139,6 +155,7 @@ impl DemoNode {
         if let Some(generation) = generation {
             let mut tasks = generation.close();
             tasks.shutdown().await;
+            *lock(&self.placeholder) = hold(self.addr).ok();
         }
     }
 
@@ -148,6 +165,7 @@ impl DemoNode {
     pub async fn restart(&self) -> io::Result<()> {
         let mut generation = lock(&self.generation);
         if generation.is_none() {
+            drop(lock(&self.placeholder).take());
             let listener = bind(self.addr)?;
             *generation = Some(spawn_server(Arc::clone(&self.shared), listener));
         }

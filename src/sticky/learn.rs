@@ -31,6 +31,10 @@ pub struct Entry {
     last_used: AtomicU64,
     /// Remaining idle time of an entry restored from a snapshot.
     restored_ttl: Option<Duration>,
+    /// Where `server` is in the pool's servers, for the build of the pool
+    /// it was last looked up in: `build << 32 | index` (index `u32::MAX`:
+    /// no such server). Spares a lookup by name on every request.
+    hint: AtomicU64,
 }
 
 impl Entry {
@@ -39,7 +43,27 @@ impl Entry {
             server,
             last_used: AtomicU64::new(now_ms()),
             restored_ttl,
+            hint: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The index of this entry's server in `servers`, if it is there.
+    pub fn index_in(&self, servers: &Servers) -> Option<usize> {
+        let hint = self.hint.load(Ordering::Relaxed);
+        let index = if hint >> 32 == u64::from(servers.build()) {
+            (hint & 0xffff_ffff) as u32
+        } else {
+            let i = servers
+                .by_name(&self.server)
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(u32::MAX);
+            self.hint.store(
+                u64::from(servers.build()) << 32 | u64::from(i),
+                Ordering::Relaxed,
+            );
+            i
+        };
+        (index != u32::MAX).then_some(index as usize)
     }
 
     fn touch(&self) {
@@ -52,6 +76,8 @@ impl Entry {
     }
 }
 
+/// Wall-clock milliseconds: an entry's idle time must survive a restart
+/// (a monotonic reading starts over with the process).
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -306,8 +332,8 @@ impl Learn {
         let affinity = match self.table.get(key) {
             // An entry naming a server the pool no longer has (a reload
             // removed it) is affinity to a dead server: it moves once.
-            Some(e) => servers
-                .by_name(&e.server)
+            Some(e) => e
+                .index_in(servers)
                 .map_or(Affinity::Removed, Affinity::Server),
             None => Affinity::None,
         };

@@ -158,7 +158,9 @@ async fn retries_hide_a_stopped_server_from_every_method() {
 
 #[tokio::test]
 async fn every_server_refusing_gives_502_without_leaking_addresses() {
-    let dead = [closed_port(), closed_port()];
+    let (a, _a) = refusing_port();
+    let (b, _b) = refusing_port();
+    let dead = [a, b];
     let yaml = format!(
         "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\npools:\n  app:\n    retries: 3\n    servers:\n      - {{ name: a, address: \"{}\" }}\n      - {{ name: b, address: \"{}\" }}\n",
         dead[0], dead[1]

@@ -257,10 +257,20 @@ where
     }
 }
 
-/// An address nobody listens on (bound, then closed).
+/// A free port, for a process that binds it itself (bound, then closed).
 pub fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
+}
+
+/// An address that refuses connections for as long as the returned socket
+/// lives: bound but not listening, so no other test can take the port.
+pub fn refusing_port() -> (SocketAddr, socket2::Socket) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (addr, s)
 }
 
 /// Sends raw bytes and reads the whole answer until the server closes or

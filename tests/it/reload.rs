@@ -80,7 +80,6 @@ async fn a_reload_under_load_applies_the_whole_file_without_a_failed_request() {
     let after = yaml(&[(&n[0], 3), (&n[2], 1), (&n[3], 1)], true);
     lb.reload_new(&after, &["second"]).await;
     reloaded.store(true, Ordering::Relaxed);
-    let node2_served = n[1].requests();
 
     // The added server is health-checked.
     assert!(
@@ -106,6 +105,8 @@ async fn a_reload_under_load_applies_the_whole_file_without_a_failed_request() {
     assert_eq!(placed.get("node1"), Some(&30), "{placed:?}");
     assert_eq!(placed.get("node3"), Some(&10), "{placed:?}");
     assert_eq!(placed.get("node4"), Some(&10), "{placed:?}");
+    // A request that began before the reload has ended by now.
+    let node2_served = n[1].requests();
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -115,6 +116,10 @@ async fn a_reload_under_load_applies_the_whole_file_without_a_failed_request() {
     let failed: Vec<_> = seen.iter().filter(|s| s.2 != 200).collect();
     assert!(failed.is_empty(), "failed requests: {failed:?}");
     assert!(seen.iter().any(|s| s.1), "no load after the reload");
+    assert!(
+        !seen.iter().any(|s| s.1 && s.3 == "node2"),
+        "a request that began after the reload reached the removed node2"
+    );
     // The removed server got nothing after the reload.
     assert_eq!(
         n[1].requests(),
