@@ -1,21 +1,34 @@
 //! limpet — a sticky-session HTTP load balancer for stateful Java clusters.
 //!
-//! The data path of one request:
+//! `workers` threads each run their own event loop ([`worker`]); each
+//! accepts on its own copy of every listening socket and serves the
+//! connection's requests on its own thread, with its own connections to
+//! servers. The data path of one request, in [`proxy::handle`]:
 //!
 //! ```text
-//! listener (accept, limits, timers)                  listener/
-//!   └─ proxy::handle                                 proxy/mod.rs
-//!        client address (trusted_proxies, XFF)       proxy/client_addr.rs
-//!        pool (listener routes)                      proxy/route.rs
-//!        Pool::decide → server                       pool/mod.rs
-//!        forward, retry a failed connect elsewhere   proxy/forward.rs
-//!        response streamed back; access log on end   proxy/body.rs, proxy/completion.rs
+//! worker: accept, connection limit, timers        worker.rs, listener/
+//!   └─ proxy::handle                              proxy/mod.rs
+//!        the snapshot, as this worker sees it     proxy/local.rs
+//!        client address (trusted_proxies, XFF)    proxy/client_addr.rs
+//!        refuse what cannot be forwarded          proxy/check.rs
+//!        pool (listener routes)                   proxy/route.rs
+//!        affinity (Sticky::find)                  sticky/
+//!        Pool::decide → server                    pool/mod.rs
+//!        connect or reuse, send, retry elsewhere  proxy/forward.rs, proxy/client.rs
+//!        act on the response (Sticky::respond)    sticky/, proxy/headers.rs
+//!        stream back; then log and count          proxy/body.rs, proxy/end.rs
 //! ```
+//!
+//! The layers, bottom up, with no cycles: `config`, `clock`, `path`,
+//! `rendezvous`, `metrics` (counters) → `decision`, `server` → `sticky` →
+//! `pool` → `runtime` (the snapshot) → `proxy` → `listener` → `worker`;
+//! `health` and `admin` read the snapshot; [`control`] applies
+//! configurations (start and reload) and drives them all.
 //!
 //! Everything a request reads lives in one immutable [`runtime::Snapshot`]
 //! behind an `ArcSwap`; [`Limpet::reload`] swaps in a new one and carries the
-//! live state of servers over by name ([`control`] applies configurations;
-//! [`admin`] serves metrics, the status page and the API).
+//! live state of servers over by name ([`admin`] serves metrics, the status
+//! page and the API).
 
 pub mod admin;
 pub mod cli;

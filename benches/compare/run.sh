@@ -2,41 +2,58 @@
 # Side-by-side benchmark: limpet vs HAProxy vs nginx in front of the same
 # three demo backends, measured with wrk. See benches/compare/README.md.
 #
-#   sudo benches/compare/run.sh                 # 10 s per run
-#   sudo DURATION=30s benches/compare/run.sh    # steadier numbers
+#   sudo benches/compare/run.sh                        # the reference run (~13 min on 2 CPUs + build)
+#   sudo ALLOW_DIRTY=1 ROUNDS=1 DURATION=5s benches/compare/run.sh   # a quick look
+#
+# It measures the committed tree: with uncommitted changes it refuses to run
+# unless ALLOW_DIRTY=1 (the report then names the diff's sha256).
 #
 # Environment:
-#   DURATION     wrk -d of each measured run (default 10s); a 2 s warm-up precedes it
-#   WARMUP       warm-up duration (default 2s)
-#   THREADS      wrk -t (default 2)      CONNECTIONS  wrk -c (default 64)
-#   BALANCERS    which balancers to run (default "limpet haproxy nginx")
-#   SCENARIOS    which scenarios to run (default "round_robin cookie jvm_route")
-#   PORT_BASE    demo nodes listen on PORT_BASE+1..+3 (default 19000);
-#                the balancer listens on PORT_BASE+80 (default 19080)
+#   DURATION     wrk -d of each measured run (default 10s)
+#   WARMUP       warm-up before each measured run (default 2s)
+#   ROUNDS       rounds per scenario, balancer order rotated each round (default 3);
+#                the report shows the median over rounds
+#   CONNECTIONS  wrk -c (default 64)
+#   THREADS      wrk -t (default: the number of CPUs wrk runs on, so 1 on 2 CPUs)
+#   WORKERS      worker threads/processes of every balancer (default: half the
+#                CPUs, at least 1)
+#   PIN          auto (default): with at least 2 CPUs, the balancer runs on CPUs
+#                0..WORKERS-1 and wrk + demo nodes on the others; 0: no pinning
+#   BALANCERS    which balancers (default "limpet haproxy nginx")
+#   SCENARIOS    which scenarios (default all: "baseline round_robin cookie
+#                jvm_route ip_hash learn_hit learn_new")
+#   PORT_BASE    demo nodes listen on PORT_BASE+1..+3 (default 19000); the
+#                balancer on PORT_BASE+80, limpet's admin on PORT_BASE+90
 #   OUT          results file (default benches/compare/results-<date>.md)
+#   ALLOW_DIRTY=1  run on a tree with uncommitted changes
 #   KEEP_TMP=1   keep the temporary directory (configs, logs, raw wrk output)
 #   QUIET_IDLE_PCT, WAIT_QUIET   before each measured run, wait up to WAIT_QUIET
 #                seconds (default 60) for the machine to be QUIET_IDLE_PCT % idle
 #                (default 90): a compile running next to the benchmark skews it
 #
 # Only loopback addresses are used; every load run is bounded by wrk -d.
+# Exit status 1 if any run saw a non-2xx response, a socket error, or
+# requests that went where the scenario says they must not.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
-THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 BALANCERS=${BALANCERS:-"limpet haproxy nginx"}
-SCENARIOS=${SCENARIOS:-"round_robin cookie jvm_route"}
+ALL_SCENARIOS="baseline round_robin cookie jvm_route ip_hash learn_hit learn_new"
+SCENARIOS=${SCENARIOS:-all}
+[[ $SCENARIOS == all ]] && SCENARIOS=$ALL_SCENARIOS
 PORT_BASE=${PORT_BASE:-19000}
+PIN=${PIN:-auto}
 NODES=3
-WORKERS=2
 MAXCONN=4096   # client connections at once, all three balancers (wrk uses $CONNECTIONS)
 LB_PORT=$((PORT_BASE + 80))
 LB_ADDR=127.0.0.1:${LB_PORT}
 ADMIN_ADDR=127.0.0.1:$((PORT_BASE + 90))
+HAPROXY_STATS_PORT=$((PORT_BASE + 91))   # HAProxy's runtime API (its counterpart of limpet's admin)
 SCRAPE_URL=    # set while limpet runs: its /metrics, scraped every second
-PATH_UNDER_TEST=/static/x
+NODE2=127.0.0.1:$((PORT_BASE + 2))
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -51,27 +68,109 @@ die() { log "run.sh: $*"; exit 1; }
 for d in "$DURATION" "$WARMUP"; do
     [[ $d =~ ^[0-9]+[smh]?$ ]] || die "durations look like 10s, 30s or 1m, not \`$d\`"
 done
+for v in ROUNDS CONNECTIONS PORT_BASE; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive number, not \`${!v}\`"
+done
+for s in $SCENARIOS; do
+    [[ " $ALL_SCENARIOS " == *" $s "* ]] || die "unknown scenario \`$s\` (known: $ALL_SCENARIOS)"
+done
+for b in $BALANCERS; do
+    [[ $b == limpet || $b == haproxy || $b == nginx ]] || die "unknown balancer \`$b\` (known: limpet haproxy nginx)"
+done
+[[ $PIN == auto || $PIN == 0 ]] || die "PIN is \`auto\` or \`0\`, not \`$PIN\`"
+
+# --------------------------------------------------------------------------
+# the committed tree
+# --------------------------------------------------------------------------
+tree_changes() { # `git status --porcelain`, minus untracked result files of this benchmark
+    git -C "$repo" status --porcelain --untracked-files=all |
+        grep -v -E '^\?\? benches/compare/results-' || true
+}
+diff_sha() { git -C "$repo" diff HEAD | sha256sum | cut -d' ' -f1; }
+
+git -C "$repo" rev-parse --git-dir >/dev/null 2>&1 || die "$repo is not a git work tree"
+V_GIT=$(git -C "$repo" rev-parse --short HEAD)
+CHANGES=$(tree_changes)
+if [[ -n $CHANGES ]]; then
+    if [[ ${ALLOW_DIRTY:-0} != 1 ]]; then
+        log "$CHANGES"
+        die "the work tree has uncommitted changes (above): commit them, or set ALLOW_DIRTY=1 for a run whose report says so"
+    fi
+    DIFF_SHA=$(diff_sha)
+    TREE="uncommitted changes, diff sha256 $DIFF_SHA"
+    untracked=$(grep -c '^??' <<<"$CHANGES" || true)
+    if ((untracked > 0)); then
+        TREE="$TREE (+ $untracked untracked files, not in the hash)"
+    fi
+else
+    DIFF_SHA=
+    TREE="clean"
+fi
 
 # --------------------------------------------------------------------------
 # tools
 # --------------------------------------------------------------------------
 missing=()
-for tool in haproxy nginx wrk curl; do
+for tool in haproxy nginx wrk curl taskset; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        log "installing: ${missing[*]}"
+        pkgs=("${missing[@]/taskset/util-linux}")
+        log "installing: ${pkgs[*]}"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq "${missing[@]}" >/dev/null ||
-            { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+        apt-get install -y -qq "${pkgs[@]}" >/dev/null ||
+            { apt-get update -qq && apt-get install -y -qq "${pkgs[@]}" >/dev/null; }
         # Debian's packages may start their system services; this benchmark
         # starts its own instances, so nothing else needs to run.
     else
-        die "missing tools: ${missing[*]} (run as root to install them with apt-get, or: apt-get install -y ${missing[*]})"
+        die "missing tools: ${missing[*]} (run as root to install them with apt-get, or: apt-get install -y ${missing[*]/taskset/util-linux})"
     fi
 fi
 command -v cargo >/dev/null 2>&1 || die "cargo is needed to build limpet"
+
+# --------------------------------------------------------------------------
+# CPUs: workers and pinning
+# --------------------------------------------------------------------------
+expand_cpus() { # "0-3,6" → "0 1 2 3 6"
+    local part parts cpus=() c
+    IFS=',' read -r -a parts <<<"$1"
+    for part in "${parts[@]}"; do
+        if [[ $part == *-* ]]; then
+            for ((c = ${part%-*}; c <= ${part#*-}; c++)); do cpus+=("$c"); done
+        else
+            cpus+=("$part")
+        fi
+    done
+    echo "${cpus[*]}"
+}
+join_cpus() { local IFS=,; echo "$*"; }
+
+read -r -a CPUS <<<"$(expand_cpus "$(awk '/^Cpus_allowed_list:/{print $2}' /proc/self/status)")"
+NCPU=${#CPUS[@]}
+WORKERS=${WORKERS:-$((NCPU / 2 > 0 ? NCPU / 2 : 1))}
+[[ $WORKERS =~ ^[1-9][0-9]*$ && $WORKERS -le 1024 ]] || die "WORKERS must be a number from 1 to 1024, not \`$WORKERS\`"
+
+LB_CPUS='' LOAD_CPUS='' PINNED=0
+if [[ $PIN == 0 ]]; then
+    PINNING="none (PIN=0): balancer, wrk and demo nodes share all $NCPU CPUs"
+elif ((NCPU < 2)); then
+    PINNING="none (only $NCPU CPU): balancer, wrk and demo nodes share it"
+elif ((WORKERS >= NCPU)); then
+    PINNING="none (WORKERS=$WORKERS leaves no CPU of the $NCPU for wrk and the demo nodes): all share all CPUs"
+else
+    PINNED=1
+    LB_CPUS=$(join_cpus "${CPUS[@]:0:WORKERS}")
+    LOAD_CPUS=$(join_cpus "${CPUS[@]:WORKERS}")
+    PINNING="balancer on CPU $LB_CPUS; wrk, demo nodes, curl and the samplers on CPU $LOAD_CPUS (taskset)"
+fi
+if ((PINNED)); then
+    LOAD_N=$((NCPU - WORKERS))
+else
+    LOAD_N=$((NCPU / 2 > 0 ? NCPU / 2 : 1))
+fi
+THREADS=${THREADS:-$LOAD_N}
+[[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive number, not \`$THREADS\`"
 
 # --------------------------------------------------------------------------
 # processes, temp dir, cleanup
@@ -122,6 +221,11 @@ stop_pid() { # TERM, wait up to 5 s, KILL
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+wait_port_free() { # a stopped process's port: free within 5 s
+    for _ in $(seq 50); do port_free "$1" && return 0; sleep 0.1; done
+    die "port $1 is still in use"
+}
+
 wait_http() { # wait_http URL PID NAME: until URL answers (max 10 s)
     local url=$1 pid=$2 name=$3
     for _ in $(seq 100); do
@@ -133,11 +237,16 @@ wait_http() { # wait_http URL PID NAME: until URL answers (max 10 s)
 }
 
 # --------------------------------------------------------------------------
-# build, backends
+# build
 # --------------------------------------------------------------------------
-log "building limpet and the demo nodes (release)..."
+log "building limpet and the demo nodes (release) at $V_GIT ($TREE)..."
 (cd "$repo" && cargo build --release --quiet --bin limpet --example demo_nodes) ||
     die "cargo build failed"
+# What was built must be what the report names.
+if [[ $(tree_changes) != "$CHANGES" || $([[ -n $DIFF_SHA ]] && diff_sha) != "$DIFF_SHA" ||
+    $(git -C "$repo" rev-parse --short HEAD) != "$V_GIT" ]]; then
+    die "the work tree changed during the build; run again"
+fi
 LIMPET_BIN=$repo/target/release/limpet
 NODES_BIN=$repo/target/release/examples/demo_nodes
 
@@ -145,22 +254,44 @@ for i in $(seq "$NODES"); do
     port_free $((PORT_BASE + i)) || die "port $((PORT_BASE + i)) is in use (set PORT_BASE)"
 done
 port_free "$LB_PORT" || die "port $LB_PORT is in use (set PORT_BASE)"
-
-"$NODES_BIN" --nodes "$NODES" --port-base "$PORT_BASE" >"$TMP/nodes.log" 2>&1 &
-NODES_PID=$!
-PIDS+=("$NODES_PID")
-for _ in $(seq 100); do
-    grep -q '^ready$' "$TMP/nodes.log" 2>/dev/null && break
-    kill -0 "$NODES_PID" 2>/dev/null || die "demo_nodes exited: $(cat "$TMP/nodes.log")"
-    sleep 0.1
+for p in $((PORT_BASE + 90)) "$HAPROXY_STATS_PORT"; do
+    port_free "$p" || die "port $p is in use (set PORT_BASE)"
 done
-grep -q '^ready$' "$TMP/nodes.log" || die "demo_nodes did not start"
-NODE2=127.0.0.1:$((PORT_BASE + 2))
+
+# From here on, this script and everything it starts (demo nodes, wrk,
+# curl, the samplers) run on the load CPUs; the balancer is started on its own.
+if ((PINNED)); then
+    taskset -pc "$LOAD_CPUS" $$ >/dev/null || die "taskset -pc $LOAD_CPUS failed"
+fi
+# The balancer's command prefix: taskset execs the balancer, so $! is its PID.
+ON_LB_CPUS=()
+if ((PINNED)); then ON_LB_CPUS=(taskset -c "$LB_CPUS"); fi
+
+NODES_PID=
+start_nodes() { # fresh demo nodes for every run: no sessions left from the last one
+    local i
+    for i in $(seq "$NODES"); do wait_port_free $((PORT_BASE + i)); done
+    "$NODES_BIN" --nodes "$NODES" --port-base "$PORT_BASE" >"$TMP/nodes.log" 2>&1 &
+    NODES_PID=$!
+    PIDS+=("$NODES_PID")
+    for _ in $(seq 100); do
+        grep -q '^ready$' "$TMP/nodes.log" 2>/dev/null && return 0
+        kill -0 "$NODES_PID" 2>/dev/null || die "demo_nodes exited: $(cat "$TMP/nodes.log")"
+        sleep 0.1
+    done
+    die "demo_nodes did not start"
+}
+stop_nodes() {
+    [[ -n $NODES_PID ]] && stop_pid "$NODES_PID"
+    NODES_PID=
+}
 
 # A real Tomcat-style session id, issued by node2 itself (32 hex + ".node2").
+start_nodes
 JSESSIONID=$(curl -s -D - -o /dev/null "http://$NODE2/" |
-    sed -n 's/^[Ss]et-[Cc]ookie: JSESSIONID=\([^;]*\).*/\1/p' | tr -d '\r')
+    sed -n 's/^[Ss]et-[Cc]ookie: JSESSIONID=\([^;]*\).*/\1/p' | tr -d '\r' || true)
 [[ $JSESSIONID == *.node2 ]] || die "node2 did not issue a JSESSIONID (got \`$JSESSIONID\`)"
+stop_nodes
 
 # --------------------------------------------------------------------------
 # versions, machine
@@ -169,37 +300,69 @@ V_LIMPET=$("$LIMPET_BIN" --version 2>&1 | head -1)
 V_HAPROXY=$({ haproxy -v 2>&1 || true; } | head -1 | awk '{print $1, $3}')
 V_NGINX=$({ nginx -v 2>&1 || true; } | head -1 | sed 's/^nginx version: //')
 V_WRK=$({ wrk -v 2>&1 || true; } | head -1 | awk '{print $1, $2}')
-V_GIT=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(cd "$repo" && git status --porcelain --untracked-files=no 2>/dev/null) ]]; then
-    V_GIT="$V_GIT (+ uncommitted changes)"
-fi
 CPU=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 
 # --------------------------------------------------------------------------
-# configurations
+# scenarios
 # --------------------------------------------------------------------------
-# Scenario → request headers for wrk/curl.
-scenario_header() {
+HIT_ID=   # learn_hit: the id the balancer under test learned from node2 (per run)
+
+scenario_path() { # the request of the scenario
     case $1 in
-        baseline | round_robin) echo "" ;;
+        learn_new) echo / ;;          # a session path: every cookie-less request creates a session
+        *) echo /static/x ;;          # never creates or reads a session
+    esac
+}
+scenario_header() { # scenario [name] → request header for wrk/curl
+    case $1 in
+        baseline | round_robin | ip_hash | learn_new) echo "" ;;
         cookie) echo "Cookie: SERVERID=node2" ;;
         jvm_route) echo "Cookie: JSESSIONID=$JSESSIONID" ;;
+        learn_hit) echo "Cookie: JSESSIONID=$HIT_ID" ;;
     esac
 }
 scenario_expect() { # which node(s) the requests should reach
     case $1 in
-        round_robin) echo "node1+node2+node3" ;;
+        round_robin | learn_new) echo "node1+node2+node3" ;;
+        ip_hash) echo "one node, always the same" ;;
         *) echo "node2" ;;
     esac
 }
+scenario_balancers() { # who runs in a scenario, in the order of round 1
+    local b who=()
+    case $1 in
+        baseline)
+            who=(direct)
+            # learn_new's request costs the node more (a new session each):
+            # its own direct baseline
+            [[ " $SCENARIOS " == *" learn_new "* ]] && who+=(direct_new)
+            ;;
+        learn_hit | learn_new)
+            for b in $BALANCERS; do [[ $b == nginx ]] || who+=("$b"); done
+            ;;
+        *) read -r -a who <<<"$BALANCERS" ;;
+    esac
+    echo "${who[*]}"
+}
+NGINX_SKIP="open-source nginx cannot learn a session id from a response (that is nginx Plus \`sticky learn\`)"
 
+# --------------------------------------------------------------------------
+# configurations
+# --------------------------------------------------------------------------
 limpet_config() { # scenario → lb.yaml
-    local sticky
+    local sticky i
     case $1 in
         round_robin) sticky="{ mode: none }" ;;
         cookie) sticky="{ mode: cookie }" ;; # SERVERID, indirect, nocache (defaults)
         jvm_route) sticky="{ mode: jvm_route }" ;;
+        ip_hash) sticky="{ mode: ip_hash }" ;; # key: address
+        learn_hit | learn_new)
+            # HAProxy's stick table below: 64 characters, 1M entries, 5 h.
+            # No persistence: HAProxy keeps its table in memory only, and a
+            # restored table would carry sessions from run to run.
+            sticky="{ mode: learn, learn: { cookie: JSESSIONID, max_len: 64, capacity: 1000000, idle_timeout: 5h, request_learn: true, persist: false } }"
+            ;;
     esac
     cat <<EOF
 # generated by benches/compare/run.sh (scenario $1)
@@ -224,6 +387,7 @@ EOF
 }
 
 haproxy_config() { # scenario → haproxy.cfg
+    local i
     cat <<EOF
 # generated by benches/compare/run.sh (scenario $1)
 global
@@ -231,6 +395,8 @@ global
     maxconn $MAXCONN
     pidfile $TMP/haproxy.pid
     # no "log" line: no logging at all (= access logs off)
+    # the runtime API, like limpet's admin endpoint: asked for the stick table's size
+    stats socket ipv4@127.0.0.1:$HAPROXY_STATS_PORT level user
 
 defaults
     mode http
@@ -252,14 +418,25 @@ frontend bench
     default_backend app
 
 backend app
-    balance roundrobin
 EOF
+    case $1 in
+        ip_hash)
+            echo "    balance source"
+            echo "    hash-type consistent"
+            ;;
+        *) echo "    balance roundrobin" ;;
+    esac
     case $1 in
         cookie) echo "    cookie SERVERID insert indirect nocache" ;;
         jvm_route)
             for i in $(seq "$NODES"); do
                 echo "    use-server node$i if { req.cook(JSESSIONID) -m end .node$i }"
             done
+            ;;
+        learn_hit | learn_new)
+            echo "    stick-table type string len 64 size 1m expire 5h"
+            echo "    stick on req.cook(JSESSIONID)"
+            echo "    stick store-response res.cook(JSESSIONID)"
             ;;
     esac
     for i in $(seq "$NODES"); do
@@ -278,6 +455,8 @@ nginx_config() { # scenario → nginx.conf
         round_robin) upstream_target=app ;;
         cookie) upstream_target='$by_serverid' ;;
         jvm_route) upstream_target='$by_jvm_route' ;;
+        ip_hash) upstream_target=app_ip_hash ;;
+        *) die "nginx has no configuration for scenario $1" ;;
     esac
     cat <<EOF
 # generated by benches/compare/run.sh (scenario $1)
@@ -311,6 +490,16 @@ http {
 
     # every pool: keep-alive to the backends
     upstream app {
+EOF
+    for i in $(seq "$NODES"); do
+        echo "        server 127.0.0.1:$((PORT_BASE + i));"
+    done
+    cat <<EOF
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    upstream app_ip_hash {
+        ip_hash;   # before keepalive: keepalive wraps the balancing method
 EOF
     for i in $(seq "$NODES"); do
         echo "        server 127.0.0.1:$((PORT_BASE + i));"
@@ -361,25 +550,27 @@ EOF
 start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
     local name=$1 scenario=$2 conf
     SCRAPE_URL=
-    port_free "$LB_PORT" || die "port $LB_PORT is still in use before starting $name"
+    wait_port_free "$LB_PORT"
     case $name in
         limpet)
+            wait_port_free $((PORT_BASE + 90))
             conf=$TMP/lb-$scenario.yaml
             limpet_config "$scenario" >"$conf"
             mkdir -p "$TMP/limpet-state"
             "$LIMPET_BIN" check --config "$conf" >"$TMP/limpet-check.log" 2>&1 ||
                 die "limpet rejected $conf: $(cat "$TMP/limpet-check.log")"
-            "$LIMPET_BIN" --config "$conf" >"$TMP/limpet-$scenario.log" 2>&1 &
+            "${ON_LB_CPUS[@]}" "$LIMPET_BIN" --config "$conf" >"$TMP/limpet-$scenario.log" 2>&1 &
             LB_PID=$!
             SCRAPE_URL="http://$ADMIN_ADDR/metrics"
             ;;
         haproxy)
+            wait_port_free "$HAPROXY_STATS_PORT"
             conf=$TMP/haproxy-$scenario.cfg
             haproxy_config "$scenario" >"$conf"
             haproxy -c -q -f "$conf" >"$TMP/haproxy-check.log" 2>&1 ||
                 die "haproxy rejected $conf: $(cat "$TMP/haproxy-check.log")"
             # -db: foreground, no master process: one process with nbthread threads
-            haproxy -db -f "$conf" >"$TMP/haproxy-$scenario.log" 2>&1 &
+            "${ON_LB_CPUS[@]}" haproxy -db -f "$conf" >"$TMP/haproxy-$scenario.log" 2>&1 &
             LB_PID=$!
             ;;
         nginx)
@@ -389,12 +580,44 @@ start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
             nginx -t -q -p "$TMP" -e "$TMP/nginx-error.log" -c "$conf" >"$TMP/nginx-check.log" 2>&1 ||
                 die "nginx rejected $conf: $(cat "$TMP/nginx-check.log")"
             # daemon off: the master stays in the foreground, so $! is the master
-            nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$conf" >"$TMP/nginx-$scenario.log" 2>&1 &
+            "${ON_LB_CPUS[@]}" nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$conf" >"$TMP/nginx-$scenario.log" 2>&1 &
             LB_PID=$!
             ;;
     esac
     PIDS+=("$LB_PID")
     wait_http "http://$LB_ADDR/static/ready" "$LB_PID" "$name"
+    [[ -z $SCRAPE_URL ]] || wait_http "$SCRAPE_URL" "$LB_PID" "$name admin endpoint"
+}
+
+learned_sessions() { # learned_sessions NAME: entries in the balancer's learned table now
+    local n=
+    case $1 in
+        limpet)
+            n=$(curl -s --max-time 5 "http://$ADMIN_ADDR/metrics" |
+                awk '/^limpet_learned_sessions[ {]/ { s += $NF; found = 1 } END { if (found) print s }' || true)
+            ;;
+        haproxy)
+            # "# table: app, type: string, size:1048576, used:123"
+            n=$( (exec 3<>"/dev/tcp/127.0.0.1/$HAPROXY_STATS_PORT" && echo "show table" >&3 &&
+                timeout 5 cat <&3) 2>/dev/null | sed -n 's/^# table: app,.*used:\([0-9]*\).*/\1/p' || true)
+            ;;
+    esac
+    echo "${n:-?}"
+}
+
+prime_learn() { # prime_learn TARGET: a session node2 issues through the balancer → HIT_ID
+    local hdrs node id
+    HIT_ID=
+    for _ in $(seq 12); do
+        hdrs=$(curl -s -D - -o /dev/null --max-time 5 "http://$1/" | tr -d '\r' || true)
+        node=$(awk -F': ' 'tolower($1)=="x-demo-node"{print $2}' <<<"$hdrs")
+        id=$(sed -n 's/^[Ss]et-[Cc]ookie: JSESSIONID=\([^;]*\).*/\1/p' <<<"$hdrs" | head -1)
+        if [[ $node == node2 && -n $id ]]; then
+            HIT_ID=$id
+            return 0
+        fi
+    done
+    die "no session from node2 through $1 in 12 requests"
 }
 
 # --------------------------------------------------------------------------
@@ -431,9 +654,10 @@ start_sampler() { # start_sampler PID FILE: max of RSS samples every 0.5 s into 
             cur=$(rss_kib "$pid")
             if ((cur > max)); then max=$cur; echo "$max" >"$file"; fi
             # Like Prometheus, only more often: the cost of metrics is in the run.
-            if [[ -n $SCRAPE_URL ]] && ((tick++ % 2 == 0)); then
+            if [[ -n $SCRAPE_URL ]] && ((tick % 2 == 0)); then
                 curl -s -o /dev/null --max-time 1 "$SCRAPE_URL" || true
             fi
+            tick=$((tick + 1))
             sleep 0.5
         done
     ) &
@@ -459,7 +683,7 @@ to_ms() {
 }
 
 # The warm-up runs this script: it counts responses per x-demo-node header,
-# so every scenario shows where its requests really went.
+# so every run shows where its requests really went.
 cat >"$TMP/count_nodes.lua" <<'EOF'
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
@@ -499,7 +723,6 @@ run_wrk() { # run_wrk URL DURATION OUTFILE HEADER [wrk args...]; wrk's own CPU s
 }
 
 CLK_TCK=$(getconf CLK_TCK)
-NCPU=$(nproc)
 cpu_ticks() { # utime + stime of PID and its children (all threads), in clock ticks
     local total=0 p t
     for p in $(proc_tree "$1"); do
@@ -533,14 +756,33 @@ wait_quiet() { # other work on the machine (compiles...) distorts the numbers: w
     done
 }
 
-ROWS=()       # table rows
-SANITY=()     # sanity lines
-declare -A RPS
+# routing_ok SCENARIO NODE... : did the requests go where the scenario says?
+routing_ok() {
+    local scenario=$1
+    shift
+    local distinct
+    distinct=$(printf '%s\n' "$@" | sort -u | tr '\n' ' ')
+    distinct=${distinct% }
+    case $scenario in
+        round_robin | learn_new) [[ $distinct == "node1 node2 node3" ]] ;;
+        ip_hash) [[ $distinct =~ ^node[0-9]+$ ]] ;;
+        *) [[ $distinct == node2 ]] ;;
+    esac
+}
 
-measure() { # measure NAME SCENARIO PID TARGET
-    local name=$1 scenario=$2 pid=$3 target=$4
-    local header url=http://$target$PATH_UNDER_TEST
+# Per-run results, keyed "scenario|balancer|round".
+declare -A R_RPS R_P50 R_P99 R_US R_PCT R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY
+PROBLEMS=()   # one line per run that saw errors or misrouted requests
+
+# measure NAME SCENARIO ROUND POS PID TARGET
+measure() {
+    local name=$1 scenario=$2 round=$3 pos=$4 pid=$5 target=$6
+    local key="$scenario|$name|$round" tag="$scenario-$name-r$round"
+    local header path url
     header=$(scenario_header "$scenario")
+    path=$(scenario_path "$scenario")
+    [[ $name == direct_new ]] && path=/
+    url=http://$target$path
 
     # sanity: 6 single requests with curl, which node answered each
     local seen=() n
@@ -548,44 +790,52 @@ measure() { # measure NAME SCENARIO PID TARGET
         local curl_args=(-s -o /dev/null -D - --max-time 5)
         [[ -n $header ]] && curl_args+=(-H "$header")
         n=$(curl "${curl_args[@]}" "$url" | tr -d '\r' |
-            awk -F': ' 'tolower($1)=="x-demo-node"{print $2}')
+            awk -F': ' 'tolower($1)=="x-demo-node"{print $2}' || true)
         seen+=("${n:-none}")
     done
-    local line
-    line="$scenario / $name: curl x6 → ${seen[*]} (expected: $(scenario_expect "$scenario"))"
-    log "  sanity: $line"
-    SANITY+=("$line")
+    local expect
+    expect=$(scenario_expect "$scenario")
+    [[ $name == direct* ]] && expect=node2
+    R_SANITY[$key]="$scenario / $name (round $round): GET $path${header:+ with $header} → curl x6: ${seen[*]} (expected: $expect)"
+    log "  sanity: ${R_SANITY[$key]}"
 
     local idle=0
     [[ $pid != - ]] && idle=$(rss_kib "$pid")
-    [[ $pid != - ]] && start_sampler "$pid" "$TMP/rss-$name-$scenario"
+    [[ $pid != - ]] && start_sampler "$pid" "$TMP/rss-$tag"
 
     # warm-up (counts where responses went), then the measured run
-    run_wrk "$url" "$WARMUP" "$TMP/warmup-$name-$scenario.txt" "$header" -s "$TMP/count_nodes.lua"
+    run_wrk "$url" "$WARMUP" "$TMP/warmup-$tag.txt" "$header" -s "$TMP/count_nodes.lua" ||
+        die "wrk failed ($scenario / $name)"
     local dist
-    dist=$(sed -n 's/^NODES //p' "$TMP/warmup-$name-$scenario.txt")
+    dist=$(sed -n 's/^NODES //p' "$TMP/warmup-$tag.txt")
 
     wait_quiet
     local lb0=0 nodes0 sys0 lb1=0 nodes1 sys1
     [[ $pid != - ]] && lb0=$(cpu_ticks "$pid")
     nodes0=$(cpu_ticks "$NODES_PID")
     sys0=$(system_busy_ticks)
-    run_wrk "$url" "$DURATION" "$TMP/wrk-$name-$scenario.txt" "$header"
+    run_wrk "$url" "$DURATION" "$TMP/wrk-$tag.txt" "$header" || die "wrk failed ($scenario / $name)"
     sys1=$(system_busy_ticks)
     nodes1=$(cpu_ticks "$NODES_PID")
     [[ $pid != - ]] && lb1=$(cpu_ticks "$pid")
 
+    if [[ $scenario == learn_* ]]; then
+        local learned
+        learned=$(learned_sessions "$name")
+        R_SANITY[$key]+="; learned table after the run: $learned entries"
+    fi
+
     local peak=0 hwm=0
     if [[ $pid != - ]]; then
         stop_sampler
-        peak=$(cat "$TMP/rss-$name-$scenario")
+        peak=$(cat "$TMP/rss-$tag")
         local now
         now=$(rss_kib "$pid")
         ((now > peak)) && peak=$now
         hwm=$(hwm_kib "$pid")
     fi
 
-    local f=$TMP/wrk-$name-$scenario.txt
+    local f=$TMP/wrk-$tag.txt
     local rps p50 p99 non2xx sockerr reqs secs
     rps=$(awk '/^Requests\/sec:/{printf "%.0f", $2}' "$f")
     reqs=$(awk '/requests in/{print $1}' "$f")
@@ -596,7 +846,6 @@ measure() { # measure NAME SCENARIO PID TARGET
     non2xx=${non2xx:-0}
     sockerr=$(awk '/Socket errors/{gsub(/,/,""); print $4+$6+$8+$10}' "$f")
     sockerr=${sockerr:-0}
-    RPS[$name/$scenario]=$rps
 
     # CPU: the balancer's own (µs per request, % of one core), and what the
     # rest of the machine (not wrk, not the nodes, not the balancer) used
@@ -615,98 +864,234 @@ measure() { # measure NAME SCENARIO PID TARGET
         mem_peak=$(mib "$peak")
         mem_hwm=$(mib "$hwm")
     fi
-    ROWS+=("$scenario|$name|$rps|$p50|$p99|$non2xx|$sockerr|$reqs|$lb_us|$lb_pct|$other_pct|$mem_idle|$mem_peak|$mem_hwm|${dist:-?}")
-    log "  $scenario / $name: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx}, socket errors ${sockerr}," \
+    R_RPS[$key]=$rps R_P50[$key]=$p50 R_P99[$key]=$p99 R_US[$key]=$lb_us R_PCT[$key]=$lb_pct
+    R_OTHER[$key]=$other_pct R_IDLE[$key]=$mem_idle R_PEAK[$key]=$mem_peak R_HWM[$key]=$mem_hwm
+    R_NON2XX[$key]=$non2xx R_SOCK[$key]=$sockerr R_REQS[$key]=$reqs R_DIST[$key]=${dist:-?} R_POS[$key]=$pos
+
+    # where did the requests go (curl and warm-up), and did anything fail?
+    local warm_nodes=()
+    local w
+    for w in ${dist:-none}; do warm_nodes+=("${w%%=*}"); done
+    local mode=$scenario
+    [[ $name == direct* ]] && mode=baseline
+    if ! routing_ok "$mode" "${seen[@]}" "${warm_nodes[@]}"; then
+        PROBLEMS+=("$scenario / $name, round $round: requests went to ${seen[*]} (curl) and ${dist:-?} (warm-up); expected $expect")
+    fi
+    if [[ $non2xx != 0 || $sockerr != 0 ]]; then
+        PROBLEMS+=("$scenario / $name, round $round: $non2xx non-2xx responses, $sockerr socket errors")
+    fi
+    log "  $scenario / $name (round $round): ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx}, socket errors ${sockerr}," \
         "balancer CPU ${lb_us} µs/req (${lb_pct}% of a core), other load ${other_pct}%, RSS ${mem_idle} → ${mem_peak} MiB; warm-up: ${dist}"
 }
 
-# --------------------------------------------------------------------------
-# runs
-# --------------------------------------------------------------------------
-log "demo nodes on 127.0.0.1:$((PORT_BASE + 1))-$((PORT_BASE + NODES)); balancers on $LB_ADDR; wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP)"
-log "baseline: wrk directly against node2"
-measure direct baseline - "$NODE2"
-
-for scenario in $SCENARIOS; do
-    for name in $BALANCERS; do
-        log "$scenario / $name"
+run_one() { # run_one NAME SCENARIO ROUND POS: fresh nodes, fresh balancer, one measurement
+    local name=$1 scenario=$2 round=$3 pos=$4
+    log "$scenario / $name (round $round, position $pos)"
+    start_nodes
+    if [[ $name == direct* ]]; then
+        measure "$name" "$scenario" "$round" "$pos" - "$NODE2"
+    else
         start_balancer "$name" "$scenario"
-        measure "$name" "$scenario" "$LB_PID" "$LB_ADDR"
+        [[ $scenario == learn_hit ]] && prime_learn "$LB_ADDR"
+        measure "$name" "$scenario" "$round" "$pos" "$LB_PID" "$LB_ADDR"
         stop_pid "$LB_PID"
+    fi
+    stop_nodes
+}
+
+# --------------------------------------------------------------------------
+# runs: for each scenario, ROUNDS rounds, the balancers' order rotated
+# --------------------------------------------------------------------------
+log "demo nodes on 127.0.0.1:$((PORT_BASE + 1))-$((PORT_BASE + NODES)); balancers on $LB_ADDR; $WORKERS worker(s) each"
+log "pinning: $PINNING"
+log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $ROUNDS round(s) per scenario"
+
+STARTED=$(date +%s)
+for scenario in $SCENARIOS; do
+    read -r -a who <<<"$(scenario_balancers "$scenario")"
+    ((${#who[@]})) || continue
+    for ((round = 0; round < ROUNDS; round++)); do
+        for ((slot = 0; slot < ${#who[@]}; slot++)); do
+            run_one "${who[(round + slot) % ${#who[@]}]}" "$scenario" $((round + 1)) "$((slot + 1))/${#who[@]}"
+        done
     done
 done
+ELAPSED=$(($(date +%s) - STARTED))
 
 # --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
+median() { # median of the numeric arguments ("-" when none)
+    printf '%s\n' "$@" | awk '/^[0-9]+([.][0-9]+)?$/' | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+column() { # column ARRAY SCENARIO NAME → the values of every round
+    local -n arr=$1
+    local r
+    for ((r = 1; r <= ROUNDS; r++)); do echo "${arr[$2|$3|$r]:--}"; done
+}
+# shellcheck disable=SC2046  # one word per round
+med() { median $(column "$@"); }
+total() { column "$@" | awk '$1 ~ /^[0-9]+$/ { s += $1 } END { print s + 0 }'; }
+fmt() { # fmt FORMAT VALUE ("-" stays)
+    [[ $2 == - ]] && { echo -; return; }
+    awk -v f="$1" -v v="$2" 'BEGIN { printf f, v }'
+}
+fmt_ms() {
+    [[ $1 == - ]] && { echo -; return; }
+    awk -v v="$1" 'BEGIN { if (v < 1) printf "%.3f", v; else if (v < 100) printf "%.2f", v; else printf "%.0f", v }'
+}
+ratio() { # a / b with 2 decimals, "-" when either is missing
+    [[ $1 == - || $2 == - || -z $1 || -z $2 ]] && { echo -; return; }
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
 report() {
+    local rounds_word=rounds
+    ((ROUNDS == 1)) && rounds_word=round
     cat <<EOF
 # limpet vs HAProxy vs nginx — $(date '+%F %R %Z')
 
-* Machine: $(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r)
-* Versions: $V_LIMPET (git $V_GIT), $V_HAPROXY, $V_NGINX, $V_WRK
-* Load: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency\` after a $WARMUP warm-up, \`GET $PATH_UNDER_TEST\`
-  (the demo node answers it with ~200 bytes of JSON and creates no session);
-  3 demo nodes (one \`demo_nodes\` process); each balancer: $WORKERS worker threads/processes,
-  keep-alive to the backends, access logs off, restarted for every scenario.
-* Scenarios: \`round_robin\` no cookie, no affinity; \`cookie\` \`Cookie: SERVERID=node2\`
-  (limpet \`sticky: cookie\`, HAProxy \`cookie SERVERID insert indirect nocache\`, nginx map → node2's upstream);
-  \`jvm_route\` \`Cookie: JSESSIONID=<id>.node2\` (limpet \`sticky: jvm_route\`, HAProxy
-  \`use-server … req.cook(JSESSIONID) -m end\`, nginx regex map → node2's upstream). Details: README.md.
-* **wrk, the backends and the balancer share the same $(nproc) cores**, so absolute
-  numbers are modest and partly measure the load generator; compare the balancers
-  with each other (and with the direct baseline), not with published figures.
+* Commit: **$V_GIT**, $TREE
+* Machine: $NCPU CPUs ($CPU), $MEM RAM, Linux $(uname -r)
+* Versions: $V_LIMPET, $V_HAPROXY, $V_NGINX, $V_WRK
+* Workers: $WORKERS for every balancer (limpet \`workers: $WORKERS\`, HAProxy \`nbthread $WORKERS\`,
+  nginx \`worker_processes $WORKERS\`); keep-alive to the backends, access logs off;
+  limpet with its admin endpoint on and \`/metrics\` scraped every second.
+* Pinning: $PINNING.
+* Load: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency --timeout 5s\` after a $WARMUP warm-up;
+  3 demo nodes (one \`demo_nodes\` process). Fresh demo nodes and a freshly started
+  balancer for every run; $ROUNDS $rounds_word per scenario, the balancers' order rotated
+  each round; the table shows the **median over rounds** (errors: the sum).
+* Took $((ELAPSED / 60)) min $((ELAPSED % 60)) s.
 
-| scenario | balancer | req/s | % of HAProxy | p50 ms | p99 ms | non-2xx | socket errors | requests | balancer CPU µs/req | balancer CPU % | other CPU % | RSS idle MiB | RSS peak MiB | VmHWM MiB | warm-up responses per node |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| scenario | balancer | req/s | req/s ÷ HAProxy | req/s ÷ baseline | p50 ms | p99 ms | CPU µs/req | CPU/req ÷ HAProxy | peak RSS MiB | non-2xx | socket errors |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
-    local row scenario name rps rel ref
-    for row in "${ROWS[@]}"; do
-        IFS='|' read -r scenario name rps _ <<<"$row"
-        ref=${RPS[haproxy/$scenario]:-}
-        if [[ -n $ref && $ref -gt 0 ]]; then
-            rel=$(awk -v a="$rps" -v b="$ref" 'BEGIN { printf "%.0f%%", 100 * a / b }')
-        else
-            rel=-
+    local scenario name base_rps hap_rps hap_us rps us who_list
+    local base_static=- base_new=-
+    base_static=$(med R_RPS baseline direct)
+    base_new=$(med R_RPS baseline direct_new)
+    for scenario in $SCENARIOS; do
+        base_rps=$base_static
+        [[ $scenario == learn_new ]] && base_rps=$base_new
+        hap_rps=$(med R_RPS "$scenario" haproxy)
+        hap_us=$(med R_US "$scenario" haproxy)
+        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
+        for name in "${who_list[@]}"; do
+            local b=$base_rps
+            [[ $name == direct_new ]] && b=$base_new
+            rps=$(med R_RPS "$scenario" "$name")
+            us=$(med R_US "$scenario" "$name")
+            echo "| $scenario | $name | $(fmt %.0f "$rps") | $(ratio "$rps" "$hap_rps") | $(ratio "$rps" "$b") |" \
+                "$(fmt_ms "$(med R_P50 "$scenario" "$name")") | $(fmt_ms "$(med R_P99 "$scenario" "$name")") |" \
+                "$(fmt %.1f "$us") | $(ratio "$us" "$hap_us") | $(fmt %.1f "$(med R_PEAK "$scenario" "$name")") |" \
+                "$(total R_NON2XX "$scenario" "$name") | $(total R_SOCK "$scenario" "$name") |"
+        done
+        if [[ ($scenario == learn_hit || $scenario == learn_new) && " $BALANCERS " == *" nginx "* ]]; then
+            echo "| $scenario | nginx | not run | | | | | | | | | |"
         fi
-        IFS='|' read -r -a f <<<"$row"
-        echo "| ${f[0]} | ${f[1]} | ${f[2]} | $rel | ${f[3]} | ${f[4]} | ${f[5]} | ${f[6]} | ${f[7]} | ${f[8]} | ${f[9]} | ${f[10]} | ${f[11]} | ${f[12]} | ${f[13]} | ${f[14]} |"
     done
     cat <<EOF
 
-CPU: *balancer CPU* is the user + system time of the balancer's processes
-during the measured run, per request and as a share of one core: it is the
-least noisy number here, since it does not depend on how the 2 cores were
-shared. *other CPU* is the share of the machine used by anything but wrk, the
-demo nodes and the balancer during the run (other jobs): above a few percent,
-distrust that row's req/s and latency.
+* \`baseline\`: wrk straight to node2, no balancer: \`direct\` with \`GET /static/x\`
+  (the reference of every scenario but \`learn_new\`), \`direct_new\` with \`GET /\`
+  and no cookie (a new session per request: the reference of \`learn_new\`).
+* \`round_robin\`: \`GET /static/x\`, no cookie, no affinity.
+* \`cookie\`: \`Cookie: SERVERID=node2\` (limpet \`sticky: { mode: cookie }\`; HAProxy
+  \`cookie SERVERID insert indirect nocache\`; nginx \`map \$cookie_SERVERID\` → node2's upstream).
+* \`jvm_route\`: \`Cookie: JSESSIONID=<32 hex>.node2\` (limpet \`sticky: { mode: jvm_route }\`;
+  HAProxy \`use-server nodeN if { req.cook(JSESSIONID) -m end .nodeN }\`; nginx regex map).
+* \`ip_hash\`: no cookie, all from 127.0.0.1 (limpet \`sticky: { mode: ip_hash }\`; HAProxy
+  \`balance source\` + \`hash-type consistent\`; nginx \`ip_hash\`).
+* \`learn_hit\`: \`Cookie: JSESSIONID=<id>\` of a session node2 issued through the balancer
+  just before (limpet \`sticky: { mode: learn }\`, \`persist: false\`; HAProxy
+  \`stick-table type string len 64 size 1m expire 5h\`, \`stick on req.cook(JSESSIONID)\`,
+  \`stick store-response res.cook(JSESSIONID)\`).
+* \`learn_new\`: \`GET /\` without a cookie: every response sets a new JSESSIONID that the
+  balancer learns (same configurations; limpet \`capacity: 1000000\`).
+* nginx does not run \`learn_hit\` and \`learn_new\`: $NGINX_SKIP.
 
-RSS: resident memory of the balancer (nginx: master + workers), *idle* after
-start-up and the 6 curl checks, *peak* the largest 0.5 s sample during warm-up and
-run, *VmHWM* the kernel's high-water mark (summed over processes) at the end.
+Columns: *req/s*, *p50*, *p99* from wrk; *÷ HAProxy* the ratio to HAProxy in the same
+scenario (CPU: above 1 means more CPU per request than HAProxy); *÷ baseline* the share
+of the direct baseline's req/s that gets through the balancer; *CPU µs/req* the
+balancer's user + system time (\`/proc/PID/stat\`, nginx master + workers) over the
+measured run divided by its requests; *peak RSS* the largest resident-memory sample
+(every 0.5 s during warm-up and run, nginx summed over its processes); *non-2xx* and
+*socket errors* summed over the rounds. See README.md.
+EOF
+    if ((${#PROBLEMS[@]})); then
+        echo
+        echo "**Problems:**"
+        echo
+        printf -- '* %s\n' "${PROBLEMS[@]}"
+    fi
+    cat <<EOF
 
-nginx \`cookie\`: open-source nginx cannot insert a cookie; it only routes by the
-SERVERID value (map → per-node upstream). nginx \`jvm_route\`: a regex map on
-\$cookie_JSESSIONID → per-node upstream. See README.md.
-
-Sanity (\`x-demo-node\` of 6 curl requests through each balancer, before the run):
+Sanity (\`x-demo-node\` of 6 curl requests through each balancer in round 1, before the
+warm-up; \`learn_*\`: the size of the learned table after the measured run). Every
+run's warm-up counts are in the per-round table, and every run is checked:
 
 \`\`\`
 EOF
-    printf '%s\n' "${SANITY[@]}"
-    echo '```'
+    for scenario in $SCENARIOS; do
+        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
+        for name in "${who_list[@]}"; do
+            echo "${R_SANITY[$scenario|$name|1]:-}"
+        done
+    done
+    cat <<EOF
+\`\`\`
+
+<details><summary>Every run ($ROUNDS $rounds_word per scenario; <i>order</i> is the run's place in its round)</summary>
+
+| scenario | round | order | balancer | req/s | p50 ms | p99 ms | CPU µs/req | balancer CPU % of a core | other CPU % | RSS idle MiB | RSS peak MiB | VmHWM MiB | non-2xx | socket errors | requests | warm-up responses per node |
+|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+EOF
+    local r k
+    for scenario in $SCENARIOS; do
+        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for name in "${who_list[@]}"; do
+                k="$scenario|$name|$r"
+                [[ -n ${R_RPS[$k]:-} ]] || continue
+                echo "| $scenario | $r | ${R_POS[$k]} | $name | ${R_RPS[$k]} | ${R_P50[$k]} | ${R_P99[$k]} | ${R_US[$k]} |" \
+                    "${R_PCT[$k]} | ${R_OTHER[$k]} | ${R_IDLE[$k]} | ${R_PEAK[$k]} | ${R_HWM[$k]} | ${R_NON2XX[$k]} |" \
+                    "${R_SOCK[$k]} | ${R_REQS[$k]} | ${R_DIST[$k]} |"
+            done
+        done
+    done
+    cat <<EOF
+
+*other CPU %*: the share of the whole machine used during the run by anything
+but wrk, the demo nodes and the balancer (other jobs); above a few percent,
+distrust that run. *RSS idle*: after start-up and the curl checks; *VmHWM*: the
+kernel's high-water mark at the end of the run.
+
+Sanity lines of every run:
+
+\`\`\`
+EOF
+    for scenario in $SCENARIOS; do
+        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for name in "${who_list[@]}"; do
+                [[ -n ${R_SANITY[$scenario|$name|$r]:-} ]] && echo "${R_SANITY[$scenario|$name|$r]}"
+            done
+        done
+    done
+    cat <<EOF
+\`\`\`
+
+</details>
+EOF
 }
 
 report | tee "$OUT"
 log "written: $OUT"
 
-# fail the run if anything returned errors
-bad=0
-for row in "${ROWS[@]}"; do
-    IFS='|' read -r -a f <<<"$row"
-    if [[ ${f[5]} != 0 || ${f[6]} != 0 ]]; then
-        log "run.sh: ${f[0]} / ${f[1]}: ${f[5]} non-2xx, ${f[6]} socket errors"
-        bad=1
-    fi
-done
-exit "$bad"
+if ((${#PROBLEMS[@]})); then
+    printf 'run.sh: %s\n' "${PROBLEMS[@]}" >&"$LOGFD"
+    exit 1
+fi
+exit 0
