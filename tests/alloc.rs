@@ -68,7 +68,7 @@ fn find_and_decide_of_a_request_with_affinity_allocate_nothing_in_every_mode() {
                 std::sync::Arc::clone(&pool.servers[2].name),
             );
         }
-        // Warm caches (moka's first reads, thread-locals).
+        // Warm caches (first reads, thread-locals).
         for _ in 0..100 {
             let found = pool.sticky.find(&pool.servers, &headers, "/cart", client);
             pool.decide(&found, &[]).unwrap();

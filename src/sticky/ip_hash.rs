@@ -5,9 +5,8 @@
 //! with the learn idle timeout); every other address of it moves on.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
-
-use moka::sync::Cache;
 
 use crate::config::IpHashKey;
 use crate::decision::{Affinity, Decision};
@@ -15,17 +14,18 @@ use crate::rendezvous;
 use crate::server::Servers;
 
 use super::Found;
+use super::table::SessionTable;
 
 #[derive(Debug, Clone)]
 pub struct IpHash {
     key: IpHashKey,
     /// Address key → `server_hash` of the server that served it last.
-    recent: Cache<u64, u64>,
+    recent: Arc<SessionTable>,
 }
 
 impl IpHash {
     pub fn new(key: IpHashKey, capacity: u64, idle: Duration, previous: Option<&IpHash>) -> IpHash {
-        let recent = super::idle_cache(capacity, idle, previous.map(|p| &p.recent));
+        let recent = super::session_table(capacity, idle, previous.map(|p| &p.recent));
         IpHash { key, recent }
     }
 
@@ -48,7 +48,7 @@ impl IpHash {
             key: Some(key),
             session: None,
             held: None,
-            recent: self.recent.get(&key),
+            recent: self.recent.get(key),
         }
     }
 

@@ -9,20 +9,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use moka::sync::Cache;
 
 use crate::config::JvmRouteConfig;
 use crate::decision::{Affinity, Decision, Outcome};
 use crate::rendezvous::key_hash;
 use crate::server::Servers;
 
+use super::table::SessionTable;
 use super::{Found, cookies};
 
 #[derive(Debug, Clone)]
 pub struct JvmRoute {
     pub config: JvmRouteConfig,
-    /// Session id hash → name of the replacement server it was moved to.
-    bindings: Cache<u64, Arc<str>>,
+    /// Session id hash → the replacement server it was moved to (the
+    /// number of its name in the table).
+    bindings: Arc<SessionTable>,
 }
 
 /// The route of a session id: the bytes after the first separator.
@@ -43,7 +44,7 @@ impl JvmRoute {
         idle: Duration,
         previous: Option<&JvmRoute>,
     ) -> JvmRoute {
-        let bindings = super::idle_cache(capacity, idle, previous.map(|p| &p.bindings));
+        let bindings = super::session_table(capacity, idle, previous.map(|p| &p.bindings));
         JvmRoute {
             config: config.clone(),
             bindings,
@@ -85,10 +86,11 @@ impl JvmRoute {
     /// A binding made at failover wins; else the route in the id. A route
     /// of a server that a reload removed is affinity to a dead server.
     fn affine(&self, servers: &Servers, id: &[u8], h: u64) -> Option<Found> {
-        let bound = match self.bindings.get(&h) {
-            Some(bound) => servers.by_name(&bound),
-            None => None,
-        };
+        let bound = self
+            .bindings
+            .get(h)
+            .and_then(|n| self.bindings.names.name(n))
+            .and_then(|name| servers.by_name(&name));
         let route = route_of(id, &self.config.separator);
         let affinity = match bound.or_else(|| route.and_then(|r| servers.by_route(r))) {
             Some(server) => Affinity::Server(server),
@@ -113,21 +115,21 @@ impl JvmRoute {
     ) {
         let Some(session) = found.session else { return };
         if decision.outcome == Outcome::Redispatch {
-            self.bindings
-                .insert(session, Arc::clone(&servers[decision.server].name));
+            let n = self.bindings.names.intern(&servers[decision.server].name);
+            self.bindings.insert(session, n);
         }
         // A new id (or the session's end) releases the binding of the old one.
         for set in cookies::response_values(headers, &self.config.cookie) {
             let (cookies::SetCookie::Set(id) | cookies::SetCookie::Deleted(id)) = set;
             if key_hash(id) != session || matches!(set, cookies::SetCookie::Deleted(_)) {
-                self.bindings.invalidate(&session);
+                self.bindings.remove(session);
             }
         }
     }
 
-    /// Bindings currently held (approximate).
+    /// Bindings currently held.
     pub fn bindings(&self) -> u64 {
-        self.bindings.entry_count()
+        self.bindings.len()
     }
 }
 

@@ -1,158 +1,24 @@
 //! learn: limpet learns which server owns a session id from the server's own
 //! `Set-Cookie` (HAProxy `appsession JSESSIONID len 64 timeout 5h
-//! request-learn`). The table is a bounded concurrent cache (moka, least
-//! recently used evicted first, entries forgotten after `idle_timeout`
-//! unused); keys are fixed-seed hashes of the id's first `max_len`
-//! characters, so several instances and restarts agree. Ids that only
+//! request-learn`). The table is bounded (least recently used evicted
+//! first, entries forgotten after `idle_timeout` unused; see
+//! [`table::SessionTable`]); keys are fixed-seed hashes of the id's first
+//! `max_len` characters, so several instances and restarts agree. Ids that only
 //! clients sent are kept apart, on probation, so that strangers cannot
 //! flush the sessions servers issued (see [`Table`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::HeaderMap;
-use moka::Expiry;
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
 
 use crate::config::LearnConfig;
 use crate::decision::{Affinity, Decision, Outcome};
 use crate::rendezvous::key_hash;
 use crate::server::Servers;
 
+use super::table::{self, SessionTable};
 use super::{Found, cookies};
-
-/// One learned session: its server, and when it was last used (kept in the
-/// entry so a snapshot can save each entry's remaining idle time).
-#[derive(Debug)]
-pub struct Entry {
-    pub server: Arc<str>,
-    last_used: AtomicU64,
-    /// Remaining idle time of an entry restored from a snapshot.
-    restored_ttl: Option<Duration>,
-    /// Where `server` is in the pool's servers, for the build of the pool
-    /// it was last looked up in: `build << 32 | index` (index `u32::MAX`:
-    /// no such server). Spares a lookup by name on every request.
-    hint: AtomicU64,
-}
-
-impl Entry {
-    fn new(server: Arc<str>, restored_ttl: Option<Duration>) -> Entry {
-        Entry {
-            server,
-            last_used: AtomicU64::new(now_ms()),
-            restored_ttl,
-            hint: AtomicU64::new(u64::MAX),
-        }
-    }
-
-    /// The index of this entry's server in `servers`, if it is there.
-    pub fn index_in(&self, servers: &Servers) -> Option<usize> {
-        let hint = self.hint.load(Ordering::Relaxed);
-        let index = if hint >> 32 == u64::from(servers.build()) {
-            (hint & 0xffff_ffff) as u32
-        } else {
-            let i = servers
-                .by_name(&self.server)
-                .and_then(|i| u32::try_from(i).ok())
-                .unwrap_or(u32::MAX);
-            self.hint.store(
-                u64::from(servers.build()) << 32 | u64::from(i),
-                Ordering::Relaxed,
-            );
-            i
-        };
-        (index != u32::MAX).then_some(index as usize)
-    }
-
-    fn touch(&self) {
-        self.last_used.store(now_ms(), Ordering::Relaxed);
-    }
-
-    /// Milliseconds since the entry was last used.
-    pub fn idle_ms(&self) -> u64 {
-        now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed))
-    }
-}
-
-/// Wall-clock milliseconds: an entry's idle time must survive a restart
-/// (a monotonic reading starts over with the process).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-struct IdleExpiry {
-    idle: Duration,
-}
-
-impl Expiry<u64, Arc<Entry>> for IdleExpiry {
-    fn expire_after_create(&self, _: &u64, value: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(value.restored_ttl.unwrap_or(self.idle))
-    }
-
-    fn expire_after_read(
-        &self,
-        _: &u64,
-        _: &Arc<Entry>,
-        _: Instant,
-        _: Option<Duration>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(self.idle)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &u64,
-        _: &Arc<Entry>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.idle)
-    }
-}
-
-/// The learned table of one pool; shared by every snapshot with the same
-/// pool, capacity and idle timeout.
-///
-/// Two areas, each least-recently-used first: `confirmed` holds sessions a
-/// server issued (learned from its `Set-Cookie`), up to `capacity`;
-/// `probation` holds ids that only a client sent (`request_learn`), up to a
-/// quarter of `capacity`. A flood of invented ids churns probation only and
-/// never evicts a server's session; a probation id the server later sets in
-/// a `Set-Cookie` is promoted.
-#[derive(Clone)]
-pub struct Table {
-    confirmed: Cache<u64, Arc<Entry>>,
-    probation: Cache<u64, Arc<Entry>>,
-    pub idle: Duration,
-    pub capacity: u64,
-}
-
-impl std::fmt::Debug for Table {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table")
-            .field("confirmed", &self.confirmed.entry_count())
-            .field("probation", &self.probation.entry_count())
-            .finish()
-    }
-}
-
-/// The probation area's share of `capacity`.
-pub fn probation_capacity(capacity: u64) -> u64 {
-    (capacity / 4).max(1)
-}
-
-fn area(capacity: u64, idle: Duration) -> Cache<u64, Arc<Entry>> {
-    Cache::builder()
-        .max_capacity(capacity)
-        .eviction_policy(EvictionPolicy::lru())
-        .expire_after(IdleExpiry { idle })
-        .build()
-}
 
 /// An entry of the table, as saved and restored.
 #[derive(Debug, Clone)]
@@ -164,91 +30,109 @@ pub struct Saved {
     pub probation: bool,
 }
 
+/// The learned table of one pool; shared by every snapshot with the same
+/// pool, capacity and idle timeout.
+///
+/// Two areas, each least-recently-used first: confirmed entries, sessions
+/// a server issued (learned from its `Set-Cookie`), up to `capacity`; and
+/// entries on probation, ids that only a client sent (`request_learn`), up
+/// to a quarter of `capacity` more. A flood of invented ids churns
+/// probation only and never evicts a server's session; a probation id the
+/// server later sets in a `Set-Cookie` is promoted. An entry holds the
+/// number of its server's name (see [`table::Names`]).
+#[derive(Clone)]
+pub struct Table {
+    inner: Arc<SessionTable>,
+    pub idle: Duration,
+    pub capacity: u64,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+/// The probation area's share of `capacity`.
+pub fn probation_capacity(capacity: u64) -> u64 {
+    (capacity / 4).max(1)
+}
+
 impl Table {
     pub fn new(capacity: u64, idle: Duration) -> Table {
         Table {
-            confirmed: area(capacity, idle),
-            probation: area(probation_capacity(capacity), idle),
+            inner: Arc::new(SessionTable::new(
+                capacity,
+                probation_capacity(capacity),
+                idle,
+            )),
             idle,
             capacity,
         }
     }
 
-    pub fn get(&self, key: u64) -> Option<Arc<Entry>> {
-        let e = self
-            .confirmed
-            .get(&key)
-            .or_else(|| self.probation.get(&key))?;
-        e.touch();
-        Some(e)
+    /// The number of `server`'s name in this table.
+    pub fn number(&self, server: &str) -> u64 {
+        self.inner.names.intern(server)
+    }
+
+    /// The number of the server that owns session `key`.
+    pub fn server_number(&self, key: u64) -> Option<u64> {
+        self.inner.get(key)
+    }
+
+    /// The server that owns session `key`.
+    pub fn get(&self, key: u64) -> Option<Arc<str>> {
+        self.inner.get(key).and_then(|n| self.inner.names.name(n))
     }
 
     /// A session a server issued: confirmed.
     pub fn insert(&self, key: u64, server: Arc<str>) {
-        if self.confirmed.get(&key).is_some_and(|e| e.server == server) {
-            return;
-        }
-        self.probation.invalidate(&key);
-        // Apply recorded reads first, so eviction sees true recency (moka
-        // buffers them); this runs once per new session, not per request.
-        self.confirmed.run_pending_tasks();
-        self.confirmed
-            .insert(key, Arc::new(Entry::new(server, None)));
+        let n = self.number(&server);
+        self.inner.insert(key, n);
+    }
+
+    /// A session a server issued, by its server's number.
+    pub fn insert_number(&self, key: u64, server: u64) {
+        self.inner.insert(key, server);
     }
 
     /// An id only a client sent: on probation until a server confirms it.
-    pub fn insert_probation(&self, key: u64, server: Arc<str>) {
-        if self.confirmed.contains_key(&key) {
-            return;
-        }
-        self.probation.run_pending_tasks();
-        self.probation
-            .insert(key, Arc::new(Entry::new(server, None)));
+    pub fn insert_probation(&self, key: u64, server: u64) {
+        self.inner.insert_probation(key, server);
     }
 
     /// Moves a session to `server` (failover), in whichever area it is.
-    pub fn rewrite(&self, key: u64, server: Arc<str>) {
-        if self.probation.contains_key(&key) && !self.confirmed.contains_key(&key) {
-            self.probation
-                .insert(key, Arc::new(Entry::new(server, None)));
-        } else {
-            self.insert(key, server);
-        }
+    pub fn rewrite(&self, key: u64, server: u64) {
+        self.inner.rewrite(key, server);
     }
 
     /// Inserts an entry restored from a snapshot with its remaining idle time.
     pub fn restore(&self, saved: Saved) {
-        let entry = Entry::new(saved.server, Some(saved.remaining));
-        entry.last_used.store(
-            now_ms().saturating_sub(
-                u64::try_from((self.idle.saturating_sub(saved.remaining)).as_millis()).unwrap_or(0),
-            ),
-            Ordering::Relaxed,
-        );
-        let area = if saved.probation {
-            &self.probation
-        } else {
-            &self.confirmed
-        };
-        area.insert(saved.key, Arc::new(entry));
+        let value = self.number(&saved.server);
+        self.inner.restore(table::Saved {
+            key: saved.key,
+            value,
+            remaining: saved.remaining,
+            probation: saved.probation,
+        });
     }
 
     pub fn remove(&self, key: u64) {
-        self.confirmed.invalidate(&key);
-        self.probation.invalidate(&key);
+        self.inner.remove(key);
     }
 
-    /// Entries now, both areas (approximate until pending work has run).
+    /// Entries now, both areas (expired ones are forgotten first).
     pub fn len(&self) -> u64 {
-        self.confirmed.run_pending_tasks();
-        self.probation.run_pending_tasks();
-        self.confirmed.entry_count() + self.probation.entry_count()
+        self.inner.purge();
+        self.inner.len()
     }
 
-    /// Entries on probation now (approximate).
+    /// Entries on probation now.
     pub fn on_probation(&self) -> u64 {
-        self.probation.run_pending_tasks();
-        self.probation.entry_count()
+        self.inner.on_probation()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -257,24 +141,18 @@ impl Table {
 
     /// Every live entry with its remaining idle time.
     pub fn entries(&self) -> Vec<Saved> {
-        let area = |cache: &Cache<u64, Arc<Entry>>, probation: bool| {
-            cache
-                .iter()
-                .filter_map(|(k, e)| {
-                    let idle = Duration::from_millis(e.idle_ms());
-                    let remaining = self.idle.checked_sub(idle)?;
-                    Some(Saved {
-                        key: *k,
-                        server: Arc::clone(&e.server),
-                        remaining,
-                        probation,
-                    })
+        self.inner
+            .entries()
+            .into_iter()
+            .filter_map(|e| {
+                Some(Saved {
+                    key: e.key,
+                    server: self.inner.names.name(e.value)?,
+                    remaining: e.remaining,
+                    probation: e.probation,
                 })
-                .collect::<Vec<_>>()
-        };
-        let mut all = area(&self.confirmed, false);
-        all.extend(area(&self.probation, true));
-        all
+            })
+            .collect()
     }
 }
 
@@ -282,10 +160,14 @@ impl Table {
 pub struct Learn {
     pub config: LearnConfig,
     pub table: Table,
+    /// The table's number of each server's name, by server index.
+    numbers: Box<[u64]>,
+    /// The server index of each name number (`usize::MAX`: not in this pool).
+    servers: Box<[usize]>,
 }
 
 impl Learn {
-    pub fn new(config: &LearnConfig, previous: Option<&Learn>) -> Learn {
+    pub fn new(config: &LearnConfig, servers: &Servers, previous: Option<&Learn>) -> Learn {
         let table = match previous {
             Some(p)
                 if p.table.capacity == config.capacity && p.table.idle == config.idle_timeout =>
@@ -302,9 +184,16 @@ impl Learn {
             }
             None => Table::new(config.capacity, config.idle_timeout),
         };
+        let numbers: Box<[u64]> = servers.iter().map(|s| table.number(&s.name)).collect();
+        let mut by_number = vec![usize::MAX; numbers.iter().max().map_or(0, |m| *m as usize + 1)];
+        for (i, n) in numbers.iter().enumerate() {
+            by_number[*n as usize] = i;
+        }
         Learn {
             config: config.clone(),
             table,
+            numbers,
+            servers: by_number.into_boxed_slice(),
         }
     }
 
@@ -321,7 +210,7 @@ impl Learn {
         key_hash(&id[..end])
     }
 
-    pub fn find(&self, servers: &Servers, headers: &HeaderMap, path: &str) -> Found {
+    pub fn find(&self, headers: &HeaderMap, path: &str) -> Found {
         let id = cookies::request_values(headers, &self.config.cookie)
             .next()
             .or_else(|| cookies::path_param(path, &self.config.path_param).map(str::as_bytes));
@@ -329,12 +218,13 @@ impl Learn {
             return Found::default();
         };
         let key = self.key(id);
-        let affinity = match self.table.get(key) {
+        let affinity = match self.table.server_number(key) {
             // An entry naming a server the pool no longer has (a reload
             // removed it) is affinity to a dead server: it moves once.
-            Some(e) => e
-                .index_in(servers)
-                .map_or(Affinity::Removed, Affinity::Server),
+            Some(n) => match self.servers.get(n as usize) {
+                Some(&i) if i != usize::MAX => Affinity::Server(i),
+                _ => Affinity::Removed,
+            },
             None => Affinity::None,
         };
         Found {
@@ -346,19 +236,15 @@ impl Learn {
         }
     }
 
-    pub fn respond(
-        &self,
-        servers: &Servers,
-        found: &Found,
-        decision: Decision,
-        headers: &HeaderMap,
-    ) {
-        let server = &servers[decision.server].name;
+    pub fn respond(&self, found: &Found, decision: Decision, headers: &HeaderMap) {
+        let Some(&server) = self.numbers.get(decision.server) else {
+            return;
+        };
         let mut learned = false;
         for set in cookies::response_values(headers, &self.config.cookie) {
             match set {
                 cookies::SetCookie::Set(id) => {
-                    self.table.insert(self.key(id), Arc::clone(server));
+                    self.table.insert_number(self.key(id), server);
                     learned = true;
                 }
                 cookies::SetCookie::Deleted(id) => {
@@ -371,9 +257,9 @@ impl Learn {
         }
         let Some(session) = found.session else { return };
         if decision.outcome == Outcome::Redispatch {
-            self.table.rewrite(session, Arc::clone(server));
+            self.table.rewrite(session, server);
         } else if self.config.request_learn && found.affinity == Affinity::None && !learned {
-            self.table.insert_probation(session, Arc::clone(server));
+            self.table.insert_probation(session, server);
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod ip_hash;
 pub mod jvm_route;
 pub mod learn;
 pub mod persist;
+pub mod table;
 
 use std::net::IpAddr;
 
@@ -85,6 +86,7 @@ impl Sticky {
             )),
             StickyMode::Learn => Sticky::Learn(learn::Learn::new(
                 &config.learn,
+                servers,
                 match previous {
                     Some(Sticky::Learn(p)) => Some(p),
                     _ => None,
@@ -106,7 +108,7 @@ impl Sticky {
             Sticky::IpHash(m) => m.find(client),
             Sticky::Cookie(m) => m.find(servers, address_key(client), headers),
             Sticky::JvmRoute(m) => m.find(servers, headers, path),
-            Sticky::Learn(m) => m.find(servers, headers, path),
+            Sticky::Learn(m) => m.find(headers, path),
         }
     }
 
@@ -130,7 +132,7 @@ impl Sticky {
             Sticky::IpHash(m) => m.respond(servers, found, decision),
             Sticky::Cookie(m) => m.respond(found, decision, headers),
             Sticky::JvmRoute(m) => m.respond(servers, found, decision, headers),
-            Sticky::Learn(m) => m.respond(servers, found, decision, headers),
+            Sticky::Learn(m) => m.respond(found, decision, headers),
         }
     }
 
@@ -143,26 +145,17 @@ impl Sticky {
     }
 }
 
-/// A bounded map from a key hash to `V` whose entries are forgotten after
-/// `idle` unused, least recently used evicted first; `previous` is reused
-/// when its bounds are the same (a reload keeps the memory).
-pub fn idle_cache<V: Clone + Send + Sync + 'static>(
+/// A bounded table from a key hash to a value whose entries are forgotten
+/// after `idle` unused, least recently used evicted first; `previous` is
+/// reused when its bounds are the same (a reload keeps the memory).
+pub fn session_table(
     capacity: u64,
     idle: std::time::Duration,
-    previous: Option<&moka::sync::Cache<u64, V>>,
-) -> moka::sync::Cache<u64, V> {
+    previous: Option<&std::sync::Arc<table::SessionTable>>,
+) -> std::sync::Arc<table::SessionTable> {
     match previous {
-        Some(p)
-            if p.policy().max_capacity() == Some(capacity)
-                && p.policy().time_to_idle() == Some(idle) =>
-        {
-            p.clone()
-        }
-        _ => moka::sync::Cache::builder()
-            .max_capacity(capacity)
-            .time_to_idle(idle)
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .build(),
+        Some(p) if p.capacity == capacity && p.idle == idle => std::sync::Arc::clone(p),
+        _ => std::sync::Arc::new(table::SessionTable::new(capacity, 1, idle)),
     }
 }
 

@@ -178,7 +178,7 @@ mod tests {
         let restored = Table::new(100, Duration::from_secs(3600));
         assert_eq!(load(&d, "app", &restored).ok(), Some(2));
         assert_eq!(
-            restored.get(2).map(|e| e.server.to_string()),
+            restored.get(2).map(|e| e.to_string()),
             Some("node2".to_owned())
         );
         let _ = std::fs::remove_dir_all(&d);

@@ -1,0 +1,503 @@
+//! A bounded table from a key (a fixed-seed hash of a session id or client
+//! address) to a small value, with entries forgotten after `idle` unused and
+//! the least recently used evicted first — compact enough that a million
+//! sessions take tens of megabytes, cheap enough to read on every request.
+//!
+//! The table is split in shards by key (each a lock, held for a few
+//! hundred nanoseconds at most, so workers do not wait on each other); a
+//! shard keeps its entries in two rings, one for confirmed entries and one
+//! for entries on probation, each with its own capacity, and evicts with
+//! the CLOCK algorithm: an entry used since the hand last passed gets a
+//! second chance, the first one that was not (or has expired) goes. An
+//! index from key to ring slot finds entries; keys are already hashes, so
+//! the index does not hash them again.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+/// Keys are hashes already: the index uses them as they are.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Index = HashMap<u64, u32, BuildHasherDefault<Identity>>;
+
+/// Wall-clock milliseconds (coarse): an entry's idle time must survive a
+/// restart, which a monotonic reading would not.
+pub fn now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key: u64,
+    value: u64,
+    /// `now_ms` of the last use.
+    used: u64,
+    /// Used since the clock hand last passed.
+    referenced: bool,
+}
+
+/// One ring of a shard: its slots, the clock hand, its capacity.
+#[derive(Debug, Default)]
+struct Ring {
+    slots: Vec<Slot>,
+    hand: usize,
+    capacity: usize,
+}
+
+/// Where an entry is: the probation bit and the slot.
+const PROBATION: u32 = 1 << 31;
+
+#[derive(Default)]
+struct Shard {
+    index: Index,
+    confirmed: Ring,
+    probation: Ring,
+}
+
+/// An entry as saved and restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    pub key: u64,
+    pub value: u64,
+    pub remaining: Duration,
+    /// Only a client ever sent this id (request-learned).
+    pub probation: bool,
+}
+
+/// See the module documentation.
+pub struct SessionTable {
+    shards: Box<[Mutex<Shard>]>,
+    pub idle: Duration,
+    pub capacity: u64,
+    /// Server names, by the number that values stand for (see [`Names`]).
+    pub names: Names,
+}
+
+impl std::fmt::Debug for SessionTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTable")
+            .field("capacity", &self.capacity)
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SessionTable {
+    /// A table of `capacity` confirmed entries and `probation` more on
+    /// probation, forgotten after `idle` unused.
+    pub fn new(capacity: u64, probation: u64, idle: Duration) -> SessionTable {
+        // Enough shards that workers rarely meet, few enough that a small
+        // table keeps exact bounds (a shard needs room for 256 entries).
+        let shards = (capacity / 256).clamp(1, 64).next_power_of_two().min(64) as usize;
+        let share = |total: u64| {
+            usize::try_from(total.div_ceil(shards as u64).max(1)).unwrap_or(usize::MAX)
+        };
+        let shards = (0..shards)
+            .map(|_| {
+                Mutex::new(Shard {
+                    index: Index::default(),
+                    confirmed: Ring {
+                        capacity: share(capacity),
+                        ..Ring::default()
+                    },
+                    probation: Ring {
+                        capacity: share(probation),
+                        ..Ring::default()
+                    },
+                })
+            })
+            .collect();
+        SessionTable {
+            shards,
+            idle,
+            capacity,
+            names: Names::default(),
+        }
+    }
+
+    fn shard(&self, key: u64) -> &Mutex<Shard> {
+        // The high bits pick the shard; the index uses all of them.
+        &self.shards[(key >> 58) as usize & (self.shards.len() - 1)]
+    }
+
+    fn idle_ms(&self) -> u64 {
+        u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The value for `key`, if it is there and not expired; marks it used.
+    pub fn get(&self, key: u64) -> Option<u64> {
+        let now = now_ms();
+        let idle = self.idle_ms();
+        let mut s = lock(self.shard(key));
+        let at = *s.index.get(&key)?;
+        if now.saturating_sub(s.slot(at).used) >= idle {
+            s.remove_at(at);
+            return None;
+        }
+        let slot = s.slot_mut(at);
+        slot_touch(slot, now);
+        Some(slot.value)
+    }
+
+    /// Is `key` there as a confirmed entry?
+    pub fn is_confirmed(&self, key: u64) -> bool {
+        lock(self.shard(key))
+            .index
+            .get(&key)
+            .is_some_and(|at| at & PROBATION == 0)
+    }
+
+    /// Sets a confirmed entry (moving it out of probation if it was there).
+    pub fn insert(&self, key: u64, value: u64) {
+        self.put(key, value, false, now_ms());
+    }
+
+    /// Sets an entry on probation, unless `key` is confirmed already.
+    pub fn insert_probation(&self, key: u64, value: u64) {
+        let mut s = lock(self.shard(key));
+        if s.index.get(&key).is_some_and(|at| at & PROBATION == 0) {
+            return;
+        }
+        s.put(key, value, true, now_ms());
+    }
+
+    /// Changes the value of `key` where it is (confirmed or on probation),
+    /// or adds it as confirmed.
+    pub fn rewrite(&self, key: u64, value: u64) {
+        let mut s = lock(self.shard(key));
+        let probation = s.index.get(&key).is_some_and(|at| at & PROBATION != 0);
+        s.put(key, value, probation, now_ms());
+    }
+
+    fn put(&self, key: u64, value: u64, probation: bool, used: u64) {
+        lock(self.shard(key)).put(key, value, probation, used);
+    }
+
+    /// Puts back an entry saved with `remaining` idle time.
+    pub fn restore(&self, saved: Saved) {
+        let remaining = u64::try_from(saved.remaining.as_millis()).unwrap_or(0);
+        let used = now_ms().saturating_sub(self.idle_ms().saturating_sub(remaining));
+        self.put(saved.key, saved.value, saved.probation, used);
+    }
+
+    pub fn remove(&self, key: u64) {
+        let mut s = lock(self.shard(key));
+        if let Some(at) = s.index.get(&key).copied() {
+            s.remove_at(at);
+        }
+    }
+
+    /// Entries held (expired ones included until [`purge`](Self::purge)).
+    pub fn len(&self) -> u64 {
+        self.shards.iter().map(|s| lock(s).index.len() as u64).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries on probation.
+    pub fn on_probation(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| lock(s).probation.slots.len() as u64)
+            .sum()
+    }
+
+    /// Forgets every expired entry.
+    pub fn purge(&self) {
+        let now = now_ms();
+        let idle = self.idle_ms();
+        for shard in self.shards.iter() {
+            let mut s = lock(shard);
+            for probation in [false, true] {
+                let mut i = 0;
+                while i < s.ring(probation).slots.len() {
+                    let at = i as u32 | if probation { PROBATION } else { 0 };
+                    if now.saturating_sub(s.slot(at).used) >= idle {
+                        s.remove_at(at);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every live entry with its remaining idle time.
+    pub fn entries(&self) -> Vec<Saved> {
+        let now = now_ms();
+        let idle = self.idle_ms();
+        let mut all = Vec::new();
+        for shard in self.shards.iter() {
+            let s = lock(shard);
+            for (ring, probation) in [(&s.confirmed, false), (&s.probation, true)] {
+                for slot in &ring.slots {
+                    let age = now.saturating_sub(slot.used);
+                    if age < idle {
+                        all.push(Saved {
+                            key: slot.key,
+                            value: slot.value,
+                            remaining: Duration::from_millis(idle - age),
+                            probation,
+                        });
+                    }
+                }
+            }
+        }
+        all
+    }
+}
+
+fn slot_touch(slot: &mut Slot, now: u64) {
+    slot.used = now;
+    slot.referenced = true;
+}
+
+impl Shard {
+    fn ring(&self, probation: bool) -> &Ring {
+        if probation {
+            &self.probation
+        } else {
+            &self.confirmed
+        }
+    }
+
+    fn ring_mut(&mut self, probation: bool) -> &mut Ring {
+        if probation {
+            &mut self.probation
+        } else {
+            &mut self.confirmed
+        }
+    }
+
+    fn slot(&self, at: u32) -> &Slot {
+        &self.ring(at & PROBATION != 0).slots[(at & !PROBATION) as usize]
+    }
+
+    fn slot_mut(&mut self, at: u32) -> &mut Slot {
+        let i = (at & !PROBATION) as usize;
+        &mut self.ring_mut(at & PROBATION != 0).slots[i]
+    }
+
+    /// The ring `probation` names and the index, borrowed apart.
+    fn parts(&mut self, probation: bool) -> (&mut Ring, &mut Index) {
+        if probation {
+            (&mut self.probation, &mut self.index)
+        } else {
+            (&mut self.confirmed, &mut self.index)
+        }
+    }
+
+    /// Removes the slot at `at`; the ring's last slot takes its place.
+    fn remove_at(&mut self, at: u32) {
+        let probation = at & PROBATION != 0;
+        let i = (at & !PROBATION) as usize;
+        let (ring, index) = self.parts(probation);
+        let gone = ring.slots.swap_remove(i);
+        let moved = ring.slots.get(i).map(|s| s.key);
+        if ring.hand >= ring.slots.len() {
+            ring.hand = 0;
+        }
+        index.remove(&gone.key);
+        if let Some(k) = moved {
+            index.insert(k, at);
+        }
+    }
+
+    fn put(&mut self, key: u64, value: u64, probation: bool, used: u64) {
+        if let Some(at) = self.index.get(&key).copied() {
+            if (at & PROBATION != 0) == probation {
+                let slot = self.slot_mut(at);
+                slot.value = value;
+                slot_touch(slot, used);
+                return;
+            }
+            self.remove_at(at);
+        }
+        let flag = if probation { PROBATION } else { 0 };
+        let fresh = Slot {
+            key,
+            value,
+            used,
+            referenced: false,
+        };
+        let (ring, index) = self.parts(probation);
+        if ring.slots.len() >= ring.capacity {
+            let victim = ring.evict();
+            let old = std::mem::replace(&mut ring.slots[victim], fresh).key;
+            index.remove(&old);
+            index.insert(key, victim as u32 | flag);
+        } else {
+            ring.slots.push(fresh);
+            index.insert(key, (ring.slots.len() - 1) as u32 | flag);
+        }
+    }
+}
+
+impl Ring {
+    /// The slot to reuse, by the CLOCK algorithm: the first slot the hand
+    /// meets that was not used since it last passed (its bit is cleared as
+    /// the hand goes by). Two turns at most.
+    fn evict(&mut self) -> usize {
+        let n = self.slots.len();
+        for _ in 0..2 * n {
+            let i = self.hand;
+            self.hand = (self.hand + 1) % n;
+            let slot = &mut self.slots[i];
+            if slot.referenced {
+                slot.referenced = false;
+            } else {
+                return i;
+            }
+        }
+        self.hand
+    }
+}
+
+/// Server names, numbered: tables store the number (a value), and a name
+/// keeps its number for the table's life, across reloads.
+#[derive(Debug, Default)]
+pub struct Names {
+    list: RwLock<Vec<Arc<str>>>,
+}
+
+impl Names {
+    /// The number of `name`, given one if it has none.
+    pub fn intern(&self, name: &str) -> u64 {
+        if let Some(i) = self.find(name) {
+            return i;
+        }
+        let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = list.iter().position(|n| &**n == name) {
+            return i as u64;
+        }
+        list.push(Arc::from(name));
+        (list.len() - 1) as u64
+    }
+
+    fn find(&self, name: &str) -> Option<u64> {
+        let list = self.list.read().unwrap_or_else(|p| p.into_inner());
+        list.iter().position(|n| &**n == name).map(|i| i as u64)
+    }
+
+    /// The name numbered `i`.
+    pub fn name(&self, i: u64) -> Option<Arc<str>> {
+        let list = self.list.read().unwrap_or_else(|p| p.into_inner());
+        usize::try_from(i).ok().and_then(|i| list.get(i).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_used_goes_first_and_a_used_entry_stays() {
+        let t = SessionTable::new(5, 1, Duration::from_secs(3600));
+        t.insert(1000, 1);
+        for k in 0..12u64 {
+            t.insert(k, 2);
+            assert_eq!(t.get(1000), Some(1), "the entry in use was evicted");
+        }
+        assert!(t.len() <= 5 + 1);
+        assert_eq!(
+            t.get(0),
+            None,
+            "the least recently used entry is still there"
+        );
+        assert_eq!(t.get(11), Some(2));
+    }
+
+    #[test]
+    fn probation_never_evicts_a_confirmed_entry() {
+        let t = SessionTable::new(10, 3, Duration::from_secs(3600));
+        for k in 0..10u64 {
+            t.insert(k, 7);
+        }
+        for k in 100..1000u64 {
+            t.insert_probation(k, 1);
+        }
+        for k in 0..10u64 {
+            assert_eq!(t.get(k), Some(7));
+        }
+        assert_eq!(t.on_probation(), 3);
+        // Confirming moves an entry out of probation.
+        t.insert(999, 1);
+        assert!(t.is_confirmed(999));
+        assert_eq!(t.on_probation(), 2);
+    }
+
+    #[test]
+    fn entries_expire_and_survive_a_save_with_their_remaining_time() {
+        let t = SessionTable::new(100, 10, Duration::from_secs(3600));
+        t.restore(Saved {
+            key: 1,
+            value: 3,
+            remaining: Duration::from_secs(600),
+            probation: false,
+        });
+        t.restore(Saved {
+            key: 2,
+            value: 4,
+            remaining: Duration::ZERO,
+            probation: true,
+        });
+        assert_eq!(t.get(2), None, "an entry with no time left expired");
+        let saved = t.entries();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].value, 3);
+        let left = saved[0].remaining.as_secs();
+        assert!((595..=600).contains(&left), "{left}");
+        t.purge();
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_big_table_stays_within_its_capacity_over_its_shards() {
+        let t = SessionTable::new(100_000, 25_000, Duration::from_secs(3600));
+        for k in 0..300_000u64 {
+            t.insert(k.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1);
+        }
+        let n = t.len();
+        assert!(n <= 100_000 + 64, "{n}");
+        assert!(n >= 99_000, "{n}");
+    }
+
+    #[test]
+    fn names_keep_their_numbers() {
+        let n = Names::default();
+        assert_eq!(n.intern("node1"), 0);
+        assert_eq!(n.intern("node2"), 1);
+        assert_eq!(n.intern("node1"), 0);
+        assert_eq!(n.name(1).as_deref(), Some("node2"));
+        assert_eq!(n.name(9), None);
+    }
+}
