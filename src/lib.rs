@@ -34,6 +34,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connect;
 pub mod control;
 pub mod decision;
 pub mod health;

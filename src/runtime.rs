@@ -76,6 +76,13 @@ pub struct ListenerRt {
     /// Index into the snapshot's pools.
     pub default_pool: Option<usize>,
     pub stats: Arc<ListenerStats>,
+    /// TLS termination; certificates are re-read by every reload and new
+    /// connections get the new ones.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Answer every request with 308 to `https://`.
+    pub redirect_https: bool,
+    /// A PROXY header from a trusted peer comes first.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug)]
@@ -130,6 +137,9 @@ impl Snapshot {
                         .collect(),
                     default_pool: lc.pool,
                     stats,
+                    tls: lc.tls.clone(),
+                    redirect_https: lc.redirect_https,
+                    proxy_protocol: lc.proxy_protocol,
                 }
             })
             .collect();

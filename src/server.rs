@@ -231,6 +231,8 @@ pub struct Server {
     pub route: Arc<str>,
     pub address: SocketAddr,
     pub weight: u32,
+    /// HTTPS to this server.
+    pub tls: Option<crate::config::ServerTls>,
     pub live: Arc<Live>,
     /// Where each worker keeps its idle connections to this address
     /// (stable for the process; see `runtime::Shared::slot`).
@@ -244,6 +246,7 @@ impl Server {
             route: config.route.as_str().into(),
             address: config.address,
             weight: config.weight,
+            tls: config.tls.clone(),
             live,
             slot,
         }
@@ -412,15 +415,20 @@ impl Servers {
 }
 
 /// Numbers server addresses for the workers' idle-connection tables: the
-/// same address keeps its number across reloads (and pools), so a reload
-/// keeps every worker's idle connections. Used only when a snapshot is built.
+/// same address (spoken to the same way: plain, or TLS with the same CA and
+/// name) keeps its number across reloads (and pools), so a reload keeps
+/// every worker's idle connections. Used only when a snapshot is built.
 #[derive(Debug, Default)]
-pub struct Slots(std::sync::Mutex<std::collections::HashMap<SocketAddr, usize>>);
+pub struct Slots(std::sync::Mutex<std::collections::HashMap<(SocketAddr, String), usize>>);
 
 impl Slots {
-    pub fn of(&self, addr: SocketAddr) -> usize {
+    pub fn of(&self, config: &ServerConfig) -> usize {
+        let identity = config
+            .tls
+            .as_ref()
+            .map_or_else(String::new, |t| t.identity.clone());
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let next = map.len();
-        *map.entry(addr).or_insert(next)
+        *map.entry((config.address, identity)).or_insert(next)
     }
 }

@@ -129,6 +129,39 @@ pub struct ListenerFile {
     pub bind: S<String>,
     pub pool: Option<S<String>>,
     pub routes: Option<Vec<RouteFile>>,
+    pub proxy_protocol: Option<S<Flag>>,
+    pub tls: Option<ListenerTlsFile>,
+    pub redirect_https: Option<Flag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsFile {
+    pub cert: S<String>,
+    pub key: S<String>,
+    pub sni: Option<Vec<CertPairFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertPairFile {
+    pub cert: S<String>,
+    pub key: S<String>,
+}
+
+/// `tls: true` on a server, or `tls: { ca: FILE, server_name: NAME }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ServerTlsFile {
+    On(Flag),
+    With(ServerTlsOptions),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsOptions {
+    pub ca: Option<String>,
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,4 +300,5 @@ pub struct ServerFile {
     pub weight: Option<S<Num>>,
     pub route: Option<S<String>>,
     pub state: Option<S<String>>,
+    pub tls: Option<S<ServerTlsFile>>,
 }

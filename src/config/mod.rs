@@ -8,6 +8,7 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -93,6 +94,13 @@ impl std::fmt::Debug for Token {
 pub struct ListenerConfig {
     pub name: String,
     pub bind: SocketAddr,
+    /// TLS termination: the certificates, ready to serve (they were read and
+    /// checked when the file was loaded).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Answer every request with 308 to `https://`.
+    pub redirect_https: bool,
+    /// Expect a PROXY protocol v1/v2 header from a trusted peer first.
+    pub proxy_protocol: bool,
     /// Index into [`Config::pools`]; `None` when the routes must cover every request.
     pub pool: Option<usize>,
     pub routes: Vec<RouteConfig>,
@@ -253,6 +261,19 @@ pub struct ServerConfig {
     pub weight: u32,
     pub route: String,
     pub state: ServerState,
+    /// HTTPS to this server.
+    pub tls: Option<ServerTls>,
+}
+
+/// How limpet speaks TLS to a server.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub client: Arc<rustls::ClientConfig>,
+    /// Sent as SNI (a name) and verified against the certificate.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    /// What sets this apart from another TLS setting for the same address
+    /// (the CA file and the name), for connection reuse.
+    pub identity: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,11 +62,24 @@ impl Streak {
 }
 
 /// What a probe loop checks; a loop is restarted when this changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Target {
     address: std::net::SocketAddr,
+    /// The TLS setting's identity (CA file and name), empty for plain HTTP.
+    tls_identity: String,
+    tls: Option<crate::config::ServerTls>,
     check: HealthCheckConfig,
 }
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Target) -> bool {
+        self.address == other.address
+            && self.tls_identity == other.tls_identity
+            && self.check == other.check
+    }
+}
+
+impl Eq for Target {}
 
 #[derive(Debug)]
 struct Probe {
@@ -97,6 +110,11 @@ impl Checks {
             for server in pool.servers.iter() {
                 let target = Target {
                     address: server.address,
+                    tls_identity: server
+                        .tls
+                        .as_ref()
+                        .map_or_else(String::new, |t| t.identity.clone()),
+                    tls: server.tls.clone(),
                     check: check.clone(),
                 };
                 wanted.insert(
@@ -159,7 +177,7 @@ async fn run(pool: Arc<str>, server: Arc<str>, live: Arc<Live>, target: Target) 
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let ok = probe::check(target.address, cfg).await;
+        let ok = probe::check(target.address, target.tls.as_ref(), cfg).await;
         live.checked(ok);
         if let Some(up) = streak.record(ok, cfg.rise, cfg.fall) {
             if up {

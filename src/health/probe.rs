@@ -7,13 +7,13 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
-use crate::config::{CheckKind, HealthCheckConfig};
+use crate::config::{CheckKind, HealthCheckConfig, ServerTls};
 
-/// Does the server at `addr` pass the check?
-pub async fn check(addr: SocketAddr, cfg: &HealthCheckConfig) -> bool {
-    match tokio::time::timeout(cfg.timeout, attempt(addr, cfg)).await {
+/// Does the server at `addr` pass the check? With `tls`, the check
+/// speaks HTTPS (and a TCP check completes the TLS handshake).
+pub async fn check(addr: SocketAddr, tls: Option<&ServerTls>, cfg: &HealthCheckConfig) -> bool {
+    match tokio::time::timeout(cfg.timeout, attempt(addr, tls, cfg)).await {
         Ok(Ok(ok)) => ok,
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "health check failed");
@@ -36,12 +36,15 @@ enum ProbeError {
     Request(#[from] http::Error),
 }
 
-async fn attempt(addr: SocketAddr, cfg: &HealthCheckConfig) -> Result<bool, ProbeError> {
-    let stream = TcpStream::connect(addr).await?;
+async fn attempt(
+    addr: SocketAddr,
+    tls: Option<&ServerTls>,
+    cfg: &HealthCheckConfig,
+) -> Result<bool, ProbeError> {
+    let stream = crate::connect::connect(addr, tls).await?;
     if cfg.kind == CheckKind::Tcp {
         return Ok(true);
     }
-    let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let driver = tokio::spawn(conn);
     let host = cfg.host.clone().unwrap_or_else(|| addr.to_string());

@@ -3,6 +3,7 @@
 //! connection on the worker's thread, watched for graceful shutdown.
 
 mod io;
+pub mod prelude;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -11,13 +12,16 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 pub use io::TimedIo;
 
+use crate::proxy::local::Current;
 use crate::proxy::{self, ConnCtx, Local};
+use prelude::{Prefixed, PreludeError, Proxied};
 
 /// Binds a listener socket the way a server should: SO_REUSEADDR, a deep
 /// backlog, non-blocking.
@@ -85,29 +89,38 @@ pub async fn serve(mut s: Serve) {
         };
         let stats = Arc::clone(&listener.stats);
         stats.opened();
-        let ctx = Rc::new(ConnCtx::new(peer, s.id, "http"));
-        let io = TimedIo::new(
-            stream,
-            Arc::clone(&ctx.state),
-            current.snap.timeouts.request_header,
-            current.snap.timeouts.client_idle,
-        );
+        if listener.tls.is_none() && !listener.proxy_protocol {
+            // Plain HTTP: straight to hyper.
+            let ctx = Rc::new(ConnCtx::new(peer, s.id, "http"));
+            let conn = graceful.watch(http(&current, &s.local, ctx, stream));
+            tokio::task::spawn_local(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
+                stats.closed();
+                drop(permit);
+            });
+            continue;
+        }
+        let edge = Edge {
+            tls: listener.tls.clone(),
+            proxy_protocol: listener.proxy_protocol,
+            trusted: prelude::peer_trusted(peer, &current.snap.trusted_proxies),
+            listener: Arc::clone(&listener.name),
+        };
+        let watcher = graceful.watcher();
         let local = Rc::clone(&s.local);
-        let svc = service_fn(move |req| proxy::handle(Rc::clone(&local), Rc::clone(&ctx), req));
-        let conn = current
-            .server
-            .serve_connection_with_upgrades(TokioIo::new(io), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let id = s.id;
         tokio::task::spawn_local(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
-            }
+            edge.serve(stream, peer, id, &current, &local, watcher)
+                .await;
             stats.closed();
             drop(permit);
         });
     }
     drop(s.listener);
+    // Connections still in their PROXY header or TLS handshake hold a
+    // watcher too; they end within `request_header`.
     let grace = s.local.current().snap.timeouts.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -115,4 +128,117 @@ pub async fn serve(mut s: Serve) {
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+}
+
+/// HTTP/1.1 and HTTP/2 (by preface, or by ALPN under TLS) on a connection,
+/// with limpet's timers around its socket.
+fn http<I>(
+    current: &Current,
+    local: &Rc<Local>,
+    ctx: Rc<ConnCtx>,
+    io: I,
+) -> impl GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>> + 'static
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TimedIo::new(
+        io,
+        Arc::clone(&ctx.state),
+        current.snap.timeouts.request_header,
+        current.snap.timeouts.client_idle,
+    );
+    let local = Rc::clone(local);
+    let svc = service_fn(move |req| proxy::handle(Rc::clone(&local), Rc::clone(&ctx), req));
+    current
+        .server
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned()
+}
+
+/// What a TLS or PROXY-protocol listener does before HTTP.
+struct Edge {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    proxy_protocol: bool,
+    /// Is the peer one of `trusted_proxies`?
+    trusted: bool,
+    listener: Arc<str>,
+}
+
+impl Edge {
+    /// The PROXY header (if expected), the TLS handshake (if any), then
+    /// HTTP; the first two within `timeouts.request_header` of the accept.
+    async fn serve(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        current: &Current,
+        local: &Rc<Local>,
+        watcher: Watcher,
+    ) {
+        let listener = &*self.listener;
+        if self.proxy_protocol && !self.trusted {
+            tracing::warn!(%peer, listener, "closed a connection: PROXY protocol from a peer not in trusted_proxies");
+            return;
+        }
+        let deadline = current.snap.timeouts.request_header;
+        let before = tokio::time::timeout(deadline, self.prelude(stream, peer)).await;
+        let (io, client) = match before {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, listener, error = %e, "closed a connection before its first request");
+                return;
+            }
+            Err(_) => {
+                let what = if self.proxy_protocol {
+                    "PROXY header"
+                } else {
+                    "TLS handshake"
+                };
+                tracing::warn!(%peer, listener, "closed a connection: no complete {what} within timeouts.request_header");
+                return;
+            }
+        };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let ctx = Rc::new(ConnCtx::new(client, id, scheme));
+        let done = match io {
+            EdgeIo::Plain(io) => watcher.watch(http(current, local, ctx, io)).await,
+            EdgeIo::Tls(io) => watcher.watch(http(current, local, ctx, *io)).await,
+        };
+        if let Err(e) = done {
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }
+    }
+
+    async fn prelude(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(EdgeIo, SocketAddr), PreludeError> {
+        let (client, rest) = if self.proxy_protocol {
+            match prelude::read_proxy_header(&mut stream).await? {
+                (Proxied::Client(addr), rest) => (addr, rest),
+                (Proxied::Peer, rest) => (peer, rest),
+            }
+        } else {
+            (peer, Vec::new())
+        };
+        let io = Prefixed::new(rest, stream);
+        match &self.tls {
+            None => Ok((EdgeIo::Plain(io), client)),
+            Some(config) => {
+                let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(config))
+                    .accept(io)
+                    .await
+                    .map_err(PreludeError::Tls)?;
+                Ok((EdgeIo::Tls(Box::new(tls)), client))
+            }
+        }
+    }
+}
+
+/// A connection ready for HTTP.
+enum EdgeIo {
+    Plain(Prefixed<TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
 }

@@ -68,7 +68,7 @@ impl Pool {
                     // Checks were removed: nothing will ever mark it up again.
                     live.set_healthy(true);
                 }
-                Server::new(sc, live, slots.of(sc.address))
+                Server::new(sc, live, slots.of(sc))
             })
             .collect();
         let present = |n: &str| list.iter().any(|s| &*s.name == n || &*s.route == n);

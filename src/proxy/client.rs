@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::body::ReqBody;
 use crate::clock;
@@ -68,11 +67,13 @@ impl ConnectError {
 }
 
 impl Clients {
-    /// An idle connection to the server in `slot`, or a new one to `addr`.
+    /// An idle connection to the server in `slot`, or a new one to `addr`
+    /// (over TLS with `tls`; the handshake counts in the connect timeout).
     pub async fn checkout(
         &self,
         slot: usize,
         addr: SocketAddr,
+        tls: Option<&crate::config::ServerTls>,
         connect_timeout: Duration,
     ) -> Result<Sender, ConnectError> {
         let now = clock::ms();
@@ -91,10 +92,9 @@ impl Clients {
                 reused: true,
             });
         }
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(connect_timeout, crate::connect::connect(addr, tls))
             .await
             .map_err(|_| ConnectError::Timeout)??;
-        let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;

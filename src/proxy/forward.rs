@@ -94,7 +94,12 @@ pub async fn send(
         // Connect first: a failed connect needs no copy of the request.
         let mut sender = match local
             .clients
-            .checkout(server.slot, server.address, snap.timeouts.connect)
+            .checkout(
+                server.slot,
+                server.address,
+                server.tls.as_ref(),
+                snap.timeouts.connect,
+            )
             .await
         {
             Ok(s) => s,

@@ -26,6 +26,7 @@ pub mod error;
 pub mod forward;
 pub mod headers;
 pub mod local;
+pub mod redirect;
 pub mod route;
 
 use std::convert::Infallible;
@@ -71,10 +72,11 @@ pub async fn handle(
         .as_ref()
         .and_then(|a| a.to_str().ok())
         .map(route::strip_port);
-    let Some(pool_index) = snap
-        .listener(conn.listener)
-        .and_then(|l| route::pick(l, host, req.uri().path()))
-    else {
+    let listener = snap.listener(conn.listener);
+    if listener.is_some_and(|l| l.redirect_https) {
+        return Ok(redirect::to_https(host, req.uri(), end));
+    }
+    let Some(pool_index) = listener.and_then(|l| route::pick(l, host, req.uri().path())) else {
         return Ok(ProxyError::NoServer.into_response(end));
     };
     let pool = &snap.pools[pool_index];

@@ -207,7 +207,7 @@ pub fn config(nodes: &[DemoNode], pool_extra: &str, top_extra: &str) -> String {
 
 /// A client like a browser: keeps cookies, optionally from a given source address.
 pub fn browser(source: Option<IpAddr>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
+    let mut b = reqwest_builder()
         .no_proxy()
         .cookie_store(true)
         .timeout(Duration::from_secs(10));
@@ -219,7 +219,7 @@ pub fn browser(source: Option<IpAddr>) -> reqwest::Client {
 
 /// A client without a cookie jar.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    reqwest_builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
@@ -362,7 +362,7 @@ pub fn live(lb: &Lb, pool: &str, server: &str) -> std::sync::Arc<limpet::server:
 
 /// A client (no cookie jar) whose connections come from `ip`.
 pub fn client_from(ip: IpAddr) -> reqwest::Client {
-    reqwest::Client::builder()
+    reqwest_builder()
         .no_proxy()
         .local_address(ip)
         .timeout(Duration::from_secs(10))
@@ -372,7 +372,7 @@ pub fn client_from(ip: IpAddr) -> reqwest::Client {
 
 /// An HTTP/2 cleartext (prior knowledge) client.
 pub fn h2_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    reqwest_builder()
         .no_proxy()
         .http2_prior_knowledge()
         .build()
@@ -483,4 +483,14 @@ impl Drop for Proc {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// reqwest's builder, with rustls' ring provider installed (the tests'
+/// reqwest has no provider of its own; limpet uses ring too).
+pub fn reqwest_builder() -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
 }

@@ -7,6 +7,7 @@ mod admin;
 mod checker;
 mod pool;
 mod sticky;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +17,8 @@ use ipnet::IpNet;
 
 use super::file::{self, FileConfig, S};
 use super::{
-    Config, ConfigError, Limits, ListenerConfig, LogConfig, LogFormat, RouteConfig, Timeouts,
+    Config, ConfigError, Limits, ListenerConfig, LogConfig, LogFormat, PoolConfig, RouteConfig,
+    StickyMode, Timeouts,
 };
 use checker::{Checker, DAY, HOUR, MS, Span};
 
@@ -36,21 +38,15 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
     }
     let mut pools = Vec::with_capacity(file.pools.value.len());
     let mut pool_index: HashMap<String, usize> = HashMap::new();
+    let mut roots = tls::Roots::new();
     for (name, p) in &file.pools.value {
         let key = format!("pools.{}", name.value);
         let n = c.name(name, "pools")?;
         if pool_index.insert(n.clone(), pools.len()).is_some() {
             return Err(c.err(name, &key, format!("pool {n:?} is defined twice.")));
         }
-        pools.push(pool::validate(&c, &key, n, p)?);
+        pools.push(pool::validate(&c, &key, n, p, &mut roots)?);
     }
-
-    let listeners = listeners(&c, &file.listeners, &pool_index)?;
-    let mut warnings = Vec::new();
-    let admin = match &file.admin {
-        Some(a) => Some(admin::validate(&c, a.as_ref(), &listeners, &mut warnings)?),
-        None => None,
-    };
 
     let mut trusted_proxies = Vec::new();
     for (i, t) in file.trusted_proxies.iter().flatten().enumerate() {
@@ -63,6 +59,22 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
             })?;
         trusted_proxies.push(net);
     }
+
+    let mut warnings = Vec::new();
+    let listeners = listeners(
+        &c,
+        &file.listeners,
+        &pool_index,
+        Context {
+            pools: &pools,
+            trusted_proxies: &trusted_proxies,
+        },
+        &mut warnings,
+    )?;
+    let admin = match &file.admin {
+        Some(a) => Some(admin::validate(&c, a.as_ref(), &listeners, &mut warnings)?),
+        None => None,
+    };
 
     let d = Timeouts::default();
     let t = file.timeouts.unwrap_or_default();
@@ -207,10 +219,19 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+/// What listener validation looks at besides the listeners themselves.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    pools: &'a [PoolConfig],
+    trusted_proxies: &'a [IpNet],
+}
+
 fn listeners(
     c: &Checker<'_>,
     file: &S<Vec<file::ListenerFile>>,
     pool_index: &HashMap<String, usize>,
+    cx: Context<'_>,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
     if file.value.is_empty() {
         return Err(c.err(
@@ -257,9 +278,54 @@ fn listeners(
                 ),
             ));
         }
+        let tls = match &l.tls {
+            Some(t) => Some(tls::listener(c, t, &key, warnings)?),
+            None => None,
+        };
+        let redirect_https = file::flag(l.redirect_https, false);
+        if redirect_https && tls.is_some() {
+            return Err(c.err(
+                &l.name,
+                &format!("{key}.redirect_https"),
+                format!("listener {name:?} terminates TLS itself; `redirect_https` belongs on a plain listener beside it."),
+            ));
+        }
+        let proxy_protocol = match &l.proxy_protocol {
+            Some(p) if p.value.0 && cx.trusted_proxies.is_empty() => {
+                return Err(c.err(
+                    p,
+                    &format!("{key}.proxy_protocol"),
+                    "`proxy_protocol: true` needs `trusted_proxies`: the addresses of the balancers allowed to send the header.".into(),
+                ));
+            }
+            Some(p) => p.value.0,
+            None => false,
+        };
+        if tls.is_some() {
+            let reachable = pool
+                .into_iter()
+                .chain(routes.iter().map(|r: &RouteConfig| r.pool));
+            let mut warned = Vec::new();
+            for i in reachable {
+                let p = &cx.pools[i];
+                if p.sticky.mode == StickyMode::Cookie
+                    && !p.sticky.cookie.secure
+                    && !warned.contains(&i)
+                {
+                    warned.push(i);
+                    warnings.push(format!(
+                        "pool {:?} is served over TLS by listener {name:?} but its sticky cookie {:?} lacks `secure: true`; browsers would also send it over plain HTTP.",
+                        p.name, p.sticky.cookie.name
+                    ));
+                }
+            }
+        }
         listeners.push(ListenerConfig {
             name,
             bind,
+            tls,
+            redirect_https,
+            proxy_protocol,
             pool,
             routes,
         });

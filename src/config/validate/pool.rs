@@ -20,6 +20,7 @@ pub fn validate(
     key: &str,
     name: String,
     p: &file::PoolFile,
+    roots: &mut super::tls::Roots,
 ) -> Result<PoolConfig, ConfigError> {
     let balance = c.choice(
         &p.balance,
@@ -75,12 +76,17 @@ pub fn validate(
             ],
             ServerState::Active,
         )?;
+        let tls = match &s.tls {
+            Some(t) => super::tls::server(c, t, address, &format!("{skey}.tls"), roots)?,
+            None => None,
+        };
         servers.push(ServerConfig {
             name: sname,
             address,
             weight,
             route,
             state,
+            tls,
         });
     }
     let sticky = super::sticky::validate(c, key, p.sticky.as_ref())?;

@@ -1,0 +1,329 @@
+//! TLS in `lb.yaml`: the certificates of a listener (read, parsed and
+//! checked when the file is loaded, so `limpet check` finds a missing file,
+//! a key that does not match its certificate, or an expired certificate)
+//! and the trust settings for servers spoken to over HTTPS.
+//!
+//! An expired (or not yet valid) certificate is a warning, not an error, as
+//! nginx does: an operator renewing certificates should not find limpet
+//! refusing to start; clients will refuse the certificate anyway.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::super::file::{self, S};
+use super::super::{ConfigError, ServerTls};
+use super::checker::Checker;
+
+/// The one crypto provider limpet uses (ring), chosen explicitly.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS 1.3 and 1.2 only.
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// A certificate chain and its key, with the names it serves.
+#[derive(Debug)]
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    names: Vec<String>,
+}
+
+/// Reads a PEM chain and key, checks that they belong together and looks at
+/// the leaf's validity and names.
+fn load_pair(
+    c: &Checker<'_>,
+    cert: &S<String>,
+    key: &S<String>,
+    at: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Loaded, ConfigError> {
+    let cert_path = Path::new(cert.value.trim());
+    let key_path = Path::new(key.value.trim());
+    let read = |p: &Path, s: &S<String>, what: &str| {
+        std::fs::read(p).map_err(|e| {
+            c.err(
+                s,
+                at,
+                format!("cannot read the {what} file {:?}: {e}.", s.value),
+            )
+        })
+    };
+    let chain_pem = read(cert_path, cert, "certificate")?;
+    let key_pem = read(key_path, key, "key")?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            c.err(
+                cert,
+                at,
+                format!("{:?} is not a PEM certificate chain: {e}.", cert.value),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(c.err(
+            cert,
+            at,
+            format!("{:?} holds no PEM certificate.", cert.value),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        c.err(
+            key,
+            at,
+            format!("{:?} holds no PEM private key: {e}.", key.value),
+        )
+    })?;
+    let certified = CertifiedKey::from_der(chain.clone(), private, &provider()).map_err(|e| {
+        c.err(
+            key,
+            at,
+            format!("the key {:?} cannot be used: {e}.", key.value),
+        )
+    })?;
+    if certified.keys_match().is_err() {
+        return Err(c.err(
+            key,
+            at,
+            format!(
+                "the key {:?} does not match the certificate {:?}.",
+                key.value, cert.value
+            ),
+        ));
+    }
+    let names = match x509_parser::parse_x509_certificate(&chain[0]) {
+        Ok((_, leaf)) => {
+            let validity = leaf.validity();
+            let now = x509_parser::time::ASN1Time::now();
+            if validity.not_after < now {
+                warnings.push(format!(
+                    "the certificate {:?} expired on {}; clients will refuse it.",
+                    cert.value, validity.not_after
+                ));
+            } else if validity.not_before > now {
+                warnings.push(format!(
+                    "the certificate {:?} is not valid before {}.",
+                    cert.value, validity.not_before
+                ));
+            }
+            names_of(&leaf)
+        }
+        Err(e) => {
+            return Err(c.err(
+                cert,
+                at,
+                format!("{:?} is not an X.509 certificate: {e}.", cert.value),
+            ));
+        }
+    };
+    Ok(Loaded {
+        key: Arc::new(certified),
+        names,
+    })
+}
+
+/// The DNS names a certificate serves (its subject alternative names, else
+/// its common name), lower case.
+fn names_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                names.push(d.to_ascii_lowercase());
+            }
+        }
+    }
+    if names.is_empty() {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                names.push(s.to_ascii_lowercase());
+            }
+        }
+    }
+    names
+}
+
+/// Picks a certificate by the client's SNI: an exact name, else a wildcard
+/// (`*.example.com` matches one label), else the default.
+#[derive(Debug)]
+struct BySni {
+    default: Arc<CertifiedKey>,
+    named: Vec<(String, Arc<CertifiedKey>)>,
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(sni) = hello.server_name() else {
+            return Some(Arc::clone(&self.default));
+        };
+        let sni = sni.to_ascii_lowercase();
+        let exact = self.named.iter().find(|(n, _)| *n == sni);
+        let wildcard = || {
+            self.named.iter().find(|(n, _)| {
+                n.strip_prefix("*.").is_some_and(|suffix| {
+                    sni.split_once('.').is_some_and(|(_, rest)| rest == suffix)
+                })
+            })
+        };
+        Some(Arc::clone(
+            exact.or_else(wildcard).map_or(&self.default, |(_, k)| k),
+        ))
+    }
+}
+
+/// The rustls server configuration of a listener's `tls` block.
+pub fn listener(
+    c: &Checker<'_>,
+    t: &file::ListenerTlsFile,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let default = load_pair(c, &t.cert, &t.key, &format!("{key}.tls"), warnings)?;
+    let mut named: Vec<(String, Arc<CertifiedKey>)> = Vec::new();
+    for (i, pair) in t.sni.iter().flatten().enumerate() {
+        let loaded = load_pair(
+            c,
+            &pair.cert,
+            &pair.key,
+            &format!("{key}.tls.sni[{i}]"),
+            warnings,
+        )?;
+        if loaded.names.is_empty() {
+            warnings.push(format!(
+                "the certificate {:?} names no host: SNI never picks it.",
+                pair.cert.value
+            ));
+        }
+        for n in loaded.names {
+            named.push((n, Arc::clone(&loaded.key)));
+        }
+    }
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| c.err(&t.cert, key, format!("cannot set up TLS: {e}.")))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(BySni {
+            default: default.key,
+            named,
+        }));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The roots a server's certificate is checked against: the system's, or
+/// the CA file's.
+pub struct Roots {
+    system: Option<Arc<rustls::RootCertStore>>,
+}
+
+impl Roots {
+    pub fn new() -> Roots {
+        Roots { system: None }
+    }
+
+    fn system(&mut self) -> Result<Arc<rustls::RootCertStore>, String> {
+        if let Some(r) = &self.system {
+            return Ok(Arc::clone(r));
+        }
+        let found = rustls_native_certs::load_native_certs();
+        let mut store = rustls::RootCertStore::empty();
+        let (added, _) = store.add_parsable_certificates(found.certs);
+        if added == 0 {
+            return Err(
+                "no system root certificates were found; give the server `tls: { ca: FILE }`"
+                    .to_owned(),
+            );
+        }
+        let store = Arc::new(store);
+        self.system = Some(Arc::clone(&store));
+        Ok(store)
+    }
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots::new()
+    }
+}
+
+/// A server's `tls` setting.
+pub fn server(
+    c: &Checker<'_>,
+    spanned: &S<file::ServerTlsFile>,
+    address: std::net::SocketAddr,
+    key: &str,
+    roots: &mut Roots,
+) -> Result<Option<ServerTls>, ConfigError> {
+    let (ca, name) = match &spanned.value {
+        file::ServerTlsFile::On(f) if !f.0 => return Ok(None),
+        file::ServerTlsFile::On(_) => (None, None),
+        file::ServerTlsFile::With(o) => (o.ca.clone(), o.server_name.clone()),
+    };
+    let store = match &ca {
+        Some(path) => {
+            let pem = std::fs::read(path.trim()).map_err(|e| {
+                c.err(
+                    spanned,
+                    key,
+                    format!("cannot read the CA file {path:?}: {e}."),
+                )
+            })?;
+            let mut store = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| {
+                    c.err(
+                        spanned,
+                        key,
+                        format!("{path:?} is not a PEM certificate file: {e}."),
+                    )
+                })?;
+                store.add(cert).map_err(|e| {
+                    c.err(
+                        spanned,
+                        key,
+                        format!("{path:?} holds a certificate that cannot be a CA: {e}."),
+                    )
+                })?;
+            }
+            if store.is_empty() {
+                return Err(c.err(spanned, key, format!("{path:?} holds no PEM certificate.")));
+            }
+            Arc::new(store)
+        }
+        None => roots
+            .system()
+            .map_err(|m| c.err(spanned, key, format!("{m}.")))?,
+    };
+    let server_name = match &name {
+        Some(n) => ServerName::try_from(n.trim().to_owned()).map_err(|_| {
+            c.err(
+                spanned,
+                key,
+                format!("`server_name` must be a DNS name or an IP address, not {n:?}."),
+            )
+        })?,
+        None => ServerName::IpAddress(address.ip().into()),
+    };
+    let mut client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| c.err(spanned, key, format!("cannot set up TLS: {e}.")))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(ServerTls {
+        client: Arc::new(client),
+        server_name,
+        identity: format!(
+            "ca={};name={}",
+            ca.unwrap_or_default(),
+            name.unwrap_or_default()
+        ),
+    }))
+}
