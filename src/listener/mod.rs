@@ -181,21 +181,23 @@ impl Edge {
             tracing::warn!(%peer, listener, "closed a connection: PROXY protocol from a peer not in trusted_proxies");
             return;
         }
-        let deadline = current.snap.timeouts.request_header;
-        let before = tokio::time::timeout(deadline, self.prelude(stream, peer)).await;
-        let (io, client) = match before {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => {
-                tracing::warn!(%peer, listener, error = %e, "closed a connection before its first request");
+        let deadline = tokio::time::Instant::now() + current.snap.timeouts.request_header;
+        let (io, client) = match self.prelude(stream, peer, deadline).await {
+            Ok(pair) => pair,
+            // Connected and closed without a byte: an L4 balancer's TCP
+            // check, not worth a line (HAProxy's `dontlognull`).
+            Err(PreludeError::Truncated(0)) => {
+                tracing::debug!(%peer, listener, "connection closed before sending anything");
                 return;
             }
-            Err(_) => {
-                let what = if self.proxy_protocol {
-                    "PROXY header"
-                } else {
-                    "TLS handshake"
-                };
-                tracing::warn!(%peer, listener, "closed a connection: no complete {what} within timeouts.request_header");
+            // Scanners and old clients fail handshakes all day; nginx logs
+            // these at `info` too.
+            Err(e @ (PreludeError::Tls(_) | PreludeError::Timeout("TLS handshake"))) => {
+                tracing::info!(%peer, listener, error = %e, "closed a connection before its first request");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, listener, error = %e, "closed a connection before its first request");
                 return;
             }
         };
@@ -210,13 +212,19 @@ impl Edge {
         }
     }
 
+    /// The PROXY header and the TLS handshake, both done by `deadline`.
     async fn prelude(
         &self,
         mut stream: TcpStream,
         peer: SocketAddr,
+        deadline: tokio::time::Instant,
     ) -> Result<(EdgeIo, SocketAddr), PreludeError> {
         let (client, rest) = if self.proxy_protocol {
-            match prelude::read_proxy_header(&mut stream).await? {
+            let header = prelude::read_proxy_header(&mut stream);
+            match tokio::time::timeout_at(deadline, header)
+                .await
+                .map_err(|_| PreludeError::Timeout("PROXY header"))??
+            {
                 (Proxied::Client(addr), rest) => (addr, rest),
                 (Proxied::Peer, rest) => (peer, rest),
             }
@@ -227,9 +235,10 @@ impl Edge {
         match &self.tls {
             None => Ok((EdgeIo::Plain(io), client)),
             Some(config) => {
-                let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(config))
-                    .accept(io)
+                let handshake = tokio_rustls::TlsAcceptor::from(Arc::clone(config)).accept(io);
+                let tls = tokio::time::timeout_at(deadline, handshake)
                     .await
+                    .map_err(|_| PreludeError::Timeout("TLS handshake"))?
                     .map_err(PreludeError::Tls)?;
                 Ok((EdgeIo::Tls(Box::new(tls)), client))
             }

@@ -30,6 +30,8 @@ pub enum PreludeError {
     Io(#[from] io::Error),
     #[error("TLS handshake failed: {0}")]
     Tls(io::Error),
+    #[error("no complete {0} within timeouts.request_header")]
+    Timeout(&'static str),
 }
 
 /// Is `peer` one of `trusted_proxies` (the only peers whose PROXY header

@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
+mod pki;
 
 mod admin;
+mod backend_tls;
 mod balancing;
 mod config;
 mod examples;
@@ -15,10 +17,12 @@ mod hostile;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod proxy_protocol;
 mod reload;
 mod resources;
 mod sticky_cookie;
 mod sticky_ip_hash;
 mod sticky_jvm_route;
 mod sticky_learn;
+mod tls;
 mod tomcat;

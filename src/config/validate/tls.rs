@@ -81,22 +81,27 @@ fn load_pair(
             format!("{:?} holds no PEM private key: {e}.", key.value),
         )
     })?;
-    let certified = CertifiedKey::from_der(chain.clone(), private, &provider()).map_err(|e| {
+    let mismatch = || {
         c.err(
-            key,
-            at,
-            format!("the key {:?} cannot be used: {e}.", key.value),
-        )
-    })?;
-    if certified.keys_match().is_err() {
-        return Err(c.err(
             key,
             at,
             format!(
                 "the key {:?} does not match the certificate {:?}.",
                 key.value, cert.value
             ),
-        ));
+        )
+    };
+    let certified =
+        CertifiedKey::from_der(chain.clone(), private, &provider()).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => mismatch(),
+            e => c.err(
+                key,
+                at,
+                format!("the key {:?} cannot be used: {e}.", key.value),
+            ),
+        })?;
+    if certified.keys_match().is_err() {
+        return Err(mismatch());
     }
     let names = match x509_parser::parse_x509_certificate(&chain[0]) {
         Ok((_, leaf)) => {

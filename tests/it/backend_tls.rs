@@ -1,0 +1,224 @@
+//! HTTPS to servers (`tls:` on a server): a private CA and a server name,
+//! an IP address in the certificate, connection reuse, health checks over
+//! TLS, and a server whose certificate limpet cannot verify (502, and down
+//! for the health checks).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::{self, Lb, nodes};
+use crate::pki::{Ca, Leaf};
+
+/// An HTTPS server with `leaf` in front of the demo node at `backend`,
+/// counting the connections it accepts.
+async fn https_node(leaf: &Leaf, backend: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Pool `app` with one server `name` at `addr` and its `tls` setting.
+fn config(name: &str, addr: SocketAddr, tls: &str, pool_extra: &str) -> String {
+    format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nadmin:\n  bind: 127.0.0.1:2\nlog:\n  level: error\npools:\n  app:\n{pool_extra}\n    passive:\n      max_fails: 0\n    servers:\n      - {{ name: {name}, address: \"{addr}\", tls: {tls} }}\n"
+    )
+}
+
+#[tokio::test]
+async fn a_server_behind_a_private_ca_is_reached_over_https_and_its_connections_reused() {
+    let dir = harness::temp_dir("backend-tls");
+    let ca = Ca::new("internal CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let nodes = nodes(2).await;
+    // One certificate names the server, the other only its IP address.
+    let (named, named_conns) = https_node(&ca.leaf(&["app.internal"]), nodes[0].addr()).await;
+    let (by_ip, _) = https_node(&ca.leaf(&["127.0.0.1"]), nodes[1].addr()).await;
+
+    let yaml = config(
+        "node1",
+        named,
+        &format!(
+            "{{ ca: \"{}\", server_name: app.internal }}",
+            ca_file.display()
+        ),
+        "",
+    );
+    let lb = Lb::start(&yaml).await;
+    let c = harness::client();
+    for i in 0..10 {
+        let (status, v) = harness::get_json(&c, &lb.url(&format!("/r{i}"))).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(harness::server_of(&v), "node1");
+    }
+    assert_eq!(
+        named_conns.load(Ordering::Relaxed),
+        1,
+        "ten requests in a row share one TLS connection"
+    );
+    lb.shutdown().await;
+
+    // No server_name: the address is verified against an IP entry.
+    let yaml = config(
+        "node2",
+        by_ip,
+        &format!("{{ ca: \"{}\" }}", ca_file.display()),
+        "",
+    );
+    let lb = Lb::start(&yaml).await;
+    let (status, v) = harness::get_json(&harness::client(), &lb.url("/")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(harness::server_of(&v), "node2");
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_checks_speak_tls_to_such_a_server() {
+    let dir = harness::temp_dir("backend-tls-health");
+    let ca = Ca::new("internal CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let nodes = nodes(1).await;
+    let (addr, _) = https_node(&ca.leaf(&["app.internal"]), nodes[0].addr()).await;
+    let health = "    health_check:\n      type: http\n      path: /health\n      interval: 100ms\n      rise: 1\n      fall: 1";
+    let yaml = config(
+        "node1",
+        addr,
+        &format!(
+            "{{ ca: \"{}\", server_name: app.internal }}",
+            ca_file.display()
+        ),
+        health,
+    );
+    let lb = Lb::start(&yaml).await;
+    assert!(
+        harness::eventually(Duration::from_secs(5), || async {
+            nodes[0].health_checks() >= 2
+        })
+        .await,
+        "the HTTP check reached the node through TLS"
+    );
+    assert!(lb.live("app", "node1").is_up());
+    nodes[0].set_health(503);
+    assert!(
+        harness::eventually(Duration::from_secs(5), || async {
+            !lb.live("app", "node1").is_up()
+        })
+        .await
+    );
+    lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_whose_certificate_cannot_be_verified_fails_with_502_and_fails_its_checks() {
+    let dir = harness::temp_dir("backend-tls-bad");
+    let ours = Ca::new("internal CA");
+    let theirs = Ca::new("somebody else's CA");
+    let ours_file = ours.write(&dir, "ca.pem");
+    let nodes = nodes(1).await;
+    let (addr, _) = https_node(
+        &theirs.leaf(&["app.internal", "127.0.0.1"]),
+        nodes[0].addr(),
+    )
+    .await;
+
+    for tls in [
+        format!(
+            "{{ ca: \"{}\", server_name: app.internal }}",
+            ours_file.display()
+        ),
+        // The system roots do not know a test CA either.
+        "true".to_owned(),
+    ] {
+        let lb = Lb::start(&config("node1", addr, &tls, "")).await;
+        let res = harness::client().get(lb.url("/")).send().await.unwrap();
+        assert_eq!(res.status(), 502, "{tls}");
+        let text = res.text().await.unwrap();
+        assert!(!text.contains("127.0.0.1"), "no address leaks: {text}");
+        lb.shutdown().await;
+    }
+    assert_eq!(nodes[0].requests(), 0, "nothing was sent unverified");
+
+    // The right CA but the wrong name is refused too.
+    let (addr2, _) = https_node(&ours.leaf(&["other.internal"]), nodes[0].addr()).await;
+    let lb = Lb::start(&config(
+        "node1",
+        addr2,
+        &format!(
+            "{{ ca: \"{}\", server_name: app.internal }}",
+            ours_file.display()
+        ),
+        "",
+    ))
+    .await;
+    let res = harness::client().get(lb.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+    lb.shutdown().await;
+
+    // A TCP check completes the handshake, so it fails as well.
+    let check =
+        "    health_check:\n      type: tcp\n      interval: 100ms\n      rise: 1\n      fall: 1";
+    let lb = Lb::start(&config(
+        "node1",
+        addr,
+        &format!(
+            "{{ ca: \"{}\", server_name: app.internal }}",
+            ours_file.display()
+        ),
+        check,
+    ))
+    .await;
+    assert!(
+        harness::eventually(Duration::from_secs(5), || async {
+            harness::metric(
+                &lb.metrics().await,
+                "limpet_server_up",
+                "pool=\"app\",server=\"node1\"",
+            ) == 0.0
+        })
+        .await
+    );
+    lb.shutdown().await;
+}
+
+#[test]
+fn server_tls_settings_are_checked_when_the_file_is_loaded() {
+    let parse = |tls: &str| {
+        let yaml = config("a", "127.0.0.1:9".parse().unwrap(), tls, "");
+        limpet::config::parse(&yaml, Path::new("lb.yaml"))
+    };
+    let e = parse("{ ca: /nonexistent/ca.pem }")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    let e = parse("{ server_name: \"bad name!\" }")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("server_name"), "{e}");
+    let e = parse("{ cert: x }").unwrap_err().to_string();
+    assert!(e.contains("lb.yaml:"), "{e}");
+    let e = parse("maybe").unwrap_err().to_string();
+    assert!(e.contains("lb.yaml:"), "{e}");
+    assert!(parse("false").is_ok());
+}
