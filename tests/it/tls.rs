@@ -53,10 +53,15 @@ async fn http1_and_h2_are_served_by_alpn_with_x_forwarded_proto_https() {
     assert_eq!(v["path"], "/a");
 
     // A client offering only http/1.1 gets it.
-    let tls = pki::connect(lb.addr, ca.client(&[b"http/1.1"]), "localhost")
+    let h1_only = ca.client(&[b"http/1.1"]);
+    let tls = pki::connect(lb.addr, h1_only.clone(), "localhost")
         .await
         .unwrap();
     assert_eq!(pki::alpn(&tls).as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(
+        tls.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
     let mut h1 = pki::h1(tls).await;
     for path in ["/one", "/two"] {
         let res = h1
@@ -68,6 +73,12 @@ async fn http1_and_h2_are_served_by_alpn_with_x_forwarded_proto_https() {
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["headers"]["x-forwarded-proto"], "https");
     }
+    // The client came back: its session is resumed, no full handshake.
+    let again = pki::connect(lb.addr, h1_only, "localhost").await.unwrap();
+    assert_eq!(
+        again.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
 
     // No ALPN at all is HTTP/1.1.
     let tls = pki::connect(lb.addr, ca.client(&[]), "127.0.0.1")
@@ -298,8 +309,23 @@ async fn certificate_problems_are_config_errors_naming_the_file_and_expiry_is_a_
         config.warnings
     );
 
-    // A TLS listener in front of a cookie pool without `secure: true`.
+    // A private key every user may read.
     let (c, k) = ca.leaf(&["localhost"]).write(&dir, "ok");
+    harness::write_mode(&k, &std::fs::read_to_string(&k).unwrap(), 0o644);
+    let config = parse(cert_block(&c, &k)).unwrap();
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("readable by every user")),
+        "{:?}",
+        config.warnings
+    );
+    harness::write_mode(&k, &std::fs::read_to_string(&k).unwrap(), 0o600);
+    let config = parse(cert_block(&c, &k)).unwrap();
+    assert_eq!(config.warnings, Vec::<String>::new());
+
+    // A TLS listener in front of a cookie pool without `secure: true`.
     let yaml = tls_config(
         &nodes,
         &cert_block(&c, &k),

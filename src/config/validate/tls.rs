@@ -58,6 +58,17 @@ fn load_pair(
     };
     let chain_pem = read(cert_path, cert, "certificate")?;
     let key_pem = read(key_path, key, "key")?;
+    if let Ok(meta) = std::fs::metadata(key_path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o004 != 0 {
+            warnings.push(format!(
+                "the private key {:?} is readable by every user (mode {:o}); chmod 600 it.",
+                key.value,
+                mode & 0o777
+            ));
+        }
+    }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| {
@@ -219,6 +230,16 @@ pub fn listener(
             named,
         }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless session tickets (keys rotated every 6 hours) beside the
+    // default session cache: returning clients skip the full handshake, as
+    // with nginx's and HAProxy's defaults.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
+        c.err(
+            &t.cert,
+            key,
+            format!("cannot set up TLS session tickets: {e}."),
+        )
+    })?;
     Ok(Arc::new(config))
 }
 
