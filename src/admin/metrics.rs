@@ -249,6 +249,53 @@ impl Collector for Limpet {
             &learned,
         )?;
 
+        let stores: Vec<_> = snap
+            .pools
+            .iter()
+            .filter_map(|p| p.sticky.store().map(|s| (&*p.name, s)))
+            .collect();
+        let up: Vec<_> = stores
+            .iter()
+            .map(|(p, s)| (vec![("pool", *p)], if s.is_up() { 1.0 } else { 0.0 }))
+            .collect();
+        gauge(
+            &mut enc,
+            "limpet_store_up",
+            "1 while the shared session store (learn.store) is reachable.",
+            &up,
+        )?;
+        let errors: Vec<_> = stores
+            .iter()
+            .map(|(p, s)| (vec![("pool", *p)], s.stats.errors.load(Ordering::Relaxed)))
+            .collect();
+        counter(
+            &mut enc,
+            "limpet_store_errors",
+            "Failed or timed-out store commands and health checks, and writes dropped.",
+            &errors,
+        )?;
+        let mut lookups = Vec::new();
+        for (p, s) in &stores {
+            let st = &s.stats;
+            for (result, n) in [
+                ("hit", &st.lookup_hit),
+                ("miss", &st.lookup_miss),
+                ("error", &st.lookup_error),
+                ("skipped", &st.lookup_skipped),
+            ] {
+                lookups.push((
+                    vec![("pool", *p), ("result", result)],
+                    n.load(Ordering::Relaxed),
+                ));
+            }
+        }
+        counter(
+            &mut enc,
+            "limpet_store_lookups",
+            "Sessions looked up in the shared store on a local miss, by result.",
+            &lookups,
+        )?;
+
         let conns: Vec<_> = snap
             .listeners
             .iter()

@@ -290,6 +290,8 @@ pub struct LearnFile {
     pub capacity: Option<S<Num>>,
     pub persist: Option<Flag>,
     pub store: Option<S<String>>,
+    pub store_password_file: Option<S<String>>,
+    pub store_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

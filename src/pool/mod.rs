@@ -86,7 +86,12 @@ impl Pool {
             }
         }
         let servers = Servers::new(list, gone.into_boxed_slice());
-        let sticky = Sticky::new(&config.sticky, &servers, previous.map(|p| &p.sticky));
+        let sticky = Sticky::new(
+            &config.name,
+            &config.sticky,
+            &servers,
+            previous.map(|p| &p.sticky),
+        );
         let stats = match previous {
             Some(p) if p.mode == config.sticky.mode => Arc::clone(&p.stats),
             _ => Arc::new(PoolStats::default()),

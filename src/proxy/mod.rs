@@ -83,9 +83,14 @@ pub async fn handle(
     end.set_pool(pool_index);
 
     // What ties the request to a server.
-    let found = pool
+    let mut found = pool
         .sticky
         .find(&pool.servers, req.headers(), req.uri().path(), client);
+    if pool.sticky.wants_lookup(&found) {
+        // A session this instance does not know: another one may (learn
+        // mode's shared store). Boxed: only such requests carry the lookup.
+        found = Box::pin(pool.sticky.find_shared(found)).await;
+    }
 
     // The request as the server will get it.
     let upgrade = checked.scan.upgrade && headers::is_upgrade(req.headers());

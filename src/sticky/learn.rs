@@ -17,6 +17,7 @@ use crate::decision::{Affinity, Decision, Outcome};
 use crate::rendezvous::key_hash;
 use crate::server::Servers;
 
+use super::store::{Lookup, Store};
 use super::table::{self, SessionTable};
 use super::{Found, cookies};
 
@@ -81,6 +82,22 @@ impl Table {
     /// The number of the server that owns session `key`.
     pub fn server_number(&self, key: u64) -> Option<u64> {
         self.inner.get(key)
+    }
+
+    /// Like [`server_number`](Self::server_number), and whether the shared
+    /// store's copy is due a refresh (see [`SessionTable::get_synced`]).
+    pub fn server_number_synced(&self, key: u64, every_s: u32) -> Option<(u64, bool)> {
+        self.inner.get_synced(key, every_s)
+    }
+
+    /// The server name number `n` stands for.
+    pub fn name(&self, n: u64) -> Option<Arc<str>> {
+        self.inner.names.name(n)
+    }
+
+    /// Is `other` this very table?
+    pub fn same(&self, other: &Table) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The server that owns session `key`.
@@ -160,6 +177,8 @@ impl Table {
 pub struct Learn {
     pub config: LearnConfig,
     pub table: Table,
+    /// The table shared with other instances (`learn.store`).
+    pub store: Option<Arc<Store>>,
     /// The table's number of each server's name, by server index.
     numbers: Box<[u64]>,
     /// The server index of each name number (`usize::MAX`: not in this pool).
@@ -167,7 +186,12 @@ pub struct Learn {
 }
 
 impl Learn {
-    pub fn new(config: &LearnConfig, servers: &Servers, previous: Option<&Learn>) -> Learn {
+    pub fn new(
+        pool: &str,
+        config: &LearnConfig,
+        servers: &Servers,
+        previous: Option<&Learn>,
+    ) -> Learn {
         let table = match previous {
             Some(p)
                 if p.table.capacity == config.capacity && p.table.idle == config.idle_timeout =>
@@ -189,9 +213,19 @@ impl Learn {
         for (i, n) in numbers.iter().enumerate() {
             by_number[*n as usize] = i;
         }
+        let store = config.store.as_ref().and_then(|sc| {
+            let kept = previous
+                .and_then(|p| p.store.as_ref())
+                .filter(|s| s.identity == sc.identity && s.serves(&table));
+            match kept {
+                Some(s) => Some(Arc::clone(s)),
+                None => Store::start(pool, sc, table.clone()),
+            }
+        });
         Learn {
             config: config.clone(),
             table,
+            store,
             numbers,
             servers: by_number.into_boxed_slice(),
         }
@@ -218,7 +252,19 @@ impl Learn {
             return Found::default();
         };
         let key = self.key(id);
-        let affinity = match self.table.server_number(key) {
+        let number = match &self.store {
+            None => self.table.server_number(key),
+            Some(store) => match self.table.server_number_synced(key, store.refresh_every_s) {
+                Some((n, due)) => {
+                    if due && let Some(name) = self.table.name(n) {
+                        store.touch(key, name);
+                    }
+                    Some(n)
+                }
+                None => None,
+            },
+        };
+        let affinity = match number {
             // An entry naming a server the pool no longer has (a reload
             // removed it) is affinity to a dead server: it moves once.
             Some(n) => match self.servers.get(n as usize) {
@@ -244,11 +290,16 @@ impl Learn {
         for set in cookies::response_values(headers, &self.config.cookie) {
             match set {
                 cookies::SetCookie::Set(id) => {
-                    self.table.insert_number(self.key(id), server);
+                    let key = self.key(id);
+                    self.table.insert_number(key, server);
+                    self.share(key, server);
                     learned = true;
                 }
                 cookies::SetCookie::Deleted(id) => {
                     self.table.remove(self.key(id));
+                    if let Some(store) = &self.store {
+                        store.end(self.key(id));
+                    }
                     if found.session == Some(self.key(id)) {
                         return;
                     }
@@ -258,8 +309,41 @@ impl Learn {
         let Some(session) = found.session else { return };
         if decision.outcome == Outcome::Redispatch {
             self.table.rewrite(session, server);
+            self.share(session, server);
         } else if self.config.request_learn && found.affinity == Affinity::None && !learned {
             self.table.insert_probation(session, server);
         }
+    }
+
+    /// Tells the other instances (through the store) that `key` is on
+    /// the server numbered `server`.
+    fn share(&self, key: u64, server: u64) {
+        if let Some(store) = &self.store
+            && let Some(name) = self.table.name(server)
+        {
+            store.set(key, name);
+        }
+    }
+
+    /// Does `found` call for a look in the shared store (a session id the
+    /// local table does not know)?
+    pub fn wants_lookup(&self, found: &Found) -> bool {
+        self.store.is_some() && found.affinity == Affinity::None && found.session.is_some()
+    }
+
+    /// Looks a session the local table does not know up in the shared
+    /// store (within `store_timeout`); what is found is cached locally.
+    pub async fn lookup(&self, mut found: Found) -> Found {
+        let (Some(store), Some(key)) = (&self.store, found.session) else {
+            return found;
+        };
+        if let Lookup::Hit(name) = store.lookup(key).await {
+            let n = self.table.number(&name);
+            found.affinity = match self.servers.get(n as usize) {
+                Some(&i) if i != usize::MAX => Affinity::Server(i),
+                _ => Affinity::Removed,
+            };
+        }
+        found
     }
 }

@@ -10,6 +10,7 @@ pub mod ip_hash;
 pub mod jvm_route;
 pub mod learn;
 pub mod persist;
+pub mod store;
 pub mod table;
 
 use std::net::IpAddr;
@@ -61,7 +62,12 @@ pub enum Sticky {
 impl Sticky {
     /// Builds the pool's mode, keeping the tables of `previous` (the same
     /// pool in the running snapshot) when the mode is unchanged.
-    pub fn new(config: &StickyConfig, servers: &Servers, previous: Option<&Sticky>) -> Sticky {
+    pub fn new(
+        pool: &str,
+        config: &StickyConfig,
+        servers: &Servers,
+        previous: Option<&Sticky>,
+    ) -> Sticky {
         let (cap, idle) = (config.learn.capacity, config.learn.idle_timeout);
         match config.mode {
             StickyMode::None => Sticky::None,
@@ -85,6 +91,7 @@ impl Sticky {
                 },
             )),
             StickyMode::Learn => Sticky::Learn(learn::Learn::new(
+                pool,
                 &config.learn,
                 servers,
                 match previous {
@@ -112,6 +119,21 @@ impl Sticky {
         }
     }
 
+    /// learn mode with a shared store: a session the local table does not
+    /// know is looked up there (within `store_timeout`). Anything else is
+    /// `found` as it is, at once.
+    pub async fn find_shared(&self, found: Found) -> Found {
+        match self {
+            Sticky::Learn(m) if m.wants_lookup(&found) => m.lookup(found).await,
+            _ => found,
+        }
+    }
+
+    /// Does [`find_shared`](Self::find_shared) have anything to do?
+    pub fn wants_lookup(&self, found: &Found) -> bool {
+        matches!(self, Sticky::Learn(m) if m.wants_lookup(found))
+    }
+
     /// Rewrites the request before it goes to the server.
     pub fn prepare(&self, headers: &mut HeaderMap) {
         if let Sticky::Cookie(m) = self {
@@ -133,6 +155,14 @@ impl Sticky {
             Sticky::Cookie(m) => m.respond(found, decision, headers),
             Sticky::JvmRoute(m) => m.respond(servers, found, decision, headers),
             Sticky::Learn(m) => m.respond(found, decision, headers),
+        }
+    }
+
+    /// The shared store, in learn mode with `learn.store`.
+    pub fn store(&self) -> Option<&std::sync::Arc<store::Store>> {
+        match self {
+            Sticky::Learn(m) => m.store.as_ref(),
+            _ => None,
         }
     }
 

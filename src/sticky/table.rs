@@ -57,6 +57,10 @@ struct Slot {
     used: u64,
     /// Used since the clock hand last passed.
     referenced: bool,
+    /// Seconds (`now_ms / 1000`, wrapping) when a shared store last got
+    /// this entry: written or its expiry refreshed. Fits beside
+    /// `referenced`: a slot stays 32 bytes.
+    synced: u32,
 }
 
 /// One ring of a shard: its slots, the clock hand, its capacity.
@@ -153,6 +157,18 @@ impl SessionTable {
 
     /// The value for `key`, if it is there and not expired; marks it used.
     pub fn get(&self, key: u64) -> Option<u64> {
+        self.lookup(key, None).map(|(v, _)| v)
+    }
+
+    /// Like [`get`](Self::get), and whether a shared store's copy of this
+    /// confirmed entry is due a refresh: it was last written or refreshed
+    /// `every_s` seconds ago or more. A due refresh counts as done, so each
+    /// entry is refreshed at most once per `every_s`, however busy.
+    pub fn get_synced(&self, key: u64, every_s: u32) -> Option<(u64, bool)> {
+        self.lookup(key, Some(every_s))
+    }
+
+    fn lookup(&self, key: u64, sync_every_s: Option<u32>) -> Option<(u64, bool)> {
         let now = now_ms();
         let idle = self.idle_ms();
         let mut s = lock(self.shard(key));
@@ -161,9 +177,16 @@ impl SessionTable {
             s.remove_at(at);
             return None;
         }
+        let confirmed = at & PROBATION == 0;
         let slot = s.slot_mut(at);
         slot_touch(slot, now);
-        Some(slot.value)
+        let now_s = seconds(now);
+        let due =
+            confirmed && sync_every_s.is_some_and(|every| now_s.wrapping_sub(slot.synced) >= every);
+        if due {
+            slot.synced = now_s;
+        }
+        Some((slot.value, due))
     }
 
     /// Is `key` there as a confirmed entry?
@@ -276,6 +299,10 @@ impl SessionTable {
     }
 }
 
+fn seconds(ms: u64) -> u32 {
+    (ms / 1000) as u32
+}
+
 fn slot_touch(slot: &mut Slot, now: u64) {
     slot.used = now;
     slot.referenced = true;
@@ -337,6 +364,7 @@ impl Shard {
             if (at & PROBATION != 0) == probation {
                 let slot = self.slot_mut(at);
                 slot.value = value;
+                slot.synced = seconds(used);
                 slot_touch(slot, used);
                 return;
             }
@@ -348,6 +376,7 @@ impl Shard {
             value,
             used,
             referenced: false,
+            synced: seconds(used),
         };
         let (ring, index) = self.parts(probation);
         if ring.slots.len() >= ring.capacity {
@@ -418,6 +447,21 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_entry_is_due_a_store_refresh_once_per_period_and_probation_never() {
+        let t = SessionTable::new(1000, 100, Duration::from_secs(3600));
+        t.insert(1, 7);
+        // Just written: the store has it.
+        assert_eq!(t.get_synced(1, 1), Some((7, false)));
+        // With a period of 0 s every read is due, and marks it refreshed.
+        assert_eq!(t.get_synced(1, 0), Some((7, true)));
+        assert_eq!(t.get_synced(1, 60), Some((7, false)));
+        t.insert_probation(2, 8);
+        assert_eq!(t.get_synced(2, 0), Some((8, false)));
+        assert_eq!(t.get_synced(3, 0), None);
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+    }
 
     #[test]
     fn the_least_recently_used_goes_first_and_a_used_entry_stays() {

@@ -24,5 +24,6 @@ mod sticky_cookie;
 mod sticky_ip_hash;
 mod sticky_jvm_route;
 mod sticky_learn;
+mod store;
 mod tls;
 mod tomcat;

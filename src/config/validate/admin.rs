@@ -53,24 +53,33 @@ pub fn validate(
         }
     };
     let token = match &file.token_file {
-        Some(t) => Some(read_token(c, t, warnings)?),
+        Some(t) => Some(Token::new(read_secret(
+            c,
+            t,
+            "admin.token_file",
+            "token",
+            warnings,
+        )?)),
         None => None,
     };
     Ok(AdminConfig { bind, token })
 }
 
-fn read_token(
+/// Reads a one-line secret (a token, a password) from a file that only its
+/// owner (and group) may read; a trailing newline is ignored.
+pub(super) fn read_secret(
     c: &Checker<'_>,
     t: &S<String>,
+    key: &str,
+    what: &str,
     warnings: &mut Vec<String>,
-) -> Result<Token, ConfigError> {
+) -> Result<String, ConfigError> {
     let path = std::path::Path::new(t.value.trim());
-    let key = "admin.token_file";
     let meta = std::fs::metadata(path).map_err(|e| {
         c.err(
             t,
             key,
-            format!("cannot read the token file {:?}: {e}.", t.value),
+            format!("cannot read the {what} file {:?}: {e}.", t.value),
         )
     })?;
     use std::os::unix::fs::PermissionsExt;
@@ -80,7 +89,7 @@ fn read_token(
             t,
             key,
             format!(
-                "the token file {:?} is readable by every user (mode {:o}); chmod 600 it.",
+                "the {what} file {:?} is readable by every user (mode {:o}); chmod 600 it.",
                 t.value,
                 mode & 0o777
             ),
@@ -88,7 +97,7 @@ fn read_token(
     }
     if mode & 0o040 != 0 {
         warnings.push(format!(
-            "the token file {:?} is readable by its group (mode {:o}); chmod 600 it unless that is meant.",
+            "the {what} file {:?} is readable by its group (mode {:o}); chmod 600 it unless that is meant.",
             t.value,
             mode & 0o777
         ));
@@ -97,7 +106,7 @@ fn read_token(
         c.err(
             t,
             key,
-            format!("cannot read the token file {:?}: {e}.", t.value),
+            format!("cannot read the {what} file {:?}: {e}.", t.value),
         )
     })?;
     let secret = text.trim_end_matches(['\n', '\r']);
@@ -106,7 +115,7 @@ fn read_token(
             t,
             key,
             format!(
-                "the token file {:?} is empty; put a long random token in it.",
+                "the {what} file {:?} is empty; put the {what} in it.",
                 t.value
             ),
         ));
@@ -116,10 +125,10 @@ fn read_token(
             t,
             key,
             format!(
-                "the token in {:?} must be one line of printable characters without spaces.",
+                "the {what} in {:?} must be one line of printable characters without spaces.",
                 t.value
             ),
         ));
     }
-    Ok(Token::new(secret.to_owned()))
+    Ok(secret.to_owned())
 }

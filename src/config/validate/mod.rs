@@ -39,13 +39,14 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
     let mut pools = Vec::with_capacity(file.pools.value.len());
     let mut pool_index: HashMap<String, usize> = HashMap::new();
     let mut roots = tls::Roots::new();
+    let mut warnings = Vec::new();
     for (name, p) in &file.pools.value {
         let key = format!("pools.{}", name.value);
         let n = c.name(name, "pools")?;
         if pool_index.insert(n.clone(), pools.len()).is_some() {
             return Err(c.err(name, &key, format!("pool {n:?} is defined twice.")));
         }
-        pools.push(pool::validate(&c, &key, n, p, &mut roots)?);
+        pools.push(pool::validate(&c, &key, n, p, &mut roots, &mut warnings)?);
     }
 
     let mut trusted_proxies = Vec::new();
@@ -60,7 +61,6 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
         trusted_proxies.push(net);
     }
 
-    let mut warnings = Vec::new();
     let listeners = listeners(
         &c,
         &file.listeners,

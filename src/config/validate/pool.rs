@@ -21,6 +21,7 @@ pub fn validate(
     name: String,
     p: &file::PoolFile,
     roots: &mut super::tls::Roots,
+    warnings: &mut Vec<String>,
 ) -> Result<PoolConfig, ConfigError> {
     let balance = c.choice(
         &p.balance,
@@ -89,7 +90,7 @@ pub fn validate(
             tls,
         });
     }
-    let sticky = super::sticky::validate(c, key, p.sticky.as_ref())?;
+    let sticky = super::sticky::validate(c, key, p.sticky.as_ref(), warnings)?;
     let health_check = match &p.health_check {
         Some(h) => Some(health(c, &format!("{key}.health_check"), h)?),
         None => None,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::super::file;
 use super::super::{
     ConfigError, CookieConfig, IpHashKey, JvmRouteConfig, LearnConfig, OnServerDown, SameSite,
-    StickyConfig, StickyMode,
+    StickyConfig, StickyMode, StoreConfig,
 };
 use super::checker::{Checker, DAY, SEC, Span};
 
@@ -19,6 +19,7 @@ pub fn validate(
     c: &Checker<'_>,
     key: &str,
     s: Option<&file::StickyFile>,
+    warnings: &mut Vec<String>,
 ) -> Result<StickyConfig, ConfigError> {
     let default = file::StickyFile::default();
     let s = s.unwrap_or(&default);
@@ -152,12 +153,7 @@ pub fn validate(
             "",
         )?,
         persist: file::flag(lf.persist, true),
-        store: match &lf.store {
-            Some(st) => {
-                return Err(c.err(st, &k("learn.store"), "`store` (a shared session table) is not supported by this version of limpet yet; remove it.".into()));
-            }
-            None => None,
-        },
+        store: store(c, lf, &k, warnings)?,
     };
     Ok(StickyConfig {
         mode,
@@ -167,4 +163,98 @@ pub fn validate(
         jvm_route,
         learn,
     })
+}
+
+/// `learn.store`, `store_password_file` and `store_timeout`.
+fn store(
+    c: &Checker<'_>,
+    lf: &file::LearnFile,
+    k: &dyn Fn(&str) -> String,
+    warnings: &mut Vec<String>,
+) -> Result<Option<std::sync::Arc<StoreConfig>>, ConfigError> {
+    let Some(url) = &lf.store else {
+        for (key, v) in [
+            ("learn.store_password_file", &lf.store_password_file),
+            ("learn.store_timeout", &lf.store_timeout),
+        ] {
+            if let Some(v) = v {
+                return Err(c.err(v, &k(key), format!("`{}` needs `learn.store`.", k(key))));
+            }
+        }
+        return Ok(None);
+    };
+    let key = k("learn.store");
+    let text = url.value.trim();
+    if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+        return Err(c.err(
+            url,
+            &key,
+            format!("`store` must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0, not {:?}.", url.value),
+        ));
+    }
+    let info = redis::IntoConnectionInfo::into_connection_info(text).map_err(|e| {
+        c.err(
+            url,
+            &key,
+            format!("`store` is not a valid Redis URL ({e}): {}.", mask(text)),
+        )
+    })?;
+    let mut identity = text.to_owned();
+    let info = match &lf.store_password_file {
+        Some(p) => {
+            if info.redis_settings().password().is_some() {
+                return Err(c.err(
+                    p,
+                    &k("learn.store_password_file"),
+                    "the store URL has a password already; keep it in `store_password_file` only."
+                        .into(),
+                ));
+            }
+            let password = super::admin::read_secret(
+                c,
+                p,
+                &k("learn.store_password_file"),
+                "password",
+                warnings,
+            )?;
+            identity.push(' ');
+            identity.push_str(&password);
+            let settings = info.redis_settings().clone().set_password(password);
+            info.set_redis_settings(settings)
+        }
+        None => {
+            if info.redis_settings().password().is_some() {
+                warnings.push(format!(
+                    "`{key}` holds a password in lb.yaml; move it to `store_password_file`."
+                ));
+            }
+            info
+        }
+    };
+    let timeout = c.duration(
+        &lf.store_timeout,
+        &k("learn.store_timeout"),
+        Duration::from_millis(50),
+        Span::new(Duration::from_millis(1), Duration::from_secs(10)),
+    )?;
+    Ok(Some(std::sync::Arc::new(StoreConfig {
+        shown: mask(text),
+        info,
+        timeout,
+        identity,
+    })))
+}
+
+/// A Redis URL with its password replaced by `***`.
+fn mask(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_owned(),
+    }
 }

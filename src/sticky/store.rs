@@ -1,0 +1,592 @@
+//! The learned table shared by several limpet instances through Redis
+//! (`learn.store`). The local table stays in front as the cache every
+//! request reads; Redis is where the instances meet:
+//!
+//! * one key per session, `limpet:<pool>:<hash>`, where `<hash>` is the
+//!   16-hex-digit table key (a fixed-seed hash of the id's first `max_len`
+//!   characters, the same in every instance): live session ids never reach
+//!   Redis. The value is the server's name; the TTL is `idle_timeout`.
+//! * a session learned from a server's `Set-Cookie`, a failover rewrite and
+//!   a session the server ended are written (`SET … PX`, `DEL`) and
+//!   announced on the channel `limpet:<pool>`, so the other instances'
+//!   caches follow at once;
+//! * a session in use has its TTL refreshed at most once per refresh period
+//!   (a `PEXPIRE`, batched with every other write of the moment; re-written
+//!   with `SET … NX` if Redis lost it), never a round trip per request;
+//! * a local miss is looked up (one `GET`, within `store_timeout`) and the
+//!   answer cached.
+//!
+//! Redis unreachable or slow never fails or delays a request by more than
+//! `store_timeout`: lookups are skipped while it is down, writes wait in a
+//! bounded queue, and a health check (with capped backoff) brings it back,
+//! replays the queue, and re-publishes the local table (`SET … NX`) when
+//! Redis came back empty (its marker key is gone). Entries on probation
+//! (ids only a client sent) stay local.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+
+use super::learn::Table;
+use crate::config::StoreConfig;
+
+/// Writes waiting for the writer; past this, writes are dropped (and
+/// counted): Redis is far behind, and the health check re-publishes the
+/// table when it is back.
+const QUEUE: usize = 65_536;
+
+/// Writes kept while Redis is down, replayed when it is back.
+const PENDING: usize = 100_000;
+
+/// Writes sent in one pipeline.
+const BATCH: usize = 512;
+
+/// How long a write pipeline or a health check may take.
+const SLOW: Duration = Duration::from_secs(2);
+
+/// Health checks: every second while up; while down, from 250 ms
+/// doubling to at most 2 s.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Counters of one pool's store (exported by the admin endpoint).
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Failed commands and health checks, and writes dropped.
+    pub errors: AtomicU64,
+    pub lookup_hit: AtomicU64,
+    pub lookup_miss: AtomicU64,
+    /// A lookup that failed or took longer than `store_timeout`.
+    pub lookup_error: AtomicU64,
+    /// Not looked up: the store was down.
+    pub lookup_skipped: AtomicU64,
+    /// Writes dropped because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// A write for the store.
+#[derive(Debug, Clone)]
+enum Op {
+    /// A session and its server (learned, or moved by a failover).
+    Set(u64, Arc<str>),
+    /// Refresh the TTL of a session in use.
+    Touch(u64, Arc<str>),
+    /// The server ended the session.
+    End(u64),
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Hit(Arc<str>),
+    Miss,
+    /// Failed or too slow: the request goes on without.
+    Error,
+    /// The store is down: not asked.
+    Skipped,
+}
+
+/// One pool's connection to the shared table.
+pub struct Store {
+    prefix: String,
+    conn: ConnectionManager,
+    timeout: Duration,
+    up: Arc<AtomicBool>,
+    ops: mpsc::Sender<Op>,
+    pub stats: Arc<StoreStats>,
+    table: Table,
+    /// What the configuration said (URL and password), to keep the store
+    /// across a reload that does not change it.
+    pub identity: String,
+    /// How often an entry in use has its TTL refreshed, in seconds.
+    pub refresh_every_s: u32,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("prefix", &self.prefix)
+            .field("up", &self.is_up())
+            .finish()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The names of a pool's keys.
+#[derive(Debug, Clone)]
+struct Names {
+    /// `limpet:<pool>:`
+    prefix: String,
+    /// `limpet:<pool>`: the announcements.
+    channel: String,
+    /// Present while Redis holds this pool's sessions; gone after a restart
+    /// without persistence or a flush.
+    marker: String,
+}
+
+impl Names {
+    fn new(pool: &str) -> Names {
+        Names {
+            prefix: format!("limpet:{pool}:"),
+            channel: format!("limpet:{pool}"),
+            marker: format!("limpet:{pool}:@present"),
+        }
+    }
+
+    fn key(&self, key: u64) -> String {
+        format!("{}{key:016x}", self.prefix)
+    }
+}
+
+impl Store {
+    /// Connects (lazily) and starts the writer, the health check and the
+    /// subscriber on the current Tokio runtime; `None` outside one.
+    pub fn start(pool: &str, config: &StoreConfig, table: Table) -> Option<Arc<Store>> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let _guard = handle.enter();
+        let client = match redis::Client::open(config.info.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(pool, store = %config.shown, error = %e, "cannot use the store");
+                return None;
+            }
+        };
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(SLOW))
+            .set_response_timeout(Some(SLOW))
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(BACKOFF_MAX)
+            .set_number_of_retries(3);
+        let conn = match ConnectionManager::new_lazy_with_config(client.clone(), manager) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(pool, store = %config.shown, error = %e, "cannot use the store");
+                return None;
+            }
+        };
+        let names = Names::new(pool);
+        let ttl_ms = u64::try_from(table.idle.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        // Refresh often enough that Redis never forgets a session in use:
+        // a tenth of the idle timeout, at least every minute, at most
+        // every second.
+        let refresh_every_s = u32::try_from((table.idle / 10).as_secs().clamp(1, 60)).unwrap_or(60);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let up = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(StoreStats::default());
+        let pool: Arc<str> = pool.into();
+        let instance = format!("{:016x}", fastrand::u64(..));
+        let shared = Shared {
+            pool: Arc::clone(&pool),
+            shown: config.shown.clone(),
+            names: names.clone(),
+            conn: conn.clone(),
+            up: Arc::clone(&up),
+            stats: Arc::clone(&stats),
+            table: table.clone(),
+            ttl_ms,
+            instance,
+            pending: Arc::new(std::sync::Mutex::new(VecDeque::new())),
+        };
+        let tasks = vec![
+            handle.spawn(shared.clone().write(rx)).abort_handle(),
+            handle.spawn(shared.clone().check()).abort_handle(),
+            handle.spawn(shared.subscribe(client)).abort_handle(),
+        ];
+        Some(Arc::new(Store {
+            prefix: names.prefix,
+            conn,
+            timeout: config.timeout,
+            up,
+            ops: tx,
+            stats,
+            table,
+            identity: config.identity.clone(),
+            refresh_every_s,
+            tasks,
+        }))
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Does this store serve `table` (a reload may have replaced it)?
+    pub fn serves(&self, table: &Table) -> bool {
+        self.table.same(table)
+    }
+
+    fn send(&self, op: Op) {
+        if self.ops.try_send(op).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A server issued (or took over) this session.
+    pub fn set(&self, key: u64, server: Arc<str>) {
+        self.send(Op::Set(key, server));
+    }
+
+    /// The session is in use: refresh its TTL.
+    pub fn touch(&self, key: u64, server: Arc<str>) {
+        self.send(Op::Touch(key, server));
+    }
+
+    /// The server ended the session.
+    pub fn end(&self, key: u64) {
+        self.send(Op::End(key));
+    }
+
+    /// Asks the store which server holds session `key`, within
+    /// `store_timeout`; a hit is cached in the local table.
+    pub async fn lookup(&self, key: u64) -> Lookup {
+        if !self.is_up() {
+            self.stats.lookup_skipped.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Skipped;
+        }
+        let mut conn = self.conn.clone();
+        let name = format!("{}{key:016x}", self.prefix);
+        let got = tokio::time::timeout(self.timeout, conn.get::<_, Option<String>>(name)).await;
+        match got {
+            Ok(Ok(Some(server))) => {
+                self.stats.lookup_hit.fetch_add(1, Ordering::Relaxed);
+                let server: Arc<str> = server.into();
+                self.table.insert(key, Arc::clone(&server));
+                Lookup::Hit(server)
+            }
+            Ok(Ok(None)) => {
+                self.stats.lookup_miss.fetch_add(1, Ordering::Relaxed);
+                Lookup::Miss
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "store lookup failed");
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.lookup_error.fetch_add(1, Ordering::Relaxed);
+                Lookup::Error
+            }
+            Err(_) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.lookup_error.fetch_add(1, Ordering::Relaxed);
+                Lookup::Error
+            }
+        }
+    }
+}
+
+/// What the background tasks share.
+#[derive(Clone)]
+struct Shared {
+    pool: Arc<str>,
+    shown: String,
+    names: Names,
+    conn: ConnectionManager,
+    up: Arc<AtomicBool>,
+    stats: Arc<StoreStats>,
+    table: Table,
+    ttl_ms: u64,
+    /// This instance's announcements carry it, so it skips its own.
+    instance: String,
+    /// Writes made while Redis was down.
+    pending: Arc<std::sync::Mutex<VecDeque<Op>>>,
+}
+
+impl Shared {
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn error(&self) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keeps writes for later (not refreshes: re-publishing covers them).
+    fn keep(&self, ops: impl IntoIterator<Item = Op>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for op in ops {
+            if matches!(op, Op::Touch(..)) {
+                continue;
+            }
+            if pending.len() == PENDING {
+                pending.pop_front();
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            pending.push_back(op);
+        }
+    }
+
+    /// Sends the writes in batches, one pipeline each.
+    async fn write(self, mut rx: mpsc::Receiver<Op>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            batch.clear();
+            if rx.recv_many(&mut batch, BATCH).await == 0 {
+                return;
+            }
+            if !self.is_up() {
+                self.keep(batch.drain(..));
+                continue;
+            }
+            if !self.send(&batch).await {
+                self.keep(batch.drain(..));
+            }
+        }
+    }
+
+    /// One pipeline for `ops`; a refreshed key Redis no longer had is
+    /// written again (unless another instance wrote it meanwhile).
+    async fn send(&self, ops: &[Op]) -> bool {
+        let mut pipe = redis::pipe();
+        let mut touched = Vec::new();
+        for op in ops {
+            match op {
+                Op::Set(key, server) => {
+                    pipe.cmd("SET")
+                        .arg(self.names.key(*key))
+                        .arg(&**server)
+                        .arg("PX")
+                        .arg(self.ttl_ms)
+                        .ignore();
+                    pipe.cmd("PUBLISH")
+                        .arg(&self.names.channel)
+                        .arg(format!("{} {key:016x} {server}", self.instance))
+                        .ignore();
+                }
+                Op::Touch(key, server) => {
+                    pipe.cmd("PEXPIRE")
+                        .arg(self.names.key(*key))
+                        .arg(self.ttl_ms);
+                    touched.push((*key, server));
+                }
+                Op::End(key) => {
+                    pipe.cmd("DEL").arg(self.names.key(*key)).ignore();
+                    pipe.cmd("PUBLISH")
+                        .arg(&self.names.channel)
+                        .arg(format!("{} {key:016x}", self.instance))
+                        .ignore();
+                }
+            }
+        }
+        let mut conn = self.conn.clone();
+        let result = tokio::time::timeout(SLOW, pipe.query_async::<Vec<i64>>(&mut conn)).await;
+        let refreshed = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(pool = %self.pool, error = %e, "store write failed");
+                self.error();
+                return false;
+            }
+            Err(_) => {
+                self.error();
+                return false;
+            }
+        };
+        let lost: Vec<_> = touched
+            .iter()
+            .zip(refreshed)
+            .filter(|(_, r)| *r == 0)
+            .map(|((k, s), _)| (*k, Arc::clone(s)))
+            .collect();
+        if !lost.is_empty() {
+            let mut pipe = redis::pipe();
+            for (key, server) in &lost {
+                pipe.cmd("SET")
+                    .arg(self.names.key(*key))
+                    .arg(&**server)
+                    .arg("PX")
+                    .arg(self.ttl_ms)
+                    .arg("NX")
+                    .ignore();
+            }
+            let mut conn = self.conn.clone();
+            if !matches!(
+                tokio::time::timeout(SLOW, pipe.query_async::<()>(&mut conn)).await,
+                Ok(Ok(()))
+            ) {
+                self.error();
+            }
+        }
+        true
+    }
+
+    /// Watches Redis: marks the store up or down (one log line per
+    /// change), replays what waited, re-publishes the table when Redis
+    /// lost it.
+    async fn check(self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut first = true;
+        loop {
+            let mut conn = self.conn.clone();
+            let probe =
+                tokio::time::timeout(SLOW, conn.exists::<_, bool>(&self.names.marker)).await;
+            let (up, problem) = match probe {
+                // Reachable: what waited goes first, then the table if
+                // Redis lost it; up only when both went through.
+                Ok(Ok(present)) => {
+                    let ok = self.replay().await && (present || self.republish().await);
+                    (ok, "a write failed".to_owned())
+                }
+                Ok(Err(e)) => {
+                    self.error();
+                    (false, e.to_string())
+                }
+                Err(_) => {
+                    self.error();
+                    (false, "no answer in time".to_owned())
+                }
+            };
+            let was = self.up.swap(up, Ordering::Relaxed) && !first;
+            let was = if first { !up } else { was };
+            first = false;
+            if up && !was {
+                tracing::info!(pool = %self.pool, store = %self.shown, "the shared session store is reachable: learned sessions are shared");
+            } else if !up && was {
+                tracing::warn!(pool = %self.pool, store = %self.shown, error = %problem, "the shared session store is unreachable: routing from the local table");
+            }
+            if up {
+                backoff = BACKOFF_MIN;
+                tokio::time::sleep(CHECK_EVERY).await;
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+
+    /// Sends the writes made while Redis was down.
+    async fn replay(&self) -> bool {
+        loop {
+            let ops: Vec<Op> = {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                let n = pending.len().min(BATCH);
+                pending.drain(..n).collect()
+            };
+            if ops.is_empty() {
+                return true;
+            }
+            if !self.send(&ops).await {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                for op in ops.into_iter().rev() {
+                    pending.push_front(op);
+                }
+                return false;
+            }
+        }
+    }
+
+    /// Redis has none of this pool's sessions (restarted empty, flushed):
+    /// writes every confirmed local entry with its remaining idle time,
+    /// without overwriting what another instance wrote first, then the
+    /// marker.
+    async fn republish(&self) -> bool {
+        let entries: Vec<_> = self
+            .table
+            .entries()
+            .into_iter()
+            .filter(|e| !e.probation)
+            .collect();
+        if !entries.is_empty() {
+            tracing::info!(pool = %self.pool, sessions = entries.len(), "the shared session store lost this pool's sessions; publishing the local table");
+        }
+        for chunk in entries.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for e in chunk {
+                let ms = u64::try_from(e.remaining.as_millis()).unwrap_or(1).max(1);
+                pipe.cmd("SET")
+                    .arg(self.names.key(e.key))
+                    .arg(&*e.server)
+                    .arg("PX")
+                    .arg(ms)
+                    .arg("NX")
+                    .ignore();
+            }
+            let mut conn = self.conn.clone();
+            if !matches!(
+                tokio::time::timeout(SLOW, pipe.query_async::<()>(&mut conn)).await,
+                Ok(Ok(()))
+            ) {
+                self.error();
+                return false;
+            }
+        }
+        let mut conn = self.conn.clone();
+        let marked = tokio::time::timeout(SLOW, conn.set::<_, _, ()>(&self.names.marker, 1)).await;
+        if matches!(marked, Ok(Ok(()))) {
+            true
+        } else {
+            self.error();
+            false
+        }
+    }
+
+    /// Applies the other instances' announcements to the local table;
+    /// reconnects with capped backoff.
+    async fn subscribe(self, client: redis::Client) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let connected = tokio::time::timeout(SLOW, client.get_async_pubsub()).await;
+            if let Ok(Ok(mut pubsub)) = connected
+                && pubsub.subscribe(&self.names.channel).await.is_ok()
+            {
+                backoff = BACKOFF_MIN;
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    self.apply(msg.get_payload_bytes());
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// `<instance> <key>` (ended) or `<instance> <key> <server>` (set).
+    fn apply(&self, payload: &[u8]) {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return;
+        };
+        let mut parts = text.splitn(3, ' ');
+        let (Some(from), Some(key)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        if from == self.instance {
+            return;
+        }
+        let Ok(key) = u64::from_str_radix(key, 16) else {
+            return;
+        };
+        match parts.next() {
+            Some(server) if !server.is_empty() => self.table.insert(key, server.into()),
+            _ => self.table.remove(key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_the_table_key_in_hex_under_the_pool() {
+        let n = Names::new("app");
+        assert_eq!(n.key(0xab), "limpet:app:00000000000000ab");
+        assert_eq!(n.channel, "limpet:app");
+        assert!(!n.marker.ends_with(|c: char| c.is_ascii_hexdigit()));
+    }
+}

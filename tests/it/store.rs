@@ -1,0 +1,606 @@
+//! Several limpet instances: the learned table shared through a real
+//! `redis-server` (started by the test on its own port), and the
+//! deterministic agreement of the other modes. Every test runs two limpet
+//! processes with the same `lb.yaml`, as behind a keepalived VIP or an L4
+//! balancer. They skip when `redis-server` is missing, unless
+//! `LIMPET_REQUIRE_REDIS` is set (CI sets it).
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use limpet_demo::DemoNode;
+
+use crate::harness::{self, Proc, eventually, nodes, servers_yaml};
+
+/// A `redis-server` of the test's own, on a free loopback port, without
+/// persistence.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts one, or `None` when redis-server is not installed (and CI
+    /// does not require it).
+    async fn start() -> Option<Redis> {
+        let port = harness::closed_port().port();
+        let mut r = Redis { child: None, port };
+        if !r.spawn() {
+            assert!(
+                std::env::var_os("LIMPET_REQUIRE_REDIS").is_none(),
+                "redis-server is not installed and LIMPET_REQUIRE_REDIS is set"
+            );
+            eprintln!("redis-server is not installed: skipping");
+            return None;
+        }
+        r.wait_ready().await;
+        Some(r)
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(c) => {
+                self.child = Some(c);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let port = self.port;
+        assert!(
+            eventually(Duration::from_secs(10), || async move { ping(port).await }).await,
+            "redis-server did not start on port {port}"
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Killed: every connection to it drops, and it forgets everything.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Started again, empty, on the same port.
+    async fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn());
+        self.wait_ready().await;
+    }
+
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// The session keys of pool `app`.
+    async fn sessions(&self) -> Vec<String> {
+        let mut c = self.conn().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("limpet:app:*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        keys.into_iter().filter(|k| !k.contains('@')).collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await,
+        Ok(Ok(n)) if buf[..n].starts_with(b"+PONG")
+    )
+}
+
+/// One limpet process with an admin endpoint.
+struct Instance {
+    proc: Proc,
+    admin: SocketAddr,
+}
+
+impl Instance {
+    /// `pool` is the pool block's extra lines (sticky and so on).
+    async fn start(name: &str, nodes: &[DemoNode], pool: &str) -> Instance {
+        let admin = harness::closed_port();
+        let yaml = format!(
+            "listeners:\n  - name: http\n    bind: \"{{BIND}}\"\n    pool: app\nadmin:\n  bind: \"{admin}\"\nlog:\n  level: info\nstate_dir: \"{{STATE}}\"\npools:\n  app:\n{pool}\n    servers:\n{}",
+            servers_yaml(nodes)
+        );
+        let dir = harness::temp_dir(name);
+        let yaml = yaml.replace("{STATE}", &dir.display().to_string());
+        let proc = Proc::start(name, &yaml).await;
+        Instance { proc, admin }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proc.addr)
+    }
+
+    async fn metrics(&self) -> String {
+        harness::client()
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn store_up(&self) -> bool {
+        harness::metric(&self.metrics().await, "limpet_store_up", "pool=\"app\"") == 1.0
+    }
+
+    async fn wait_store(&self, up: bool) {
+        assert!(
+            eventually(Duration::from_secs(15), || async {
+                self.store_up().await == up
+            })
+            .await,
+            "limpet_store_up never became {up}: {}",
+            self.proc.log()
+        );
+    }
+}
+
+fn learn_pool(redis: &Redis, extra: &str) -> String {
+    format!(
+        "    sticky:\n      mode: learn\n      learn:\n        store: \"{}\"\n        store_timeout: 100ms\n{extra}",
+        redis.url()
+    )
+}
+
+/// GET through `url` with `browser`: (status, server).
+async fn visit(browser: &reqwest::Client, url: &str) -> (u16, String) {
+    let (status, v) = harness::get_json(browser, url).await;
+    (status, harness::server_of(&v))
+}
+
+#[tokio::test]
+async fn a_session_learned_through_one_instance_is_routed_to_its_node_through_the_other() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    let a = Instance::start("store-a", &nodes, &learn_pool(&redis, "")).await;
+    let b = Instance::start("store-b", &nodes, &learn_pool(&redis, "")).await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+
+    for i in 0..12 {
+        let browser = harness::browser(None);
+        let (status, home) = visit(&browser, &a.url(&format!("/s{i}"))).await;
+        assert_eq!(status, 200);
+        // The same browser, now through B (the VIP moved): the same node,
+        // several times.
+        for _ in 0..3 {
+            assert_eq!(visit(&browser, &b.url("/")).await, (200, home.clone()));
+        }
+        // And back.
+        assert_eq!(visit(&browser, &a.url("/")).await, (200, home));
+    }
+    let text = b.metrics().await;
+    let hits = harness::metric(
+        &text,
+        "limpet_store_lookups_total",
+        "pool=\"app\",result=\"hit\"",
+    );
+    let known = harness::metric(&text, "limpet_learned_sessions", "pool=\"app\"");
+    // B knew each session either from A's announcement or by looking it up.
+    assert!(
+        known >= 12.0,
+        "B's table holds the sessions: {known}, lookups hit {hits}"
+    );
+    // Keys are hashes, never the ids.
+    let keys = redis.sessions().await;
+    assert!(keys.len() >= 12, "{keys:?}");
+    assert!(keys.iter().all(|k| {
+        let h = k.trim_start_matches("limpet:app:");
+        h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit())
+    }));
+}
+
+#[tokio::test]
+async fn a_session_b_finds_by_lookup_after_missing_the_announcement() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    let a = Instance::start("store-la", &nodes, &learn_pool(&redis, "")).await;
+    a.wait_store(true).await;
+    let mut homes = Vec::new();
+    for i in 0..6 {
+        let browser = harness::browser(None);
+        let (_, home) = visit(&browser, &a.url(&format!("/x{i}"))).await;
+        homes.push((browser, home));
+    }
+    // B starts after the sessions were learned: it heard nothing, and
+    // looks each one up on its first request.
+    let b = Instance::start("store-lb", &nodes, &learn_pool(&redis, "")).await;
+    b.wait_store(true).await;
+    for (browser, home) in &homes {
+        assert_eq!(visit(browser, &b.url("/")).await, (200, home.clone()));
+    }
+    let hits = harness::metric(
+        &b.metrics().await,
+        "limpet_store_lookups_total",
+        "pool=\"app\",result=\"hit\"",
+    );
+    assert_eq!(hits, 6.0);
+}
+
+#[tokio::test]
+async fn a_failover_seen_by_one_instance_is_followed_by_the_other() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    // The session is the cookie `a`, which the demo nodes set on
+    // /set-cookies and never change: like sessions kept in memcached, the
+    // id survives a failover, so only limpet's rewrite moves it.
+    let pool = learn_pool(&redis, "        cookie: a");
+    let a = Instance::start("store-fa", &nodes, &pool).await;
+    let b = Instance::start("store-fb", &nodes, &pool).await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+
+    let browser = harness::browser(None);
+    let (_, home) = visit(&browser, &a.url("/set-cookies")).await;
+    assert_eq!(visit(&browser, &b.url("/")).await.1, home, "B knows it");
+    let node = nodes.iter().find(|n| n.route() == home).unwrap();
+
+    // The node dies; A notices on the next request and moves the session.
+    node.stop().await;
+    let (status, moved) = visit(&browser, &a.url("/")).await;
+    assert_eq!(status, 200);
+    assert_ne!(moved, home);
+    // The node comes back. B never saw it fail (no health checks, no
+    // traffic), but follows A's rewrite: the session stays where it went.
+    node.restart().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            visit(&browser, &b.url("/")).await.1 == moved
+        })
+        .await,
+        "B follows the failover A saw"
+    );
+    for _ in 0..5 {
+        assert_eq!(visit(&browser, &b.url("/")).await.1, moved);
+        assert_eq!(visit(&browser, &a.url("/")).await.1, moved);
+    }
+}
+
+#[tokio::test]
+async fn redis_killed_mid_traffic_fails_no_request_and_sharing_resumes_when_it_returns() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    let a = Instance::start("store-ka", &nodes, &learn_pool(&redis, "")).await;
+    let b = Instance::start("store-kb", &nodes, &learn_pool(&redis, "")).await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+
+    let mut sessions = Vec::new();
+    for i in 0..10 {
+        let browser = harness::browser(None);
+        let (_, home) = visit(&browser, &a.url(&format!("/k{i}"))).await;
+        assert_eq!(visit(&browser, &b.url("/")).await.1, home);
+        sessions.push((browser, home));
+    }
+
+    // Traffic through both while Redis dies: every request answered, every
+    // session on its node (from each instance's local table).
+    let started = Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(3) || round < 3 {
+        if round == 1 {
+            redis.kill();
+        }
+        for (browser, home) in &sessions {
+            for lb in [&a, &b] {
+                let (status, server) = visit(browser, &lb.url("/")).await;
+                assert_eq!((status, &server), (200, home), "round {round}");
+            }
+        }
+        round += 1;
+    }
+    a.wait_store(false).await;
+    b.wait_store(false).await;
+    let errors = harness::metric(
+        &a.metrics().await,
+        "limpet_store_errors_total",
+        "pool=\"app\"",
+    );
+    assert!(errors > 0.0);
+    // One log line per state change, not one per failure.
+    let log = a.proc.log();
+    assert_eq!(log.matches("unreachable").count(), 1, "{log}");
+
+    // A session learned while Redis is down stays local to A for now.
+    let late = harness::browser(None);
+    let (_, late_home) = visit(&late, &a.url("/late")).await;
+
+    // Redis returns, empty: both instances publish their tables again and
+    // share from then on.
+    redis.restart().await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redis.sessions().await.len() >= 11
+        })
+        .await,
+        "the local tables were published again"
+    );
+    assert_eq!(visit(&late, &b.url("/")).await.1, late_home);
+    let fresh = harness::browser(None);
+    let (_, fresh_home) = visit(&fresh, &b.url("/fresh")).await;
+    assert_eq!(visit(&fresh, &a.url("/")).await.1, fresh_home);
+    assert_eq!(
+        a.proc.log().matches("is reachable").count(),
+        2,
+        "{}",
+        a.proc.log()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_redis_delays_no_request_beyond_store_timeout() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(2).await;
+    let a = Instance::start("store-sa", &nodes, &learn_pool(&redis, "")).await;
+    a.wait_store(true).await;
+    let known = harness::browser(None);
+    let (_, home) = visit(&known, &a.url("/")).await;
+
+    // Redis stops answering anyone for 4 s.
+    let mut c = redis.conn().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(4000)
+        .arg("ALL")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    // A session id this instance has never seen: looked up, and the
+    // lookup gives up at store_timeout (100 ms).
+    let client = harness::client();
+    for i in 0..5 {
+        let t = Instant::now();
+        let res = client
+            .get(a.url("/"))
+            .header("cookie", format!("JSESSIONID=UNKNOWN{i}.x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(100 + 700),
+            "request {i} took {took:?}"
+        );
+    }
+    // A session the local table knows never waits for Redis.
+    let t = Instant::now();
+    assert_eq!(visit(&known, &a.url("/")).await.1, home);
+    assert!(t.elapsed() < Duration::from_millis(500));
+    let text = a.metrics().await;
+    let failed = harness::metric(
+        &text,
+        "limpet_store_lookups_total",
+        "pool=\"app\",result=\"error\"",
+    ) + harness::metric(
+        &text,
+        "limpet_store_lookups_total",
+        "pool=\"app\",result=\"skipped\"",
+    );
+    assert!(failed >= 5.0, "{text}");
+}
+
+/// The sticky block of each mode, for the drill.
+fn mode_pool(mode: &str, redis: Option<&Redis>) -> String {
+    match mode {
+        "learn" => learn_pool(redis.unwrap(), ""),
+        "cookie" => "    sticky:\n      mode: cookie".to_owned(),
+        other => format!("    sticky:\n      mode: {other}"),
+    }
+}
+
+/// The VIP switch drill in one mode: sessions made through A; A stops and
+/// a node dies during the switch; through B every session stays on its
+/// node and the dead node's sessions each move to one replacement; A,
+/// started again, agrees on every replacement.
+async fn vip_switch(mode: &str) {
+    let redis = if mode == "learn" {
+        match Redis::start().await {
+            Some(r) => Some(r),
+            None => return,
+        }
+    } else {
+        None
+    };
+    let nodes = nodes(3).await;
+    let pool = mode_pool(mode, redis.as_ref());
+    let a = Instance::start(&format!("vip-{mode}-a"), &nodes, &pool).await;
+    let b = Instance::start(&format!("vip-{mode}-b"), &nodes, &pool).await;
+    if mode == "learn" {
+        a.wait_store(true).await;
+        b.wait_store(true).await;
+    }
+
+    // 24 users, each from its own address (ip_hash needs that), through A.
+    let mut users: Vec<(IpAddr, reqwest::Client, String)> = Vec::new();
+    for i in 0..24 {
+        let ip = harness::source_ip(200 + i);
+        let browser = harness::browser(Some(ip));
+        let (status, home) = visit(&browser, &a.url(&format!("/u{i}"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(visit(&browser, &a.url("/")).await.1, home);
+        users.push((ip, browser, home));
+    }
+    if mode == "ip_hash" {
+        // A new client is placed alike by both instances.
+        for (ip, _, home) in &users {
+            let c = harness::client_from(*ip);
+            assert_eq!(visit(&c, &b.url("/")).await.1, *home, "{mode}: {ip}");
+        }
+    }
+
+    // The switch: A goes away, and so does the node most users are on.
+    let mut count = std::collections::HashMap::new();
+    for (_, _, home) in &users {
+        *count.entry(home.clone()).or_insert(0) += 1;
+    }
+    let dying = count.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
+    let mut a = a;
+    a.proc.signal("TERM");
+    assert!(a.proc.wait_exit(Duration::from_secs(10)).await.is_some());
+    nodes
+        .iter()
+        .find(|n| n.route() == dying)
+        .unwrap()
+        .stop()
+        .await;
+
+    let mut replacement = std::collections::HashMap::new();
+    for (ip, browser, home) in &users {
+        let (status, now) = visit(browser, &b.url("/")).await;
+        assert_eq!(status, 200, "{mode}");
+        if *home == dying {
+            assert_ne!(now, dying);
+            replacement.insert(*ip, now.clone());
+        } else {
+            assert_eq!(&now, home, "{mode}: {ip} stays on its node");
+        }
+        // It stays there.
+        assert_eq!(visit(browser, &b.url("/")).await.1, now, "{mode}");
+    }
+    assert!(!replacement.is_empty());
+
+    // A comes back (the VIP returns): it agrees on every replacement.
+    let a2 = Instance::start(&format!("vip-{mode}-a2"), &nodes, &pool).await;
+    if mode == "learn" {
+        a2.wait_store(true).await;
+    }
+    for (ip, browser, home) in &users {
+        let expect = replacement.get(ip).unwrap_or(home);
+        assert_eq!(
+            &visit(browser, &a2.url("/")).await.1,
+            expect,
+            "{mode}: {ip} through A again"
+        );
+    }
+    drop(redis);
+}
+
+#[tokio::test]
+async fn vip_switch_drill_ip_hash() {
+    vip_switch("ip_hash").await;
+}
+
+#[tokio::test]
+async fn vip_switch_drill_cookie() {
+    vip_switch("cookie").await;
+}
+
+#[tokio::test]
+async fn vip_switch_drill_jvm_route() {
+    vip_switch("jvm_route").await;
+}
+
+#[tokio::test]
+async fn vip_switch_drill_learn() {
+    vip_switch("learn").await;
+}
+
+#[test]
+fn store_settings_are_checked_when_the_file_is_loaded() {
+    let dir = harness::temp_dir("store-config");
+    let parse = |learn: &str| {
+        let yaml = format!(
+            "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\npools:\n  app:\n    sticky:\n      mode: learn\n      learn:\n{learn}\n    servers:\n      - {{ name: a, address: 127.0.0.1:9 }}\n"
+        );
+        limpet::config::parse(&yaml, std::path::Path::new("lb.yaml"))
+    };
+    let e = parse("        store: http://127.0.0.1:6379")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("redis://"), "{e}");
+    let e = parse("        store: \"redis://127.0.0.1:notaport\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lb.yaml:"), "{e}");
+    let e = parse("        store_timeout: 10ms")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs `learn.store`"), "{e}");
+    let e = parse("        store: redis://127.0.0.1:6379/0\n        store_timeout: 1h")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("store_timeout"), "{e}");
+
+    // The password from a file, never shown.
+    let pw = dir.join("redis.pw");
+    harness::write_mode(&pw, "s3cret\n", 0o600);
+    let config = parse(&format!(
+        "        store: redis://127.0.0.1:6379/0\n        store_password_file: \"{}\"",
+        pw.display()
+    ))
+    .unwrap();
+    let store = config.pools[0].sticky.learn.store.clone().unwrap();
+    assert_eq!(store.info.redis_settings().password(), Some("s3cret"));
+    assert!(!format!("{store:?}").contains("s3cret"));
+    // A world-readable password file is refused.
+    harness::write_mode(&pw, "s3cret\n", 0o644);
+    let e = parse(&format!(
+        "        store: redis://127.0.0.1:6379/0\n        store_password_file: \"{}\"",
+        pw.display()
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("chmod 600"), "{e}");
+    // A password in the URL works, with a warning, and is masked.
+    let config = parse("        store: redis://:hunter2@127.0.0.1:6379/0").unwrap();
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("store_password_file"))
+    );
+    assert!(!config.warnings.iter().any(|w| w.contains("hunter2")));
+    assert!(!format!("{:?}", config.pools[0].sticky.learn.store).contains("hunter2"));
+}
