@@ -131,12 +131,21 @@ struct Instance {
 impl Instance {
     /// `pool` is the pool block's extra lines (sticky and so on).
     async fn start(name: &str, nodes: &[DemoNode], pool: &str) -> Instance {
+        Instance::start_in(name, &harness::temp_dir(name), nodes, pool).await
+    }
+
+    /// With its `state_dir` in `dir`.
+    async fn start_in(
+        name: &str,
+        dir: &std::path::Path,
+        nodes: &[DemoNode],
+        pool: &str,
+    ) -> Instance {
         let admin = harness::closed_port();
         let yaml = format!(
             "listeners:\n  - name: http\n    bind: \"{{BIND}}\"\n    pool: app\nadmin:\n  bind: \"{admin}\"\nlog:\n  level: info\nstate_dir: \"{{STATE}}\"\npools:\n  app:\n{pool}\n    servers:\n{}",
             servers_yaml(nodes)
         );
-        let dir = harness::temp_dir(name);
         let yaml = yaml.replace("{STATE}", &dir.display().to_string());
         let proc = Proc::start(name, &yaml).await;
         Instance { proc, admin }
@@ -429,6 +438,35 @@ async fn a_slow_redis_delays_no_request_beyond_store_timeout() {
         "pool=\"app\",result=\"skipped\"",
     );
     assert!(failed >= 5.0, "{text}");
+}
+
+#[tokio::test]
+async fn persist_to_state_dir_keeps_working_beside_the_store() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    let dir = harness::temp_dir("store-persist");
+    let pool = learn_pool(&redis, "");
+    let mut a = Instance::start_in("store-pa", &dir, &nodes, &pool).await;
+    a.wait_store(true).await;
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        let browser = harness::browser(None);
+        let (_, home) = visit(&browser, &a.url(&format!("/p{i}"))).await;
+        sessions.push((browser, home));
+    }
+    a.proc.signal("TERM");
+    assert_eq!(a.proc.wait_exit(Duration::from_secs(10)).await, Some(0));
+    // Redis is gone too: the restarted instance has only its state_dir.
+    redis.kill();
+    let a2 = Instance::start_in("store-pa2", &dir, &nodes, &pool).await;
+    // In another order than they were made: a fresh round robin would not
+    // put them back by chance.
+    for (browser, home) in sessions.iter().rev() {
+        assert_eq!(&visit(browser, &a2.url("/")).await.1, home);
+    }
+    assert!(!a2.store_up().await);
 }
 
 /// The sticky block of each mode, for the drill.
