@@ -20,6 +20,15 @@ pub struct PoolView {
     pub learned_sessions: Option<u64>,
     /// Of which request-learned ids on probation (learn mode), else null.
     pub learned_on_probation: Option<u64>,
+    /// The shared store (learn mode with `learn.store`), else null.
+    pub store: Option<StoreView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoreView {
+    /// The store's URL, password masked.
+    pub url: String,
+    pub up: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +67,10 @@ pub fn pools(snap: &Snapshot) -> Pools {
                 servers: (0..p.servers.len()).map(|i| server(p, i)).collect(),
                 learned_sessions: p.sticky.learned().map(|t| t.len()),
                 learned_on_probation: p.sticky.learned().map(|t| t.on_probation()),
+                store: p.sticky.store().map(|s| StoreView {
+                    url: s.shown.clone(),
+                    up: s.is_up(),
+                }),
             })
             .collect(),
     }

@@ -61,6 +61,18 @@ pub fn page(snap: &Snapshot) -> String {
                 t.on_probation()
             );
         }
+        if let Some(s) = pool.sticky.store() {
+            let (class, word) = if s.is_up() {
+                ("up", "reachable")
+            } else {
+                ("down", "unreachable: routing from the local table")
+            };
+            let _ = write!(
+                h,
+                "<p>Shared store {}: <span class=\"store {class}\">{word}</span></p>",
+                escape(&s.shown)
+            );
+        }
         h.push_str(
             "<table><thead><tr><th>server</th><th>address</th><th>health</th><th>state</th>\
              <th>weight</th><th>share of traffic</th><th>requests</th><th>in flight</th>\

@@ -95,6 +95,8 @@ pub enum Lookup {
 
 /// One pool's connection to the shared table.
 pub struct Store {
+    /// The URL, password masked.
+    pub shown: String,
     prefix: String,
     conn: ConnectionManager,
     timeout: Duration,
@@ -210,6 +212,7 @@ impl Store {
             handle.spawn(shared.subscribe(client)).abort_handle(),
         ];
         Some(Arc::new(Store {
+            shown: config.shown.clone(),
             prefix: names.prefix,
             conn,
             timeout: config.timeout,

@@ -230,6 +230,20 @@ async fn a_session_learned_through_one_instance_is_routed_to_its_node_through_th
         known >= 12.0,
         "B's table holds the sessions: {known}, lookups hit {hits}"
     );
+    // The API and the status page say where the store is and that it is up.
+    let (_, pools) =
+        harness::get_json(&harness::client(), &format!("http://{}/api/pools", b.admin)).await;
+    assert_eq!(pools["pools"][0]["store"]["up"], true, "{pools}");
+    assert_eq!(pools["pools"][0]["store"]["url"], redis.url());
+    let page = harness::client()
+        .get(format!("http://{}/status", b.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Shared store"), "{page}");
     // Keys are hashes, never the ids.
     let keys = redis.sessions().await;
     assert!(keys.len() >= 12, "{keys:?}");
