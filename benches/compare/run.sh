@@ -2,7 +2,7 @@
 # Side-by-side benchmark: limpet vs HAProxy vs nginx in front of the same
 # three demo backends, measured with wrk. See benches/compare/README.md.
 #
-#   sudo benches/compare/run.sh                        # the reference run (~13 min on 2 CPUs + build)
+#   sudo benches/compare/run.sh                        # the reference run (~19 min on 2 CPUs + build)
 #   sudo ALLOW_DIRTY=1 ROUNDS=1 DURATION=5s benches/compare/run.sh   # a quick look
 #
 # It measures the committed tree: with uncommitted changes it refuses to run
@@ -21,9 +21,10 @@
 #                0..WORKERS-1 and wrk + demo nodes on the others; 0: no pinning
 #   BALANCERS    which balancers (default "limpet haproxy nginx")
 #   SCENARIOS    which scenarios (default all: "baseline round_robin cookie
-#                jvm_route ip_hash learn_hit learn_new")
+#                jvm_route ip_hash learn_hit learn_new tls_keepalive tls_handshake")
 #   PORT_BASE    demo nodes listen on PORT_BASE+1..+3 (default 19000); the
-#                balancer on PORT_BASE+80, limpet's admin on PORT_BASE+90
+#                balancer on PORT_BASE+80 (HTTPS in the tls_* scenarios),
+#                limpet's admin on PORT_BASE+90
 #   OUT          results file (default benches/compare/results-<date>.md)
 #   ALLOW_DIRTY=1  run on a tree with uncommitted changes
 #   KEEP_TMP=1   keep the temporary directory (configs, logs, raw wrk output)
@@ -41,7 +42,7 @@ WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 BALANCERS=${BALANCERS:-"limpet haproxy nginx"}
-ALL_SCENARIOS="baseline round_robin cookie jvm_route ip_hash learn_hit learn_new"
+ALL_SCENARIOS="baseline round_robin cookie jvm_route ip_hash learn_hit learn_new tls_keepalive tls_handshake"
 SCENARIOS=${SCENARIOS:-all}
 [[ $SCENARIOS == all ]] && SCENARIOS=$ALL_SCENARIOS
 PORT_BASE=${PORT_BASE:-19000}
@@ -110,8 +111,12 @@ fi
 # --------------------------------------------------------------------------
 # tools
 # --------------------------------------------------------------------------
+TLS=0   # 1 when a tls_* scenario runs: a certificate, and openssl to make and probe it
+[[ " $SCENARIOS " == *" tls_"* ]] && TLS=1
+tools=(haproxy nginx wrk curl taskset)
+((TLS)) && tools+=(openssl)
 missing=()
-for tool in haproxy nginx wrk curl taskset; do
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -204,6 +209,20 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# One certificate for all three balancers (tls_* scenarios): ECDSA P-256,
+# self-signed for localhost and 127.0.0.1. limpet reads the chain and the
+# (PKCS#8) key, nginx the same two files, HAProxy both in one PEM.
+TLS_CRT=$TMP/tls/lb.crt TLS_KEY=$TMP/tls/lb.key TLS_PEM=$TMP/tls/lb.pem
+if ((TLS)); then
+    mkdir -p "$TMP/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+        -keyout "$TLS_KEY" -out "$TLS_CRT" >"$TMP/tls/openssl.log" 2>&1 ||
+        die "openssl could not make the certificate: $(cat "$TMP/tls/openssl.log")"
+    cat "$TLS_CRT" "$TLS_KEY" >"$TLS_PEM"
+    chmod 600 "$TLS_KEY" "$TLS_PEM"   # limpet check warns about a key every user can read
+fi
+
 forget_pid() { # remove $1 from PIDS
     local keep=() p
     for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
@@ -230,7 +249,8 @@ wait_http() { # wait_http URL PID NAME: until URL answers (max 10 s)
     local url=$1 pid=$2 name=$3
     for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (see $TMP)"
-        curl -s -o /dev/null --max-time 1 "$url" && return 0
+        # -k: the tls_* scenarios' certificate is self-signed; HTTP/1.1 as wrk speaks
+        curl -sk --http1.1 -o /dev/null --max-time 1 "$url" && return 0
         sleep 0.1
     done
     die "$name did not answer on $url within 10 s (see $TMP)"
@@ -316,15 +336,31 @@ scenario_path() { # the request of the scenario
 }
 scenario_header() { # scenario [name] → request header for wrk/curl
     case $1 in
-        baseline | round_robin | ip_hash | learn_new) echo "" ;;
+        baseline | round_robin | ip_hash | learn_new | tls_keepalive) echo "" ;;
+        tls_handshake) echo "Connection: close" ;;   # a new connection and TLS handshake per request
         cookie) echo "Cookie: SERVERID=node2" ;;
         jvm_route) echo "Cookie: JSESSIONID=$JSESSIONID" ;;
         learn_hit) echo "Cookie: JSESSIONID=$HIT_ID" ;;
     esac
 }
+scenario_scheme() { # how clients speak to the balancer
+    case $1 in
+        tls_*) echo https ;;
+        *) echo http ;;
+    esac
+}
+balancer_target() { # scenario → host:port clients use for the balancer
+    # Over TLS by name, as clients do: wrk sends the URL's host as SNI, and
+    # an IP address there is not allowed (RFC 6066; rustls logs a warning
+    # for each). localhost resolves to 127.0.0.1; the certificate names it.
+    case $1 in
+        tls_*) echo "localhost:$LB_PORT" ;;
+        *) echo "$LB_ADDR" ;;
+    esac
+}
 scenario_expect() { # which node(s) the requests should reach
     case $1 in
-        round_robin | learn_new) echo "node1+node2+node3" ;;
+        round_robin | learn_new | tls_*) echo "node1+node2+node3" ;;
         ip_hash) echo "one node, always the same" ;;
         *) echo "node2" ;;
     esac
@@ -351,9 +387,9 @@ NGINX_SKIP="open-source nginx cannot learn a session id from a response (that is
 # configurations
 # --------------------------------------------------------------------------
 limpet_config() { # scenario → lb.yaml
-    local sticky i
+    local sticky i listener="{ name: bench, bind: \"$LB_ADDR\", pool: app }"
     case $1 in
-        round_robin) sticky="{ mode: none }" ;;
+        round_robin | tls_*) sticky="{ mode: none }" ;;
         cookie) sticky="{ mode: cookie }" ;; # SERVERID, indirect, nocache (defaults)
         jvm_route) sticky="{ mode: jvm_route }" ;;
         ip_hash) sticky="{ mode: ip_hash }" ;; # key: address
@@ -364,10 +400,15 @@ limpet_config() { # scenario → lb.yaml
             sticky="{ mode: learn, learn: { cookie: JSESSIONID, max_len: 64, capacity: 1000000, idle_timeout: 5h, request_learn: true, persist: false } }"
             ;;
     esac
+    # TLS 1.2 and 1.3, ALPN h2 + http/1.1, rustls' default suites, and
+    # resumption by stateless tickets beside a small session cache: none of
+    # it is configurable.
+    [[ $1 == tls_* ]] &&
+        listener="{ name: bench, bind: \"$LB_ADDR\", pool: app, tls: { cert: \"$TLS_CRT\", key: \"$TLS_KEY\" } }"
     cat <<EOF
 # generated by benches/compare/run.sh (scenario $1)
 listeners:
-  - { name: bench, bind: "$LB_ADDR", pool: app }
+  - $listener
 workers: $WORKERS
 state_dir: $TMP/limpet-state
 # Metrics on, scraped every second during the runs (see start_sampler).
@@ -387,7 +428,11 @@ EOF
 }
 
 haproxy_config() { # scenario → haproxy.cfg
-    local i
+    local i bind=$LB_ADDR proto=http
+    if [[ $1 == tls_* ]]; then
+        bind="$LB_ADDR ssl crt $TLS_PEM alpn h2,http/1.1"
+        proto=https
+    fi
     cat <<EOF
 # generated by benches/compare/run.sh (scenario $1)
 global
@@ -397,6 +442,16 @@ global
     # no "log" line: no logging at all (= access logs off)
     # the runtime API, like limpet's admin endpoint: asked for the stick table's size
     stats socket ipv4@127.0.0.1:$HAPROXY_STATS_PORT level user
+EOF
+    if [[ $1 == tls_* ]]; then
+        # TLS 1.2 and 1.3 as limpet; OpenSSL's default suites. Resumption as
+        # limpet's: session tickets and a session cache (both the defaults).
+        cat <<EOF
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+    tune.ssl.cachesize 20000   # the default
+EOF
+    fi
+    cat <<EOF
 
 defaults
     mode http
@@ -412,8 +467,8 @@ defaults
     timeout http-keep-alive 60s
 
 frontend bench
-    bind $LB_ADDR
-    http-request set-header X-Forwarded-Proto http
+    bind $bind
+    http-request set-header X-Forwarded-Proto $proto
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     default_backend app
 
@@ -452,7 +507,7 @@ EOF
 nginx_config() { # scenario → nginx.conf
     local i upstream_target
     case $1 in
-        round_robin) upstream_target=app ;;
+        round_robin | tls_*) upstream_target=app ;;
         cookie) upstream_target='$by_serverid' ;;
         jvm_route) upstream_target='$by_jvm_route' ;;
         ip_hash) upstream_target=app_ip_hash ;;
@@ -529,10 +584,25 @@ EOF
     echo '        default app;'
     for i in $(seq "$NODES"); do echo "        \"~^[^.]*\\.node$i\$\" node$i;"; done
     echo '    }'
+    echo
+    echo '    server {'
+    if [[ $1 == tls_* ]]; then
+        # http2: ALPN offers h2 and http/1.1, as limpet and HAProxy do. TLS 1.2
+        # and 1.3, OpenSSL's default suites. Resumption as limpet's: session
+        # tickets (the default) and a session cache shared by the workers
+        # (the default is none).
+        cat <<EOF
+        listen $LB_ADDR ssl http2;
+        ssl_certificate     $TLS_CRT;
+        ssl_certificate_key $TLS_KEY;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_tickets on;
+        ssl_session_cache shared:tls:10m;
+EOF
+    else
+        echo "        listen $LB_ADDR;"
+    fi
     cat <<EOF
-
-    server {
-        listen $LB_ADDR;
         location / {
             proxy_pass http://$upstream_target;
             proxy_http_version 1.1;
@@ -585,7 +655,7 @@ start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
             ;;
     esac
     PIDS+=("$LB_PID")
-    wait_http "http://$LB_ADDR/static/ready" "$LB_PID" "$name"
+    wait_http "$(scenario_scheme "$scenario")://$(balancer_target "$scenario")/static/ready" "$LB_PID" "$name"
     [[ -z $SCRAPE_URL ]] || wait_http "$SCRAPE_URL" "$LB_PID" "$name admin endpoint"
 }
 
@@ -603,6 +673,44 @@ learned_sessions() { # learned_sessions NAME: entries in the balancer's learned 
             ;;
     esac
     echo "${n:-?}"
+}
+
+# tls_probe ADDR: what an OpenSSL 3 client (as wrk) negotiates, and whether
+# the balancer resumes a session, in one line.
+tls_probe() {
+    local addr=$1 out new kx alpn verify r13=no r12 sess=$TMP/tls/session.pem
+    out=$(timeout 10 openssl s_client -connect "$addr" -CAfile "$TLS_CRT" -verify_hostname "${addr%:*}" \
+        -alpn h2,http/1.1 </dev/null 2>&1 || true)
+    new=$(sed -n 's/^New, \(.*\), Cipher is \(.*\)$/\1 \2/p' <<<"$out" | head -1)
+    if [[ -z $new || $new == *NONE* ]]; then
+        echo "no handshake: $(grep -m1 -i -E 'error|errno|alert' <<<"$out" || echo "openssl s_client failed")"
+        return 0
+    fi
+    kx=$(sed -n 's/^Server Temp Key: \([^,]*\).*/\1/p' <<<"$out" | head -1)
+    alpn=$(sed -n 's/^ALPN protocol: //p' <<<"$out" | head -1)
+    verify=$(sed -n 's/^ *Verify return code: //p' <<<"$out" | head -1)
+    [[ $verify == "0 (ok)" ]] && verify=verified
+    # TLS 1.3: the tickets come after the handshake, so read a whole response
+    # before saving the session, then offer it on a new connection.
+    rm -f "$sess"
+    printf 'GET /static/x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$addr" |
+        timeout 10 openssl s_client -connect "$addr" -CAfile "$TLS_CRT" -tls1_3 -ign_eof -sess_out "$sess" >/dev/null 2>&1 || true
+    if [[ -s $sess ]] && timeout 10 openssl s_client -connect "$addr" -CAfile "$TLS_CRT" -tls1_3 -sess_in "$sess" </dev/null 2>&1 |
+        grep -q '^Reused, '; then
+        r13=yes
+    fi
+    # TLS 1.2: the session id, 5 reconnections
+    r12=$(timeout 20 openssl s_client -connect "$addr" -CAfile "$TLS_CRT" -tls1_2 -reconnect </dev/null 2>&1 |
+        grep -c '^Reused, ' || true)
+    echo "$new, $kx, ALPN ${alpn:-none} (offered h2,http/1.1), certificate ${verify:-not checked};" \
+        "resumes a session: TLS 1.3 $r13, TLS 1.2 $r12/5"
+}
+
+haproxy_handshakes() { # "FULL RESUMED": TLS handshakes HAProxy's frontend counted so far
+    ( (exec 3<>"/dev/tcp/127.0.0.1/$HAPROXY_STATS_PORT" && echo "show stat typed" >&3 &&
+        timeout 5 cat <&3) 2>/dev/null || true) |
+        awk -F'[.:]' '$1 == "F" && $5 == "ssl_sess" { f += $NF } $1 == "F" && $5 == "ssl_reused_sess" { r += $NF }
+            END { print f + 0, r + 0 }'
 }
 
 prime_learn() { # prime_learn TARGET: a session node2 issues through the balancer → HIT_ID
@@ -764,14 +872,14 @@ routing_ok() {
     distinct=$(printf '%s\n' "$@" | sort -u | tr '\n' ' ')
     distinct=${distinct% }
     case $scenario in
-        round_robin | learn_new) [[ $distinct == "node1 node2 node3" ]] ;;
+        round_robin | learn_new | tls_*) [[ $distinct == "node1 node2 node3" ]] ;;
         ip_hash) [[ $distinct =~ ^node[0-9]+$ ]] ;;
         *) [[ $distinct == node2 ]] ;;
     esac
 }
 
 # Per-run results, keyed "scenario|balancer|round".
-declare -A R_RPS R_P50 R_P99 R_US R_PCT R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY
+declare -A R_RPS R_P50 R_P99 R_US R_PCT R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY R_TLS
 PROBLEMS=()   # one line per run that saw errors or misrouted requests
 
 # measure NAME SCENARIO ROUND POS PID TARGET
@@ -782,12 +890,13 @@ measure() {
     header=$(scenario_header "$scenario")
     path=$(scenario_path "$scenario")
     [[ $name == direct_new ]] && path=/
-    url=http://$target$path
+    url=$(scenario_scheme "$scenario")://$target$path
 
     # sanity: 6 single requests with curl, which node answered each
+    # (-k: self-signed; HTTP/1.1, as wrk speaks)
     local seen=() n
     for _ in $(seq 6); do
-        local curl_args=(-s -o /dev/null -D - --max-time 5)
+        local curl_args=(-sk --http1.1 -o /dev/null -D - --max-time 5)
         [[ -n $header ]] && curl_args+=(-H "$header")
         n=$(curl "${curl_args[@]}" "$url" | tr -d '\r' |
             awk -F': ' 'tolower($1)=="x-demo-node"{print $2}' || true)
@@ -797,6 +906,13 @@ measure() {
     expect=$(scenario_expect "$scenario")
     [[ $name == direct* ]] && expect=node2
     R_SANITY[$key]="$scenario / $name (round $round): GET $path${header:+ with $header} → curl x6: ${seen[*]} (expected: $expect)"
+    if [[ $scenario == tls_* ]]; then
+        local tls
+        tls=$(tls_probe "$target")
+        R_TLS[$key]=$tls
+        R_SANITY[$key]+="; TLS: $tls"
+        [[ $tls == "no handshake"* ]] && PROBLEMS+=("$scenario / $name, round $round: openssl s_client: $tls")
+    fi
     log "  sanity: ${R_SANITY[$key]}"
 
     local idle=0
@@ -810,6 +926,9 @@ measure() {
     dist=$(sed -n 's/^NODES //p' "$TMP/warmup-$tag.txt")
 
     wait_quiet
+    # HAProxy counts full and resumed handshakes: whether wrk resumed (tls_*)
+    local hs0=
+    [[ $scenario == tls_* && $name == haproxy ]] && hs0=$(haproxy_handshakes)
     local lb0=0 nodes0 sys0 lb1=0 nodes1 sys1
     [[ $pid != - ]] && lb0=$(cpu_ticks "$pid")
     nodes0=$(cpu_ticks "$NODES_PID")
@@ -818,6 +937,13 @@ measure() {
     sys1=$(system_busy_ticks)
     nodes1=$(cpu_ticks "$NODES_PID")
     [[ $pid != - ]] && lb1=$(cpu_ticks "$pid")
+    if [[ -n $hs0 ]]; then
+        local f0 r0 f1 r1
+        read -r f0 r0 <<<"$hs0"
+        read -r f1 r1 <<<"$(haproxy_handshakes)"
+        R_SANITY[$key]+="; HAProxy's TLS handshakes in the measured run: $((f1 - f0)) full, $((r1 - r0)) resumed"
+        log "  HAProxy's TLS handshakes in the measured run: $((f1 - f0)) full, $((r1 - r0)) resumed"
+    fi
 
     if [[ $scenario == learn_* ]]; then
         local learned
@@ -880,6 +1006,9 @@ measure() {
     if [[ $non2xx != 0 || $sockerr != 0 ]]; then
         PROBLEMS+=("$scenario / $name, round $round: $non2xx non-2xx responses, $sockerr socket errors")
     fi
+    if [[ ${reqs:-0} == 0 ]]; then
+        PROBLEMS+=("$scenario / $name, round $round: not a single response in the measured run")
+    fi
     log "  $scenario / $name (round $round): ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx}, socket errors ${sockerr}," \
         "balancer CPU ${lb_us} µs/req (${lb_pct}% of a core), other load ${other_pct}%, RSS ${mem_idle} → ${mem_peak} MiB; warm-up: ${dist}"
 }
@@ -893,7 +1022,7 @@ run_one() { # run_one NAME SCENARIO ROUND POS: fresh nodes, fresh balancer, one 
     else
         start_balancer "$name" "$scenario"
         [[ $scenario == learn_hit ]] && prime_learn "$LB_ADDR"
-        measure "$name" "$scenario" "$round" "$pos" "$LB_PID" "$LB_ADDR"
+        measure "$name" "$scenario" "$round" "$pos" "$LB_PID" "$(balancer_target "$scenario")"
         stop_pid "$LB_PID"
     fi
     stop_nodes
@@ -944,6 +1073,41 @@ fmt_ms() {
 ratio() { # a / b with 2 decimals, "-" when either is missing
     [[ $1 == - || $2 == - || -z $1 || -z $2 ]] && { echo -; return; }
     awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
+tls_report() { # what each balancer negotiated, from round 1 of the tls_* scenarios
+    local name scenario t kinds params=()
+    cat <<EOF
+
+TLS: one certificate for all three (ECDSA P-256, self-signed for localhost and
+127.0.0.1; wrk connects to \`https://localhost:$LB_PORT\`); TLS 1.2 and 1.3 and ALPN
+h2 + http/1.1 offered by all three, each with its default cipher suites. Resumption
+by session tickets and a session cache in all three, since wrk resumes whenever it may
+and limpet always lets it: HAProxy's defaults (tickets, \`tune.ssl.cachesize 20000\`),
+nginx \`ssl_session_tickets on\` + \`ssl_session_cache shared:tls:10m\`.
+What \`openssl s_client\` ($(openssl version | awk '{print $1, $2}'),
+the library wrk uses, with its defaults) negotiates with each balancer, and whether
+the balancer resumes a session (round 1; every run's probe is in its sanity line):
+
+| balancer | negotiated, resumption |
+|---|---|
+EOF
+    for name in $BALANCERS; do
+        t=
+        for scenario in $SCENARIOS; do
+            [[ $scenario == tls_* ]] || continue
+            t=${R_TLS[$scenario|$name|1]:-}
+            [[ -n $t ]] && break
+        done
+        echo "| $name | ${t:-?} |"
+        # protocol, suite, group and resumption must match; ALPN is not used by wrk
+        [[ -n $t ]] && params+=("${t%%, ALPN*} ${t#*resumes a session: }")
+    done
+    kinds=$(printf '%s\n' "${params[@]}" | sort -u | wc -l)
+    if ((kinds > 1)); then
+        echo
+        echo "**Not alike**: the balancers negotiated different parameters (above); their TLS numbers are not comparable one to one."
+    fi
 }
 
 report() {
@@ -1011,6 +1175,19 @@ EOF
 * \`learn_new\`: \`GET /\` without a cookie: every response sets a new JSESSIONID that the
   balancer learns (same configurations; limpet \`capacity: 1000000\`).
 * nginx does not run \`learn_hit\` and \`learn_new\`: $NGINX_SKIP.
+* \`tls_keepalive\`: \`GET /static/x\` over HTTPS with keep-alive, round robin, no affinity
+  (limpet \`tls: { cert, key }\`; HAProxy \`bind … ssl crt … alpn h2,http/1.1\`; nginx
+  \`listen … ssl http2\`): the cost of TLS records on top of \`round_robin\`.
+* \`tls_handshake\`: the same with \`Connection: close\`: a new TCP connection and TLS
+  handshake per request, so req/s = handshakes/s and CPU µs/req = per handshake. wrk
+  resumes the session of each connection's previous connection and all three let it:
+  these are **resumed** handshakes (TLS 1.3 PSK + ECDHE, no certificate), alike in all three.
+  The \`baseline\` of both is plain HTTP (the demo nodes speak no TLS).
+EOF
+    if ((TLS)); then
+        tls_report
+    fi
+    cat <<EOF
 
 Columns: *req/s*, *p50*, *p99* from wrk; *÷ HAProxy* the ratio to HAProxy in the same
 scenario (CPU: above 1 means more CPU per request than HAProxy); *÷ baseline* the share
