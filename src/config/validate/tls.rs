@@ -233,6 +233,9 @@ pub fn listener(
     // Stateless session tickets (keys rotated every 6 hours) beside the
     // default session cache: returning clients skip the full handshake, as
     // with nginx's and HAProxy's defaults.
+    // One TLS 1.3 ticket per handshake (rustls sends two by default; a
+    // client needs one to come back, and each costs an encryption).
+    config.send_tls13_tickets = 1;
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
         c.err(
             &t.cert,
