@@ -141,13 +141,24 @@ impl Instance {
         nodes: &[DemoNode],
         pool: &str,
     ) -> Instance {
+        Instance::start_env(name, dir, nodes, pool, "").await
+    }
+
+    /// `env` is put before the command (`VAR=value …`).
+    async fn start_env(
+        name: &str,
+        dir: &std::path::Path,
+        nodes: &[DemoNode],
+        pool: &str,
+        env: &str,
+    ) -> Instance {
         let admin = harness::closed_port();
         let yaml = format!(
             "listeners:\n  - name: http\n    bind: \"{{BIND}}\"\n    pool: app\nadmin:\n  bind: \"{admin}\"\nlog:\n  level: info\nstate_dir: \"{{STATE}}\"\npools:\n  app:\n{pool}\n    servers:\n{}",
             servers_yaml(nodes)
         );
         let yaml = yaml.replace("{STATE}", &dir.display().to_string());
-        let proc = Proc::start(name, &yaml).await;
+        let proc = Proc::start_with(name, &yaml, env).await;
         Instance { proc, admin }
     }
 
@@ -481,6 +492,118 @@ async fn persist_to_state_dir_keeps_working_beside_the_store() {
         assert_eq!(&visit(browser, &a2.url("/")).await.1, home);
     }
     assert!(!a2.store_up().await);
+}
+
+#[tokio::test]
+async fn rediss_with_a_password_from_a_file() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var_os("LIMPET_REQUIRE_REDIS").is_none());
+        return;
+    }
+    let dir = harness::temp_dir("store-tls");
+    let ca = crate::pki::Ca::new("redis CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let (cert, key) = ca.leaf(&["127.0.0.1"]).write(&dir, "redis");
+    let port = harness::closed_port().port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret",
+            "--save",
+            "",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await
+    );
+    let good = dir.join("good.pw");
+    let bad = dir.join("bad.pw");
+    harness::write_mode(&good, "s3cret\n", 0o600);
+    harness::write_mode(&bad, "wrong\n", 0o600);
+    let pool = |pw: &std::path::Path| {
+        format!(
+            "    sticky:\n      mode: learn\n      learn:\n        store: \"rediss://127.0.0.1:{port}/0\"\n        store_password_file: \"{}\"",
+            pw.display()
+        )
+    };
+    // limpet verifies Redis's certificate against the system roots; here
+    // the test CA stands in for them (SSL_CERT_FILE).
+    let env = format!("SSL_CERT_FILE='{}'", ca_file.display());
+    let nodes = nodes(3).await;
+    let a = Instance::start_env(
+        "store-tls-a",
+        &harness::temp_dir("store-tls-a"),
+        &nodes,
+        &pool(&good),
+        &env,
+    )
+    .await;
+    let b = Instance::start_env(
+        "store-tls-b",
+        &harness::temp_dir("store-tls-b"),
+        &nodes,
+        &pool(&good),
+        &env,
+    )
+    .await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+    for i in 0..6 {
+        let browser = harness::browser(None);
+        let (_, home) = visit(&browser, &a.url(&format!("/t{i}"))).await;
+        assert_eq!(visit(&browser, &b.url("/")).await.1, home);
+    }
+    // A wrong password: the store stays down, said once, and limpet serves.
+    let c = Instance::start_env(
+        "store-tls-c",
+        &harness::temp_dir("store-tls-c"),
+        &nodes,
+        &pool(&bad),
+        &env,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!c.store_up().await);
+    let (status, _) = visit(&harness::browser(None), &c.url("/")).await;
+    assert_eq!(status, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            c.proc.log().contains("unreachable")
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = c.proc.log();
+    assert_eq!(log.matches("unreachable").count(), 1, "{log}");
+    assert!(!log.contains("s3cret") && !log.contains("wrong"), "{log}");
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 /// The sticky block of each mode, for the drill.
