@@ -193,9 +193,16 @@ impl Instance {
     }
 }
 
+/// A learn pool sharing through `redis`. The lookup budget is generous
+/// (1 s) so that a loaded CI machine does not turn a slow lookup into a
+/// different node; the test of the budget itself sets its own.
 fn learn_pool(redis: &Redis, extra: &str) -> String {
+    learn_pool_with_timeout(redis, "1s", extra)
+}
+
+fn learn_pool_with_timeout(redis: &Redis, store_timeout: &str, extra: &str) -> String {
     format!(
-        "    sticky:\n      mode: learn\n      learn:\n        store: \"{}\"\n        store_timeout: 100ms\n{extra}",
+        "    sticky:\n      mode: learn\n      learn:\n        store: \"{}\"\n        store_timeout: {store_timeout}\n{extra}",
         redis.url()
     )
 }
@@ -221,10 +228,25 @@ async fn a_session_learned_through_one_instance_is_routed_to_its_node_through_th
         let browser = harness::browser(None);
         let (status, home) = visit(&browser, &a.url(&format!("/s{i}"))).await;
         assert_eq!(status, 200);
+        // A's write reaches Redis a moment after its answer; a VIP does
+        // not move faster than that.
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                redis.sessions().await.len() > i
+            })
+            .await
+        );
         // The same browser, now through B (the VIP moved): the same node,
         // several times.
-        for _ in 0..3 {
-            assert_eq!(visit(&browser, &b.url("/")).await, (200, home.clone()));
+        for n in 0..3 {
+            let got = visit(&browser, &b.url("/")).await;
+            if got != (200, home.clone()) {
+                panic!(
+                    "session {i}, visit {n} through B: {got:?}, expected {home}\n{}\n{}",
+                    b.metrics().await,
+                    b.proc.log()
+                );
+            }
         }
         // And back.
         assert_eq!(visit(&browser, &a.url("/")).await, (200, home));
@@ -415,7 +437,12 @@ async fn a_slow_redis_delays_no_request_beyond_store_timeout() {
         return;
     };
     let nodes = nodes(2).await;
-    let a = Instance::start("store-sa", &nodes, &learn_pool(&redis, "")).await;
+    let a = Instance::start(
+        "store-sa",
+        &nodes,
+        &learn_pool_with_timeout(&redis, "100ms", ""),
+    )
+    .await;
     a.wait_store(true).await;
     let known = harness::browser(None);
     let (_, home) = visit(&known, &a.url("/")).await;
