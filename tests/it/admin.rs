@@ -398,7 +398,9 @@ async fn the_status_page_renders_every_server_and_shows_a_dead_one_down_in_a_rea
     assert!(dom.contains("<span class=\"down\">down</span>"), "{dom}");
     assert!(dom.contains("failovers"), "{dom}");
 
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/status-page.png");
+    // Kept for a look: target/tmp/status-page.png (wherever the target
+    // directory is).
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let out = tokio::task::spawn_blocking(move || {
         chromium_run(
             bin,
@@ -417,6 +419,6 @@ async fn the_status_page_renders_every_server_and_shows_a_dead_one_down_in_a_rea
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/status-page.png");
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
 }
