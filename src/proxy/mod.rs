@@ -31,6 +31,7 @@ pub mod route;
 
 use std::convert::Infallible;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -86,10 +87,14 @@ pub async fn handle(
     let mut found = pool
         .sticky
         .find(&pool.servers, req.headers(), req.uri().path(), client);
+    // What this request waited for the shared store (learn.store).
+    let mut store_wait = Duration::ZERO;
     if pool.sticky.wants_lookup(&found) {
         // A session this instance does not know: another one may (learn
         // mode's shared store). Boxed: only such requests carry the lookup.
+        let asked = Instant::now();
         found = Box::pin(pool.sticky.find_shared(found)).await;
+        store_wait = asked.elapsed();
     }
 
     // The request as the server will get it.
@@ -141,8 +146,14 @@ pub async fn handle(
     } else {
         headers::clean_response(res.headers_mut());
     }
-    pool.sticky
-        .respond(&pool.servers, &found, sent.decision, res.headers_mut());
+    if let Some(write) =
+        pool.sticky
+            .respond(&pool.servers, &found, sent.decision, res.headers_mut())
+    {
+        // A session learned or moved: in the shared store before the client
+        // can take it to another instance. Boxed, as the lookup.
+        Box::pin(write.apply(store_wait)).await;
+    }
 
     // Stream it back; its end is logged and counted (End::finish).
     end.set_status(res.status().as_u16());

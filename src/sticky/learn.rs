@@ -17,7 +17,7 @@ use crate::decision::{Affinity, Decision, Outcome};
 use crate::rendezvous::key_hash;
 use crate::server::Servers;
 
-use super::store::{Lookup, Store};
+use super::store::{Lookup, SetNow, Store};
 use super::table::{self, SessionTable};
 use super::{Found, cookies};
 
@@ -282,17 +282,23 @@ impl Learn {
         }
     }
 
-    pub fn respond(&self, found: &Found, decision: Decision, headers: &HeaderMap) {
-        let Some(&server) = self.numbers.get(decision.server) else {
-            return;
-        };
+    /// Learns from the response; what the other instances must know before
+    /// the client has the answer comes back (with `learn.store`).
+    pub fn respond(
+        &self,
+        found: &Found,
+        decision: Decision,
+        headers: &HeaderMap,
+    ) -> Option<SetNow> {
+        let &server = self.numbers.get(decision.server)?;
+        let mut now = None;
         let mut learned = false;
         for set in cookies::response_values(headers, &self.config.cookie) {
             match set {
                 cookies::SetCookie::Set(id) => {
                     let key = self.key(id);
                     self.table.insert_number(key, server);
-                    self.share(key, server);
+                    self.share(key, server, &mut now);
                     learned = true;
                 }
                 cookies::SetCookie::Deleted(id) => {
@@ -301,27 +307,32 @@ impl Learn {
                         store.end(self.key(id));
                     }
                     if found.session == Some(self.key(id)) {
-                        return;
+                        return now;
                     }
                 }
             }
         }
-        let Some(session) = found.session else { return };
+        let Some(session) = found.session else {
+            return now;
+        };
         if decision.outcome == Outcome::Redispatch {
             self.table.rewrite(session, server);
-            self.share(session, server);
+            self.share(session, server, &mut now);
         } else if self.config.request_learn && found.affinity == Affinity::None && !learned {
             self.table.insert_probation(session, server);
         }
+        now
     }
 
     /// Tells the other instances (through the store) that `key` is on
-    /// the server numbered `server`.
-    fn share(&self, key: u64, server: u64) {
+    /// the server numbered `server`: the last such session of a response
+    /// before the answer goes out (`now`), any other in the background.
+    fn share(&self, key: u64, server: u64, now: &mut Option<SetNow>) {
         if let Some(store) = &self.store
             && let Some(name) = self.table.name(server)
+            && let Some(before) = now.replace(SetNow::new(store, key, name))
         {
-            store.set(key, name);
+            before.later();
         }
     }
 

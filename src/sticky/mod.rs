@@ -141,21 +141,23 @@ impl Sticky {
         }
     }
 
-    /// Acts on the server's response.
+    /// Acts on the server's response. In learn mode with a shared store,
+    /// returns the session to write there before the answer goes out.
     pub fn respond(
         &self,
         servers: &Servers,
         found: &Found,
         decision: Decision,
         headers: &mut HeaderMap,
-    ) {
+    ) -> Option<store::SetNow> {
         match self {
             Sticky::None => {}
             Sticky::IpHash(m) => m.respond(servers, found, decision),
             Sticky::Cookie(m) => m.respond(found, decision, headers),
             Sticky::JvmRoute(m) => m.respond(servers, found, decision, headers),
-            Sticky::Learn(m) => m.respond(found, decision, headers),
+            Sticky::Learn(m) => return m.respond(found, decision, headers),
         }
+        None
     }
 
     /// The shared store, in learn mode with `learn.store`.

@@ -9,7 +9,9 @@
 //! * a session learned from a server's `Set-Cookie`, a failover rewrite and
 //!   a session the server ended are written (`SET … PX`, `DEL`) and
 //!   announced on the channel `limpet:<pool>`, so the other instances'
-//!   caches follow at once;
+//!   caches follow at once. A learned or moved session is written before
+//!   the answer goes out (within `store_timeout`, else from the queue), so
+//!   the client's next request finds it through any instance;
 //! * a session in use has its TTL refreshed at most once per refresh period
 //!   (a `PEXPIRE`, batched with every other write of the moment; re-written
 //!   with `SET … NX` if Redis lost it), never a round trip per request;
@@ -93,17 +95,45 @@ pub enum Lookup {
     Skipped,
 }
 
+/// A session to write to the store before the answer that made it reaches
+/// the client: see [`Store::set_now`].
+#[derive(Debug)]
+pub struct SetNow {
+    store: Arc<Store>,
+    key: u64,
+    server: Arc<str>,
+}
+
+impl SetNow {
+    pub fn new(store: &Arc<Store>, key: u64, server: Arc<str>) -> SetNow {
+        SetNow {
+            store: Arc::clone(store),
+            key,
+            server,
+        }
+    }
+
+    /// Written in the background instead.
+    pub fn later(self) {
+        self.store.set(self.key, self.server);
+    }
+
+    /// `spent`: how long the request already waited for the store.
+    pub async fn apply(self, spent: Duration) {
+        self.store.set_now(self.key, self.server, spent).await;
+    }
+}
+
 /// One pool's connection to the shared table.
 pub struct Store {
     /// The URL, password masked.
     pub shown: String,
-    prefix: String,
-    conn: ConnectionManager,
+    /// What the background tasks use too: the connection, the key names,
+    /// the counters, the table.
+    shared: Shared,
     timeout: Duration,
-    up: Arc<AtomicBool>,
     ops: mpsc::Sender<Op>,
     pub stats: Arc<StoreStats>,
-    table: Table,
     /// What the configuration said (URL and password), to keep the store
     /// across a reload that does not change it.
     pub identity: String,
@@ -115,7 +145,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.shared.names.prefix)
             .field("up", &self.is_up())
             .finish()
     }
@@ -209,17 +239,16 @@ impl Store {
         let tasks = vec![
             handle.spawn(shared.clone().write(rx)).abort_handle(),
             handle.spawn(shared.clone().check()).abort_handle(),
-            handle.spawn(shared.subscribe(client)).abort_handle(),
+            handle
+                .spawn(shared.clone().subscribe(client))
+                .abort_handle(),
         ];
         Some(Arc::new(Store {
             shown: config.shown.clone(),
-            prefix: names.prefix,
-            conn,
+            shared,
             timeout: config.timeout,
-            up,
             ops: tx,
             stats,
-            table,
             identity: config.identity.clone(),
             refresh_every_s,
             tasks,
@@ -227,12 +256,12 @@ impl Store {
     }
 
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.shared.is_up()
     }
 
     /// Does this store serve `table` (a reload may have replaced it)?
     pub fn serves(&self, table: &Table) -> bool {
-        self.table.same(table)
+        self.shared.table.same(table)
     }
 
     fn send(&self, op: Op) {
@@ -242,9 +271,41 @@ impl Store {
         }
     }
 
-    /// A server issued (or took over) this session.
+    /// A server issued (or took over) this session: written in the
+    /// background.
     pub fn set(&self, key: u64, server: Arc<str>) {
         self.send(Op::Set(key, server));
+    }
+
+    /// A server issued (or took over) this session, and the answer that
+    /// says so is about to reach the client: written and announced before
+    /// it does, so that the client's next request finds the session through
+    /// any instance (an L4 balancer may send it to another one at once).
+    /// Waits at most `store_timeout` less `spent` (what the request already
+    /// waited for the store); past that, or with the store down, the write
+    /// goes to the background queue and the answer goes on.
+    pub async fn set_now(&self, key: u64, server: Arc<str>, spent: Duration) {
+        let budget = self.timeout.saturating_sub(spent);
+        if !self.is_up() || budget.is_zero() {
+            return self.set(key, server);
+        }
+        let mut pipe = redis::pipe();
+        self.shared.add_set(&mut pipe, key, &server);
+        let mut conn = self.shared.conn.clone();
+        match tokio::time::timeout(budget, pipe.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(pool = %self.shared.pool, error = %e, "store write failed");
+                self.shared.error();
+                self.set(key, server);
+            }
+            // Too slow: sent again from the queue (the same value twice is
+            // harmless).
+            Err(_) => {
+                self.shared.error();
+                self.set(key, server);
+            }
+        }
     }
 
     /// The session is in use: refresh its TTL.
@@ -264,14 +325,14 @@ impl Store {
             self.stats.lookup_skipped.fetch_add(1, Ordering::Relaxed);
             return Lookup::Skipped;
         }
-        let mut conn = self.conn.clone();
-        let name = format!("{}{key:016x}", self.prefix);
+        let mut conn = self.shared.conn.clone();
+        let name = self.shared.names.key(key);
         let got = tokio::time::timeout(self.timeout, conn.get::<_, Option<String>>(name)).await;
         match got {
             Ok(Ok(Some(server))) => {
                 self.stats.lookup_hit.fetch_add(1, Ordering::Relaxed);
                 let server: Arc<str> = server.into();
-                self.table.insert(key, Arc::clone(&server));
+                self.shared.table.insert(key, Arc::clone(&server));
                 Lookup::Hit(server)
             }
             Ok(Ok(None)) => {
@@ -319,6 +380,20 @@ impl Shared {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds the write and the announcement of session `key` on `server`.
+    fn add_set(&self, pipe: &mut redis::Pipeline, key: u64, server: &str) {
+        pipe.cmd("SET")
+            .arg(self.names.key(key))
+            .arg(server)
+            .arg("PX")
+            .arg(self.ttl_ms)
+            .ignore();
+        pipe.cmd("PUBLISH")
+            .arg(&self.names.channel)
+            .arg(format!("{} {key:016x} {server}", self.instance))
+            .ignore();
+    }
+
     /// Keeps writes for later (not refreshes: re-publishing covers them).
     fn keep(&self, ops: impl IntoIterator<Item = Op>) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -360,18 +435,7 @@ impl Shared {
         let mut touched = Vec::new();
         for op in ops {
             match op {
-                Op::Set(key, server) => {
-                    pipe.cmd("SET")
-                        .arg(self.names.key(*key))
-                        .arg(&**server)
-                        .arg("PX")
-                        .arg(self.ttl_ms)
-                        .ignore();
-                    pipe.cmd("PUBLISH")
-                        .arg(&self.names.channel)
-                        .arg(format!("{} {key:016x} {server}", self.instance))
-                        .ignore();
-                }
+                Op::Set(key, server) => self.add_set(&mut pipe, *key, server),
                 Op::Touch(key, server) => {
                     pipe.cmd("PEXPIRE")
                         .arg(self.names.key(*key))
