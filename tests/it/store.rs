@@ -162,6 +162,16 @@ impl Instance {
         Instance { proc, admin }
     }
 
+    /// Two instances `<name>-a` and `<name>-b` with the same pool, both
+    /// connected to their store.
+    async fn pair(name: &str, nodes: &[DemoNode], pool: &str) -> (Instance, Instance) {
+        let a = Instance::start(&format!("{name}-a"), nodes, pool).await;
+        let b = Instance::start(&format!("{name}-b"), nodes, pool).await;
+        a.wait_store(true).await;
+        b.wait_store(true).await;
+        (a, b)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proc.addr)
     }
@@ -219,10 +229,7 @@ async fn a_session_learned_through_one_instance_is_routed_to_its_node_through_th
         return;
     };
     let nodes = nodes(3).await;
-    let a = Instance::start("store-a", &nodes, &learn_pool(&redis, "")).await;
-    let b = Instance::start("store-b", &nodes, &learn_pool(&redis, "")).await;
-    a.wait_store(true).await;
-    b.wait_store(true).await;
+    let (a, b) = Instance::pair("store-", &nodes, &learn_pool(&redis, "")).await;
 
     for i in 0..12 {
         let browser = harness::browser(None);
@@ -300,10 +307,7 @@ async fn a_new_session_is_in_the_store_before_its_answer_reaches_the_browser() {
         return;
     };
     let nodes = nodes(3).await;
-    let a = Instance::start("store-wa", &nodes, &learn_pool(&redis, "")).await;
-    let b = Instance::start("store-wb", &nodes, &learn_pool(&redis, "")).await;
-    a.wait_store(true).await;
-    b.wait_store(true).await;
+    let (a, b) = Instance::pair("store-w", &nodes, &learn_pool(&redis, "")).await;
     for i in 0..3 {
         // Redis holds writes for 300 ms: the answer waits for the write
         // (within store_timeout, 1 s here), not the other way round.
@@ -396,10 +400,7 @@ async fn a_failover_seen_by_one_instance_is_followed_by_the_other() {
     // /set-cookies and never change: like sessions kept in memcached, the
     // id survives a failover, so only limpet's rewrite moves it.
     let pool = learn_pool(&redis, "        cookie: a");
-    let a = Instance::start("store-fa", &nodes, &pool).await;
-    let b = Instance::start("store-fb", &nodes, &pool).await;
-    a.wait_store(true).await;
-    b.wait_store(true).await;
+    let (a, b) = Instance::pair("store-f", &nodes, &pool).await;
 
     let browser = harness::browser(None);
     let (_, home) = visit(&browser, &a.url("/set-cookies")).await;
@@ -433,10 +434,7 @@ async fn redis_killed_mid_traffic_fails_no_request_and_sharing_resumes_when_it_r
         return;
     };
     let nodes = nodes(3).await;
-    let a = Instance::start("store-ka", &nodes, &learn_pool(&redis, "")).await;
-    let b = Instance::start("store-kb", &nodes, &learn_pool(&redis, "")).await;
-    a.wait_store(true).await;
-    b.wait_store(true).await;
+    let (a, b) = Instance::pair("store-k", &nodes, &learn_pool(&redis, "")).await;
 
     let mut sessions = Vec::new();
     for i in 0..10 {
