@@ -319,18 +319,28 @@ async fn upgrade_echoes_bytes() {
     .unwrap();
 }
 
+/// An HTTP/2 (prior knowledge) connection to `node`, driven by a task.
+async fn h2(
+    node: &DemoNode,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let stream = TcpStream::connect(node.addr()).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (send, tokio::spawn(conn))
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge() {
     let node = DemoNode::start("node1").await.unwrap();
     tokio::time::timeout(TIMEOUT, async {
-        let stream = TcpStream::connect(node.addr()).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let (mut send, _conn) = h2(&node).await;
         let req = Request::get(format!("http://{}/h2?x=1", node.addr()))
             .body(Empty::<Bytes>::new())
             .unwrap();
@@ -387,14 +397,7 @@ async fn stop_closes_upgraded_and_busy_connections() {
 async fn reset_mode_resets_h2_connection() {
     let node = DemoNode::start("node1").await.unwrap();
     tokio::time::timeout(TIMEOUT, async {
-        let stream = TcpStream::connect(node.addr()).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = h2(&node).await;
         let req = || {
             Request::get(format!("http://{}/", node.addr()))
                 .body(Empty::<Bytes>::new())
