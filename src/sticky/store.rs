@@ -474,23 +474,36 @@ impl Shared {
         if !lost.is_empty() {
             let mut pipe = redis::pipe();
             for (key, server) in &lost {
-                pipe.cmd("SET")
-                    .arg(self.names.key(*key))
-                    .arg(&**server)
-                    .arg("PX")
-                    .arg(self.ttl_ms)
-                    .arg("NX")
-                    .ignore();
+                self.add_set_nx(&mut pipe, *key, server, self.ttl_ms);
             }
-            let mut conn = self.conn.clone();
-            if !matches!(
-                tokio::time::timeout(SLOW, pipe.query_async::<()>(&mut conn)).await,
-                Ok(Ok(()))
-            ) {
-                self.error();
-            }
+            self.run(&pipe).await;
         }
         true
+    }
+
+    /// Adds a write of session `key` on `server` unless Redis has one
+    /// (another instance's is as good, and may be newer).
+    fn add_set_nx(&self, pipe: &mut redis::Pipeline, key: u64, server: &str, ttl_ms: u64) {
+        pipe.cmd("SET")
+            .arg(self.names.key(key))
+            .arg(server)
+            .arg("PX")
+            .arg(ttl_ms)
+            .arg("NX")
+            .ignore();
+    }
+
+    /// Runs `pipe` (within [`SLOW`]); a failure is counted.
+    async fn run(&self, pipe: &redis::Pipeline) -> bool {
+        let mut conn = self.conn.clone();
+        let ok = matches!(
+            tokio::time::timeout(SLOW, pipe.query_async::<()>(&mut conn)).await,
+            Ok(Ok(()))
+        );
+        if !ok {
+            self.error();
+        }
+        ok
     }
 
     /// Watches Redis: marks the store up or down (one log line per
@@ -576,20 +589,9 @@ impl Shared {
             let mut pipe = redis::pipe();
             for e in chunk {
                 let ms = u64::try_from(e.remaining.as_millis()).unwrap_or(1).max(1);
-                pipe.cmd("SET")
-                    .arg(self.names.key(e.key))
-                    .arg(&*e.server)
-                    .arg("PX")
-                    .arg(ms)
-                    .arg("NX")
-                    .ignore();
+                self.add_set_nx(&mut pipe, e.key, &e.server, ms);
             }
-            let mut conn = self.conn.clone();
-            if !matches!(
-                tokio::time::timeout(SLOW, pipe.query_async::<()>(&mut conn)).await,
-                Ok(Ok(()))
-            ) {
-                self.error();
+            if !self.run(&pipe).await {
                 return false;
             }
         }
