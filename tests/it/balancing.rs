@@ -18,17 +18,7 @@ async fn spread(lb: &Lb, n: usize) -> HashMap<String, usize> {
 }
 
 fn weighted(nodes: &[limpet_demo::DemoNode], weights: &[u32], balance: &str) -> String {
-    let servers: String = nodes
-        .iter()
-        .zip(weights)
-        .map(|(n, w)| {
-            format!(
-                "      - {{ name: {}, address: \"{}\", weight: {w} }}\n",
-                n.route(),
-                n.addr()
-            )
-        })
-        .collect();
+    let servers = weighted_servers_yaml(nodes.iter().zip(weights.iter().copied()));
     format!(
         "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: warn\npools:\n  app:\n    balance: {balance}\n    servers:\n{servers}"
     )

@@ -29,27 +29,7 @@ impl Lb {
     pub async fn start(yaml: &str) -> Lb {
         let config = limpet::config::parse(yaml, Path::new("test.yaml"))
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
-        let mut bound = HashMap::new();
-        for l in &config.listeners {
-            bound.insert(
-                l.name.clone(),
-                std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-            );
-        }
-        if config.admin.is_some() {
-            bound.insert(
-                limpet::control::ADMIN_SOCKET.to_owned(),
-                std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-            );
-        }
-        let limpet = Limpet::start_with(config, bound).await.unwrap();
-        let addr = limpet.local_addrs()[0];
-        let admin = limpet.admin_addr();
-        Lb {
-            limpet: Some(limpet),
-            addr,
-            admin,
-        }
+        Lb::start_config(config).await
     }
 
     /// Starts limpet from a configuration file (so that a reload through
@@ -57,6 +37,10 @@ impl Lb {
     pub async fn start_file(path: &Path) -> Lb {
         let yaml = std::fs::read_to_string(path).unwrap();
         let config = limpet::config::parse(&yaml, path).unwrap();
+        Lb::start_config(config).await
+    }
+
+    async fn start_config(config: limpet::config::Config) -> Lb {
         let mut bound = HashMap::new();
         for l in &config.listeners {
             bound.insert(
@@ -87,14 +71,7 @@ impl Lb {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        client()
-            .get(self.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        get_text(&self.admin_url("/metrics")).await
     }
 
     /// The live state of server `server` of pool `pool`.
@@ -196,6 +173,20 @@ pub fn servers_yaml(nodes: &[DemoNode]) -> String {
         .collect()
 }
 
+/// The `servers:` entries for these nodes with these weights.
+pub fn weighted_servers_yaml<'a>(nodes: impl IntoIterator<Item = (&'a DemoNode, u32)>) -> String {
+    nodes
+        .into_iter()
+        .map(|(n, w)| {
+            format!(
+                "      - {{ name: {}, address: \"{}\", weight: {w} }}\n",
+                n.route(),
+                n.addr()
+            )
+        })
+        .collect()
+}
+
 /// A minimal config: one listener `http`, one pool `app` with `pool_extra`
 /// lines (indented 4 spaces) and these nodes, plus `top_extra` top-level lines.
 pub fn config(nodes: &[DemoNode], pool_extra: &str, top_extra: &str) -> String {
@@ -227,6 +218,18 @@ pub fn client() -> reqwest::Client {
 }
 
 /// GET `url` and return (status, JSON body or Null).
+/// The body of `GET url` (any status), as text.
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
     let res = c.get(url).send().await.unwrap();
     let status = res.status().as_u16();

@@ -44,14 +44,7 @@ async fn sighup_reloads_a_good_file_and_keeps_running_on_a_bad_one() {
     let p = Proc::start("hup", &yaml_for(&n[0..1])).await;
     let url = format!("http://{}/", p.addr);
     let reloads = |result: &'static str| async move {
-        let text = client()
-            .get(format!("http://{admin}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&format!("http://{admin}/metrics")).await;
         metric(
             &text,
             "limpet_config_reloads_total",

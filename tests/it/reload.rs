@@ -11,16 +11,7 @@ use std::time::Duration;
 use crate::harness::*;
 
 fn yaml(nodes: &[(&limpet_demo::DemoNode, u32)], second_listener: bool) -> String {
-    let servers: String = nodes
-        .iter()
-        .map(|(n, w)| {
-            format!(
-                "      - {{ name: {}, address: \"{}\", weight: {w} }}\n",
-                n.route(),
-                n.addr()
-            )
-        })
-        .collect();
+    let servers = weighted_servers_yaml(nodes.iter().copied());
     let second = if second_listener {
         "  - name: second\n    bind: 127.0.0.1:3\n    pool: app\n"
     } else {

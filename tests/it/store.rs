@@ -177,14 +177,7 @@ impl Instance {
     }
 
     async fn metrics(&self) -> String {
-        harness::client()
-            .get(format!("http://{}/metrics", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        harness::get_text(&format!("http://{}/metrics", self.admin)).await
     }
 
     async fn store_up(&self) -> bool {
@@ -269,14 +262,7 @@ async fn a_session_learned_through_one_instance_is_routed_to_its_node_through_th
         harness::get_json(&harness::client(), &format!("http://{}/api/pools", b.admin)).await;
     assert_eq!(pools["pools"][0]["store"]["up"], true, "{pools}");
     assert_eq!(pools["pools"][0]["store"]["url"], redis.url());
-    let page = harness::client()
-        .get(format!("http://{}/status", b.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = harness::get_text(&format!("http://{}/status", b.admin)).await;
     assert!(page.contains("Shared store"), "{page}");
     // Keys are hashes, never the ids.
     let keys = redis.sessions().await;
