@@ -503,6 +503,17 @@ EOF
     done
 }
 
+nginx_upstream() { # name, method line (or ""), node numbers → an upstream block
+    local name=$1 method=$2 i
+    shift 2
+    echo "    upstream $name {"
+    if [[ -n $method ]]; then echo "        $method"; fi
+    for i in "$@"; do echo "        server 127.0.0.1:$((PORT_BASE + i));"; done
+    echo "        keepalive 64;"
+    echo "        keepalive_requests 1000000;"
+    echo "    }"
+}
+
 # shellcheck disable=SC2016  # $names below are nginx variables
 nginx_config() { # scenario → nginx.conf
     local i upstream_target
@@ -543,36 +554,14 @@ http {
     proxy_next_upstream error timeout;
     proxy_next_upstream_tries 3;
 
+EOF
     # every pool: keep-alive to the backends
-    upstream app {
-EOF
-    for i in $(seq "$NODES"); do
-        echo "        server 127.0.0.1:$((PORT_BASE + i));"
-    done
-    cat <<EOF
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-    upstream app_ip_hash {
-        ip_hash;   # before keepalive: keepalive wraps the balancing method
-EOF
-    for i in $(seq "$NODES"); do
-        echo "        server 127.0.0.1:$((PORT_BASE + i));"
-    done
-    cat <<EOF
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-EOF
-    for i in $(seq "$NODES"); do
-        cat <<EOF
-    upstream node$i {
-        server 127.0.0.1:$((PORT_BASE + i));
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-EOF
-    done
+    # shellcheck disable=SC2046  # the node numbers, one word each
+    nginx_upstream app "" $(seq "$NODES")
+    # ip_hash before keepalive: keepalive wraps the balancing method
+    # shellcheck disable=SC2046
+    nginx_upstream app_ip_hash "ip_hash;" $(seq "$NODES")
+    for i in $(seq "$NODES"); do nginx_upstream "node$i" "" "$i"; done
     # cookie: route by the SERVERID cookie's value (nginx open source cannot
     # insert the cookie; routing only). jvm_route: the route after the FIRST
     # "." of JSESSIONID. Unknown or absent → the round-robin pool.
