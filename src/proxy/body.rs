@@ -279,6 +279,9 @@ pub struct Back {
 /// A response body on its way to the client.
 pub struct ResBody {
     inner: Inner,
+    /// Dropped unfinished when the client goes away before the body was
+    /// sent whole: logged as aborted, and the server connection (`back`) is
+    /// not reused.
     end: Option<End>,
     back: Option<Back>,
 }
@@ -316,17 +319,6 @@ impl ResBody {
         }
         if let Some(end) = self.end.take() {
             end.finish(false);
-        }
-    }
-}
-
-impl Drop for ResBody {
-    /// The client went away before the body was sent whole (or hyper stopped
-    /// polling it): the server connection is not reused, and the request is
-    /// logged as aborted.
-    fn drop(&mut self) {
-        if let Some(end) = self.end.take() {
-            end.finish(true);
         }
     }
 }

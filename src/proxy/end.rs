@@ -3,6 +3,12 @@
 //! sent whole (or the client went away): the response body carries it
 //! there, so "done" means the last byte was sent, not merely that the head
 //! was written.
+//!
+//! Finishing is explicit ([`End::finish`]). The one exception is a request
+//! whose future hyper drops — the client closed its connection or reset its
+//! HTTP/2 stream while limpet waited for the server, or the response body
+//! was dropped half-sent: then `Drop` finishes it as aborted (499 if no
+//! status was set), so the in-flight counts always come down.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -29,6 +35,8 @@ pub struct End {
     server: Option<usize>,
     outcome: Option<Outcome>,
     bytes: u64,
+    /// Counted and logged already.
+    done: bool,
 }
 
 impl End {
@@ -55,6 +63,7 @@ impl End {
             server: None,
             outcome: None,
             bytes: 0,
+            done: false,
         }
     }
 
@@ -92,7 +101,14 @@ impl End {
 
     /// The response is done (`aborted`: the client went away first): the
     /// in-flight counts fall, the request is counted and logged.
-    pub fn finish(self, aborted: bool) {
+    pub fn finish(mut self, aborted: bool) {
+        self.record(aborted);
+    }
+
+    fn record(&mut self, aborted: bool) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
         let snap = &self.current.snap;
         let pool = self.pool.and_then(|p| snap.pools.get(p));
         let server = pool.zip(self.server).and_then(|(p, i)| p.servers.get(i));
@@ -125,5 +141,18 @@ impl End {
             duration_ms = took.as_secs_f64() * 1000.0,
             aborted,
         );
+    }
+}
+
+impl Drop for End {
+    /// Not finished: the request was dropped on the way (see the module
+    /// documentation).
+    fn drop(&mut self) {
+        if !self.done {
+            if self.status == 0 {
+                self.status = 499;
+            }
+            self.record(true);
+        }
     }
 }

@@ -417,3 +417,66 @@ async fn http2_cookie_crumbs_with_non_ascii_bytes_are_joined_for_the_server() {
         "pref=é; JSESSIONID=ABC.node2; theme=dark"
     );
 }
+
+/// Requests in flight on the servers of pool `app`, as limpet counts them.
+fn active(lb: &Lb, nodes: &[limpet_demo::DemoNode]) -> u32 {
+    nodes
+        .iter()
+        .map(|n| live(lb, "app", n.route()).active())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_client_gone_while_its_request_waits_frees_its_place_and_is_logged_499() {
+    let n = nodes(2).await;
+    let lb = Lb::start(&config(
+        &n,
+        "    balance: least_conn",
+        "admin:\n  bind: 127.0.0.1:2\n",
+    ))
+    .await;
+
+    // HTTP/1.1: the client closes its connection while the server thinks.
+    let mut s = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    s.write_all(b"GET /slow?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { active(&lb, &n) == 1 }).await);
+    drop(s);
+    // Long before the server would have answered.
+    assert!(
+        eventually(Duration::from_secs(2), || async { active(&lb, &n) == 0 }).await,
+        "the in-flight count stayed at {}",
+        active(&lb, &n)
+    );
+
+    // HTTP/2: the client resets the stream (gives up after 300 ms).
+    let h2 = h2_client();
+    let gave_up = h2
+        .get(lb.url("/slow?ms=4000"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    assert!(
+        eventually(Duration::from_secs(2), || async { active(&lb, &n) == 0 }).await,
+        "the in-flight count stayed at {}",
+        active(&lb, &n)
+    );
+
+    // Both counted (and logged) as 499, on the server they waited for.
+    let text = lb.metrics().await;
+    let gone: f64 = n
+        .iter()
+        .map(|node| {
+            metric(
+                &text,
+                "limpet_requests_total",
+                &format!("pool=\"app\",server=\"{}\",code=\"499\"", node.route()),
+            )
+        })
+        .sum();
+    assert_eq!(gone, 2.0, "{text}");
+    // The same HTTP/2 connection goes on serving.
+    assert_eq!(h2.get(lb.url("/")).send().await.unwrap().status(), 200);
+}
