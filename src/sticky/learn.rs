@@ -298,7 +298,14 @@ impl Learn {
                 cookies::SetCookie::Set(id) => {
                     let key = self.key(id);
                     self.table.insert_number(key, server);
-                    self.share(key, server, &mut now);
+                    // A server that re-sends the session's cookie on every
+                    // answer (sliding expiry) tells nothing new: the store
+                    // already has it, and its TTL is refreshed by use.
+                    let known = found.session == Some(key)
+                        && found.affinity == Affinity::Server(decision.server);
+                    if !known {
+                        self.share(key, server, &mut now);
+                    }
                     learned = true;
                 }
                 cookies::SetCookie::Deleted(id) => {

@@ -306,6 +306,47 @@ async fn a_new_session_is_in_the_store_before_its_answer_reaches_the_browser() {
     }
 }
 
+/// How many times Redis ran `command` (INFO commandstats).
+async fn calls(redis: &Redis, command: &str) -> u64 {
+    let mut c = redis.conn().await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_session_cookie_sent_again_on_every_answer_is_written_once() {
+    // Sliding expiry: the server re-sends the same cookie (`a=1` from
+    // /set-cookies) on every answer. Only the first one is news.
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    let (a, b) = Instance::pair("store-r", &nodes, &learn_pool(&redis, "        cookie: a")).await;
+    let browser = harness::browser(None);
+    let (_, home) = visit(&browser, &a.url("/set-cookies")).await;
+    assert_eq!(redis.sessions().await.len(), 1);
+    let (sets, publishes) = (calls(&redis, "set").await, calls(&redis, "publish").await);
+    for _ in 0..10 {
+        assert_eq!(
+            visit(&browser, &a.url("/set-cookies")).await,
+            (200, home.clone())
+        );
+    }
+    assert_eq!(calls(&redis, "set").await, sets);
+    assert_eq!(calls(&redis, "publish").await, publishes);
+    // Still shared.
+    assert_eq!(visit(&browser, &b.url("/")).await, (200, home));
+}
+
 #[tokio::test]
 async fn a_slow_write_delays_a_new_session_no_longer_than_store_timeout() {
     let Some(redis) = Redis::start().await else {
