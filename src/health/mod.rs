@@ -177,7 +177,10 @@ async fn run(pool: Arc<str>, server: Arc<str>, live: Arc<Live>, target: Target) 
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let ok = probe::check(target.address, target.tls.as_ref(), cfg).await;
+        let Some(ok) = probe::check(target.address, target.tls.as_ref(), cfg).await else {
+            // limpet's own limit, not the server's: no verdict.
+            continue;
+        };
         live.checked(ok);
         if let Some(up) = streak.record(ok, cfg.rise, cfg.fall) {
             if up {

@@ -11,10 +11,25 @@ use hyper_util::rt::TokioIo;
 use crate::config::{CheckKind, HealthCheckConfig, ServerTls};
 
 /// Does the server at `addr` pass the check? With `tls`, the check
-/// speaks HTTPS (and a TCP check completes the TLS handshake).
-pub async fn check(addr: SocketAddr, tls: Option<&ServerTls>, cfg: &HealthCheckConfig) -> bool {
-    match tokio::time::timeout(cfg.timeout, attempt(addr, tls, cfg)).await {
+/// speaks HTTPS (and a TCP check completes the TLS handshake). `None`: no
+/// verdict, because limpet itself is out of resources (descriptors,
+/// memory, local ports) — never the server's fault.
+pub async fn check(
+    addr: SocketAddr,
+    tls: Option<&ServerTls>,
+    cfg: &HealthCheckConfig,
+) -> Option<bool> {
+    let verdict = match tokio::time::timeout(cfg.timeout, attempt(addr, tls, cfg)).await {
         Ok(Ok(ok)) => ok,
+        Ok(Err(ProbeError::Connect(e)))
+            if e.raw_os_error()
+                .is_some_and(crate::resources::is_exhaustion) =>
+        {
+            if let Some(code) = e.raw_os_error() {
+                crate::resources::exhausted("running a health check", code);
+            }
+            return None;
+        }
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "health check failed");
             false
@@ -23,7 +38,8 @@ pub async fn check(addr: SocketAddr, tls: Option<&ServerTls>, cfg: &HealthCheckC
             tracing::debug!(%addr, "health check timed out");
             false
         }
-    }
+    };
+    Some(verdict)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -68,7 +68,13 @@ async fn one(addr: std::net::SocketAddr, path: &str) -> u16 {
 async fn running_out_of_descriptors_never_takes_a_healthy_server_down() {
     let n = nodes(2).await;
     let extra = "limits:\n  max_connections: 1000\n";
-    let p = Proc::start_with("emfile", &proc_config(&n, extra), "ulimit -n 40;").await;
+    // Active checks that one failure takes down (fall: 1), every 20 ms:
+    // some run while descriptors are out.
+    let yaml = proc_config(&n, extra).replace(
+        "  app:\n",
+        "  app:\n    health_check:\n      interval: 20ms\n      timeout: 1s\n      fall: 1\n      rise: 1\n",
+    );
+    let p = Proc::start_with("emfile", &yaml, "ulimit -n 40;").await;
     // 60 slow requests at once need about 120 descriptors: far more than 40.
     let load: Vec<_> = (0..60)
         .map(|_| tokio::spawn(one(p.addr, "/slow?ms=1500")))
@@ -85,6 +91,11 @@ async fn running_out_of_descriptors_never_takes_a_healthy_server_down() {
     assert!(
         codes.iter().all(|c| [0, 200, 503].contains(c)),
         "unexpected answers: {codes:?}"
+    );
+    assert!(
+        !p.log().contains("server is down"),
+        "a health check blamed a server for limpet's own limit:\n{}",
+        p.log()
     );
     // Both servers are still in rotation: plain traffic reaches each.
     let mut seen = HashSet::new();
