@@ -272,7 +272,8 @@ pub struct ServerTls {
     /// Sent as SNI (a name) and verified against the certificate.
     pub server_name: rustls::pki_types::ServerName<'static>,
     /// What sets this apart from another TLS setting for the same address
-    /// (the CA file and the name), for connection reuse.
+    /// (the CA file, a hash of the roots it holds, and the name), for
+    /// connection reuse and for keeping a health check across a reload.
     pub identity: String,
 }
 

@@ -65,7 +65,7 @@ impl Streak {
 #[derive(Debug, Clone)]
 struct Target {
     address: std::net::SocketAddr,
-    /// The TLS setting's identity (CA file and name), empty for plain HTTP.
+    /// The TLS setting's identity (CA file, roots, name), empty for plain HTTP.
     tls_identity: String,
     tls: Option<crate::config::ServerTls>,
     check: HealthCheckConfig,

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -17,15 +17,30 @@ use crate::pki::{Ca, Leaf};
 /// An HTTPS server with `leaf` in front of the demo node at `backend`,
 /// counting the connections it accepts.
 async fn https_node(leaf: &Leaf, backend: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let (addr, accepted, _) = https_node_renewable(leaf, backend).await;
+    (addr, accepted)
+}
+
+/// The certificate an [`https_node_renewable`] serves to new connections.
+type Serving = Arc<Mutex<tokio_rustls::TlsAcceptor>>;
+
+/// [`https_node`], whose certificate can be replaced (for new connections).
+async fn https_node_renewable(
+    leaf: &Leaf,
+    backend: SocketAddr,
+) -> (SocketAddr, Arc<AtomicUsize>, Serving) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
+    let serving: Serving = Arc::new(Mutex::new(tokio_rustls::TlsAcceptor::from(
+        leaf.server_config(),
+    )));
     let count = Arc::clone(&accepted);
+    let current = Arc::clone(&serving);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::Relaxed);
-            let acceptor = acceptor.clone();
+            let acceptor = current.lock().unwrap().clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
@@ -37,7 +52,7 @@ async fn https_node(leaf: &Leaf, backend: SocketAddr) -> (SocketAddr, Arc<Atomic
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, serving)
 }
 
 /// Pool `app` with one server `name` at `addr` and its `tls` setting.
@@ -221,4 +236,48 @@ fn server_tls_settings_are_checked_when_the_file_is_loaded() {
     let e = parse("maybe").unwrap_err().to_string();
     assert!(e.contains("lb.yaml:"), "{e}");
     assert!(parse("false").is_ok());
+}
+
+#[tokio::test]
+async fn a_ca_file_renewed_in_place_is_read_again_on_reload() {
+    // The server's certificate moves to a new CA, and the operator writes
+    // the new CA over the old file and reloads: requests and health checks
+    // verify against the new one (not the file name's old contents).
+    let dir = harness::temp_dir("backend-tls-renew");
+    let old_ca = Ca::new("internal CA 2025");
+    let ca_file = old_ca.write(&dir, "ca.pem");
+    let nodes = nodes(1).await;
+    let (addr, _, serving) =
+        https_node_renewable(&old_ca.leaf(&["app.internal"]), nodes[0].addr()).await;
+    let health = "    health_check:\n      type: http\n      path: /health\n      interval: 50ms\n      rise: 1\n      fall: 1";
+    let yaml = config(
+        "node1",
+        addr,
+        &format!(
+            "{{ ca: \"{}\", server_name: app.internal }}",
+            ca_file.display()
+        ),
+        health,
+    );
+    let mut lb = Lb::start(&yaml).await;
+    let c = harness::client();
+    assert_eq!(harness::get_json(&c, &lb.url("/")).await.0, 200);
+
+    let new_ca = Ca::new("internal CA 2026");
+    *serving.lock().unwrap() =
+        tokio_rustls::TlsAcceptor::from(new_ca.leaf(&["app.internal"]).server_config());
+    assert_eq!(new_ca.write(&dir, "ca.pem"), ca_file);
+    lb.reload(&yaml).await;
+    assert!(
+        harness::eventually(Duration::from_secs(5), || async {
+            lb.live("app", "node1").is_healthy()
+                && harness::get_json(&harness::client(), &lb.url("/")).await.0 == 200
+        })
+        .await,
+        "still verifying against the old CA after the reload"
+    );
+    // And it stays so: the health checks pass with the new CA.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(lb.live("app", "node1").is_healthy());
+    assert_eq!(harness::get_json(&c, &lb.url("/")).await.0, 200);
 }

@@ -249,7 +249,8 @@ pub fn listener(
 /// The roots a server's certificate is checked against: the system's, or
 /// the CA file's.
 pub struct Roots {
-    system: Option<Arc<rustls::RootCertStore>>,
+    /// The system's roots, and a hash of what they are.
+    system: Option<(Arc<rustls::RootCertStore>, u64)>,
 }
 
 impl Roots {
@@ -257,11 +258,16 @@ impl Roots {
         Roots { system: None }
     }
 
-    fn system(&mut self) -> Result<Arc<rustls::RootCertStore>, String> {
-        if let Some(r) = &self.system {
-            return Ok(Arc::clone(r));
+    fn system(&mut self) -> Result<(Arc<rustls::RootCertStore>, u64), String> {
+        if let Some((r, hash)) = &self.system {
+            return Ok((Arc::clone(r), *hash));
         }
         let found = rustls_native_certs::load_native_certs();
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for cert in &found.certs {
+            hasher.update(cert);
+        }
+        let hash = hasher.digest();
         let mut store = rustls::RootCertStore::empty();
         let (added, _) = store.add_parsable_certificates(found.certs);
         if added == 0 {
@@ -271,8 +277,8 @@ impl Roots {
             );
         }
         let store = Arc::new(store);
-        self.system = Some(Arc::clone(&store));
-        Ok(store)
+        self.system = Some((Arc::clone(&store), hash));
+        Ok((store, hash))
     }
 }
 
@@ -295,7 +301,10 @@ pub fn server(
         file::ServerTlsFile::On(_) => (None, None),
         file::ServerTlsFile::With(o) => (o.ca.clone(), o.server_name.clone()),
     };
-    let store = match &ca {
+    // What the server is verified against, by content: a CA file renewed in
+    // place (or new system roots) makes a different identity, so a reload
+    // replaces the health check and the idle connections made with the old.
+    let (store, roots_hash) = match &ca {
         Some(path) => {
             let pem = std::fs::read(path.trim()).map_err(|e| {
                 c.err(
@@ -324,7 +333,7 @@ pub fn server(
             if store.is_empty() {
                 return Err(c.err(spanned, key, format!("{path:?} holds no PEM certificate.")));
             }
-            Arc::new(store)
+            (Arc::new(store), xxhash_rust::xxh3::xxh3_64(&pem))
         }
         None => roots
             .system()
@@ -350,7 +359,7 @@ pub fn server(
         client: Arc::new(client),
         server_name,
         identity: format!(
-            "ca={};name={}",
+            "ca={};roots={roots_hash:016x};name={}",
             ca.unwrap_or_default(),
             name.unwrap_or_default()
         ),
