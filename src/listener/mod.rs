@@ -182,7 +182,7 @@ impl Edge {
             return;
         }
         let deadline = tokio::time::Instant::now() + current.snap.timeouts.request_header;
-        let (io, client) = match self.prelude(stream, peer, deadline).await {
+        let (io, client, said) = match self.prelude(stream, peer, deadline).await {
             Ok(pair) => pair,
             // Connected and closed without a byte: an L4 balancer's TCP
             // check, not worth a line (HAProxy's `dontlognull`).
@@ -202,7 +202,9 @@ impl Edge {
             }
         };
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let ctx = Rc::new(ConnCtx::new(client, id, scheme));
+        let mut ctx = ConnCtx::new(client, id, scheme);
+        ctx.may_forward = said;
+        let ctx = Rc::new(ctx);
         let done = match io {
             EdgeIo::Plain(io) => watcher.watch(http(current, local, ctx, io)).await,
             EdgeIo::Tls(io) => watcher.watch(http(current, local, ctx, *io)).await,
@@ -218,29 +220,30 @@ impl Edge {
         mut stream: TcpStream,
         peer: SocketAddr,
         deadline: tokio::time::Instant,
-    ) -> Result<(EdgeIo, SocketAddr), PreludeError> {
-        let (client, rest) = if self.proxy_protocol {
+    ) -> Result<(EdgeIo, SocketAddr, bool), PreludeError> {
+        // `said`: the PROXY header named the client.
+        let (client, rest, said) = if self.proxy_protocol {
             let header = prelude::read_proxy_header(&mut stream);
             match tokio::time::timeout_at(deadline, header)
                 .await
                 .map_err(|_| PreludeError::Timeout("PROXY header"))??
             {
-                (Proxied::Client(addr), rest) => (addr, rest),
-                (Proxied::Peer, rest) => (peer, rest),
+                (Proxied::Client(addr), rest) => (addr, rest, true),
+                (Proxied::Peer, rest) => (peer, rest, false),
             }
         } else {
-            (peer, Vec::new())
+            (peer, Vec::new(), true)
         };
         let io = Prefixed::new(rest, stream);
         match &self.tls {
-            None => Ok((EdgeIo::Plain(io), client)),
+            None => Ok((EdgeIo::Plain(io), client, said)),
             Some(config) => {
                 let handshake = tokio_rustls::TlsAcceptor::from(Arc::clone(config)).accept(io);
                 let tls = tokio::time::timeout_at(deadline, handshake)
                     .await
                     .map_err(|_| PreludeError::Timeout("TLS handshake"))?
                     .map_err(PreludeError::Tls)?;
-                Ok((EdgeIo::Tls(Box::new(tls)), client))
+                Ok((EdgeIo::Tls(Box::new(tls)), client, said))
             }
         }
     }

@@ -23,6 +23,11 @@ pub struct ConnCtx {
     pub listener: u64,
     pub scheme: &'static str,
     pub state: Arc<ConnState>,
+    /// May a trusted peer's requests speak for their client
+    /// (`X-Forwarded-*`)? Not behind a PROXY header that named no client
+    /// (v1 `UNKNOWN`, v2 `LOCAL`): the peer is an L4 balancer, which writes
+    /// no such headers, so any there come from the end client.
+    pub may_forward: bool,
 }
 
 impl ConnCtx {
@@ -38,6 +43,7 @@ impl ConnCtx {
             listener,
             scheme,
             state: Arc::new(ConnState::default()),
+            may_forward: true,
         }
     }
 }

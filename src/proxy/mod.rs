@@ -53,7 +53,7 @@ pub async fn handle(
     let snap = &current.snap;
 
     // Who the client is (a trusted proxy's X-Forwarded-For is believed).
-    let trusted = client_addr::is_trusted(conn.peer_ip, &snap.trusted_proxies);
+    let trusted = conn.may_forward && client_addr::is_trusted(conn.peer_ip, &snap.trusted_proxies);
     let client = if trusted {
         client_addr::resolve(conn.peer_ip, req.headers(), &snap.trusted_proxies)
     } else {

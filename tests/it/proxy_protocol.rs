@@ -156,11 +156,28 @@ async fn unknown_and_local_leave_the_peer_as_the_client() {
     let nodes = nodes(1).await;
     let lb = Lb::start(&config(&nodes, "")).await;
     for header in [b"PROXY UNKNOWN\r\n".to_vec(), v2_local()] {
-        let mut bytes = header;
+        let mut bytes = header.clone();
         bytes.extend_from_slice(GET);
         let (answer, _) = exchange(lb.addr, LOCALHOST, &bytes).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert_eq!(body(&answer)["headers"]["x-forwarded-for"], "127.0.0.1");
+
+        // The peer (the L4 balancer) is trusted, but it writes no
+        // X-Forwarded-* headers: any in the request come from the end
+        // client, who must not choose its own address or scheme.
+        let mut bytes = header;
+        bytes.extend_from_slice(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+        );
+        let (answer, _) = exchange(lb.addr, LOCALHOST, &bytes).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let headers = &body(&answer)["headers"];
+        // As from any untrusted client: its list kept, the peer appended.
+        assert_eq!(
+            headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1",
+            "{answer}"
+        );
+        assert_eq!(headers["x-forwarded-proto"], "http", "{answer}");
     }
     lb.shutdown().await;
 }
