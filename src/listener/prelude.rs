@@ -89,9 +89,23 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Proxied, usize)>, PreludeError> {
             };
             Ok(Some((said, h.header.len())))
         }
-        HeaderResult::V1(Err(e)) => Err(PreludeError::Garbled(e.to_string())),
-        HeaderResult::V2(Err(e)) => Err(PreludeError::Garbled(e.to_string())),
+        HeaderResult::V1(Err(e)) => Err(PreludeError::Garbled(one_line(&e))),
+        HeaderResult::V2(Err(e)) => Err(PreludeError::Garbled(one_line(&e))),
     }
+}
+
+/// The parser's message, with its control characters escaped (some of its
+/// messages quote `\r\n`), so that it stays on one log line.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    let mut line = String::new();
+    for c in e.to_string().chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
 }
 
 /// Reads a PROXY header from `io`. Whatever arrived after it (the start of
