@@ -396,7 +396,10 @@ async fn the_status_page_renders_every_server_and_shows_a_dead_one_down_in_a_rea
         assert!(dom.contains(&row), "no row {row} in:\n{dom}");
     }
     assert!(dom.contains("<span class=\"down\">down</span>"), "{dom}");
-    assert!(dom.contains("failovers"), "{dom}");
+    // The failover: from node3 to the one server taking new sessions
+    // (node2 drains).
+    assert!(dom.contains("<table class=\"failovers\">"), "{dom}");
+    assert!(dom.contains("<td>node3</td><td>node1</td>"), "{dom}");
 
     // Kept for a look: target/tmp/status-page.png (wherever the target
     // directory is).
