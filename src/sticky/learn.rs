@@ -218,7 +218,10 @@ impl Learn {
                 .and_then(|p| p.store.as_ref())
                 .filter(|s| s.identity == sc.identity && s.serves(&table));
             match kept {
-                Some(s) => Some(Arc::clone(s)),
+                Some(s) => {
+                    s.set_timeout(sc.timeout);
+                    Some(Arc::clone(s))
+                }
                 None => Store::start(pool, sc, table.clone()),
             }
         });

@@ -131,7 +131,8 @@ pub struct Store {
     /// What the background tasks use too: the connection, the key names,
     /// the counters, the table.
     shared: Shared,
-    timeout: Duration,
+    /// `store_timeout` in microseconds (a reload may change it).
+    timeout_us: AtomicU64,
     ops: mpsc::Sender<Op>,
     pub stats: Arc<StoreStats>,
     /// What the configuration said (URL and password), to keep the store
@@ -246,7 +247,7 @@ impl Store {
         Some(Arc::new(Store {
             shown: config.shown.clone(),
             shared,
-            timeout: config.timeout,
+            timeout_us: AtomicU64::new(micros(config.timeout)),
             ops: tx,
             stats,
             identity: config.identity.clone(),
@@ -257,6 +258,16 @@ impl Store {
 
     pub fn is_up(&self) -> bool {
         self.shared.is_up()
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_micros(self.timeout_us.load(Ordering::Relaxed))
+    }
+
+    /// A reload kept this store (same Redis, same password) and says how
+    /// long a request may wait for it from now on.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_us.store(micros(timeout), Ordering::Relaxed);
     }
 
     /// Does this store serve `table` (a reload may have replaced it)?
@@ -285,7 +296,7 @@ impl Store {
     /// waited for the store); past that, or with the store down, the write
     /// goes to the background queue and the answer goes on.
     pub async fn set_now(&self, key: u64, server: Arc<str>, spent: Duration) {
-        let budget = self.timeout.saturating_sub(spent);
+        let budget = self.timeout().saturating_sub(spent);
         if !self.is_up() || budget.is_zero() {
             return self.set(key, server);
         }
@@ -327,7 +338,7 @@ impl Store {
         }
         let mut conn = self.shared.conn.clone();
         let name = self.shared.names.key(key);
-        let got = tokio::time::timeout(self.timeout, conn.get::<_, Option<String>>(name)).await;
+        let got = tokio::time::timeout(self.timeout(), conn.get::<_, Option<String>>(name)).await;
         match got {
             Ok(Ok(Some(server))) => {
                 self.stats.lookup_hit.fetch_add(1, Ordering::Relaxed);
@@ -352,6 +363,10 @@ impl Store {
             }
         }
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What the background tasks share.

@@ -533,13 +533,35 @@ async fn a_slow_redis_delays_no_request_beyond_store_timeout() {
         return;
     };
     let nodes = nodes(2).await;
+    // Started with a generous budget, then reloaded with 100 ms: the
+    // reload must reach the running store.
     let a = Instance::start(
         "store-sa",
         &nodes,
-        &learn_pool_with_timeout(&redis, "100ms", ""),
+        &learn_pool_with_timeout(&redis, "5s", ""),
     )
     .await;
     a.wait_store(true).await;
+    let file = a.proc.dir.join("lb.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        yaml.replace("store_timeout: 5s", "store_timeout: 100ms"),
+    )
+    .unwrap();
+    a.proc.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            harness::metric(
+                &a.metrics().await,
+                "limpet_config_reloads_total",
+                "result=\"success\"",
+            ) == 1.0
+        })
+        .await,
+        "{}",
+        a.proc.log()
+    );
     let known = harness::browser(None);
     let (_, home) = visit(&known, &a.url("/")).await;
 
