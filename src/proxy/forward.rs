@@ -167,6 +167,22 @@ pub async fn send(
             tracing::debug!(pool = %pool.name, server = %server.name, error = %failure.error(), "server closed while waiting for a slow client body");
             return Err(ProxyError::Unreachable);
         }
+        if sender.reused && failure.error().is_incomplete_message() && stale < STALE_TRIES {
+            // A kept-alive connection the server closed, without a byte of
+            // answer, just as the request went out: its keep-alive ran out
+            // (the race every pooling proxy has), not a failing server. A
+            // request that can be sent again goes on a fresh connection;
+            // one that cannot (it may have been acted on) gets 502.
+            stale += 1;
+            tracing::debug!(pool = %pool.name, server = %server.name, replayed = copy.is_some(), "a kept-alive connection was closed as the request went out");
+            match copy {
+                Some(c) => {
+                    unsent = Some(c);
+                    continue;
+                }
+                None => return Err(ProxyError::Unreachable),
+            }
+        }
         let retry = copy.is_some();
         tracing::warn!(pool = %pool.name, server = %server.name, error = %failure.error(), retry, "request to server failed");
         pool.failed(decision.server);

@@ -345,3 +345,70 @@ async fn a_small_put_reset_by_a_dying_server_is_replayed_with_its_body_and_a_pos
         .unwrap();
     assert_eq!(res.status(), 502);
 }
+
+/// A server that answers the first request of each connection (keeping it
+/// alive) and closes the connection when a second one arrives on it, as a
+/// server whose keep-alive ran out just as the request went out.
+async fn one_request_per_connection() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                let mut answered = false;
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        continue;
+                    }
+                    if answered {
+                        return; // closed without a byte of answer
+                    }
+                    answered = true;
+                    got.clear();
+                    let body = br#"{"server":"racy"}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if s.write_all(head.as_bytes()).await.is_err()
+                        || s.write_all(body).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_closed_as_the_request_goes_out_blames_no_server() {
+    // Two such servers, passive checks that take a server out at the first
+    // failure: every reused connection meets the keep-alive race, which is
+    // retried on a fresh connection and counts against nobody.
+    let (a, b) = (
+        one_request_per_connection().await,
+        one_request_per_connection().await,
+    );
+    let lb = Lb::start(&format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: error\npools:\n  app:\n    passive:\n      max_fails: 1\n      fail_timeout: 30s\n    servers:\n      - {{ name: a, address: \"{a}\" }}\n      - {{ name: b, address: \"{b}\" }}\n"
+    ))
+    .await;
+    let c = client();
+    for i in 0..20 {
+        let (status, v) = get_json(&c, &lb.url(&format!("/{i}"))).await;
+        assert_eq!(status, 200, "request {i}: {v}");
+    }
+    assert!(lb.live("app", "a").is_up() && lb.live("app", "b").is_up());
+}
