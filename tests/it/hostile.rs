@@ -480,3 +480,76 @@ async fn a_client_gone_while_its_request_waits_frees_its_place_and_is_logged_499
     // The same HTTP/2 connection goes on serving.
     assert_eq!(h2.get(lb.url("/")).send().await.unwrap().status(), 200);
 }
+
+/// A server that answers every request at once, before (and while) reading
+/// its body, and keeps the connection.
+async fn answers_before_the_body() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut pending = Vec::new();
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    // Every request head gets its answer at once; the bytes
+                    // of bodies in between are read and dropped.
+                    while let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..at + 4);
+                        let body = br#"{"server":"eager"}"#;
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if s.write_all(head.as_bytes()).await.is_err()
+                            || s.write_all(body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    pending.clear();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upload_still_going_after_its_answer_holds_up_no_other_request() {
+    // The server answers a slow upload at once and keeps the connection:
+    // that connection is not free until the upload ends, and the next
+    // request must not wait for it.
+    let server = answers_before_the_body().await;
+    let lb = Lb::start(&format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: error\npools:\n  app:\n    servers:\n      - {{ name: eager, address: \"{server}\" }}\n"
+    ))
+    .await;
+    // 6 chunks, one every 500 ms: the upload lasts 2.5 s.
+    let upload = client()
+        .post(lb.url("/upload"))
+        .body(reqwest::Body::wrap_stream(futures_stream(
+            6,
+            1000,
+            Duration::from_millis(500),
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    let t = Instant::now();
+    let (status, _) = get_json(&client(), &lb.url("/next")).await;
+    assert_eq!(status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "the next request waited {:?} for the upload's connection",
+        t.elapsed()
+    );
+}
