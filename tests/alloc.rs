@@ -123,7 +123,7 @@ fn serve(mut s: TcpStream) {
 /// Sends `n` keep-alive requests on one connection, reading each answer.
 fn requests(addr: std::net::SocketAddr, n: usize) {
     let mut s = TcpStream::connect(addr).unwrap();
-    let req = b"GET /cart?item=1 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: alloc-test\r\nAccept: */*\r\nCookie: theme=dark; SERVERID=node2\r\n\r\n";
+    let req = b"GET /cart?item=1 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: alloc-test\r\nAccept: */*\r\nConnection: keep-alive\r\nCookie: theme=dark; SERVERID=node2\r\n\r\n";
     let mut buf = vec![0u8; 65536];
     for _ in 0..n {
         s.write_all(req).unwrap();

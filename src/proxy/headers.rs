@@ -106,19 +106,20 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers. With `keep_upgrade`, `Upgrade` and a
 /// `Connection: upgrade` survive so the server can switch protocols.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Names listed in Connection are hop-by-hop too.
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
+    // Names listed in Connection are hop-by-hop too. Almost always one
+    // field (a browser's `keep-alive`): its value is cloned (a reference
+    // count, not a copy) and its names removed without building any.
+    let mut fields = headers.get_all(header::CONNECTION).iter();
+    let first = fields.next().cloned();
+    let more: Vec<HeaderValue> = fields.cloned().collect();
     let upgrade = keep_upgrade
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
-    for name in listed {
-        headers.remove(name);
+    for value in first.iter().chain(&more) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',') {
+            headers.remove(token.trim());
+        }
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
