@@ -116,7 +116,7 @@ pub struct AdminFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "`workers` must be `auto` or a number")]
 pub enum Workers {
     Count(Num),
     Word(String),
@@ -151,7 +151,10 @@ pub struct CertPairFile {
 
 /// `tls: true` on a server, or `tls: { ca: FILE, server_name: NAME }`.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`tls` of a server is true, false or { ca: FILE, server_name: NAME }"
+)]
 pub enum ServerTlsFile {
     On(Flag),
     With(ServerTlsOptions),
@@ -212,7 +215,10 @@ pub struct PoolFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`expect_status` is a status code, a range or a comma list (\"200-299,302\")"
+)]
 pub enum StatusSpec {
     Code(Num),
     Text(String),

@@ -231,10 +231,15 @@ fn server_tls_settings_are_checked_when_the_file_is_loaded() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("server_name"), "{e}");
-    let e = parse("{ cert: x }").unwrap_err().to_string();
-    assert!(e.contains("lb.yaml:"), "{e}");
-    let e = parse("maybe").unwrap_err().to_string();
-    assert!(e.contains("lb.yaml:"), "{e}");
+    // Neither a flag nor the options: the error says what `tls` may be.
+    for wrong in ["{ cert: x }", "maybe", "{ ca: 5 }"] {
+        let e = parse(wrong).unwrap_err().to_string();
+        assert!(e.contains("lb.yaml:"), "{e}");
+        assert!(
+            e.contains("true, false or { ca: FILE, server_name: NAME }"),
+            "{wrong}: {e}"
+        );
+    }
     assert!(parse("false").is_ok());
 }
 

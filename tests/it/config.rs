@@ -245,6 +245,7 @@ fn every_number_and_duration_has_a_range_that_check_enforces() {
             "`max_headers` must be between 1 and 1000",
         ),
         ("workers: 0\n", "`workers` must be `auto` or a number"),
+        ("workers: [1]\n", "`workers` must be `auto` or a number"),
     ];
     for (extra, want) in cases {
         let e = error_of(&format!("{GOOD}{extra}"));
