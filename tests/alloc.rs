@@ -63,9 +63,9 @@ fn find_and_decide_of_a_request_with_affinity_allocate_nothing_in_every_mode() {
             let limpet::sticky::Sticky::Learn(learn) = &pool.sticky else {
                 unreachable!()
             };
-            table.insert(
+            table.insert_number(
                 learn.key(b"8A3F2C1D9E7B6A5F4C3D2E1F0A9B8C7D"),
-                std::sync::Arc::clone(&pool.servers[2].name),
+                table.number(&pool.servers[2].name),
             );
         }
         // Warm caches (first reads, thread-locals).

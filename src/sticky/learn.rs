@@ -105,10 +105,14 @@ impl Table {
         self.inner.get(key).and_then(|n| self.inner.names.name(n))
     }
 
-    /// A session a server issued: confirmed.
-    pub fn insert(&self, key: u64, server: Arc<str>) {
-        let n = self.number(&server);
+    /// A session another instance learned (from the shared store): kept
+    /// only if it names a server this table knows — one of the pool's,
+    /// now or before a reload — since what comes from Redis can name
+    /// anything, and names are never forgotten. Its number, if kept.
+    pub fn insert(&self, key: u64, server: &str) -> Option<u64> {
+        let n = self.inner.names.find(server)?;
         self.inner.insert(key, n);
+        Some(n)
     }
 
     /// A session a server issued, by its server's number.
@@ -358,13 +362,31 @@ impl Learn {
         let (Some(store), Some(key)) = (&self.store, found.session) else {
             return found;
         };
-        if let Lookup::Hit(name) = store.lookup(key).await {
-            let n = self.table.number(&name);
+        if let Lookup::Hit(n) = store.lookup(key).await {
             found.affinity = match self.servers.get(n as usize) {
                 Some(&i) if i != usize::MAX => Affinity::Server(i),
                 _ => Affinity::Removed,
             };
         }
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_from_the_store_naming_an_unknown_server_is_not_kept() {
+        let t = Table::new(100, Duration::from_secs(60));
+        let node1 = t.number("node1");
+        assert_eq!(t.insert(1, "node1"), Some(node1));
+        assert_eq!(t.get(1).as_deref(), Some("node1"));
+        // Anything on the channel or in Redis: no entry, and no new name
+        // (names are never forgotten, so each would stay for good).
+        assert_eq!(t.insert(2, "not-a-server"), None);
+        assert_eq!(t.get(2), None);
+        assert_eq!(t.name(node1 + 1), None);
+        assert_eq!(t.len(), 1);
     }
 }

@@ -172,8 +172,8 @@ mod tests {
     fn a_saved_table_is_restored_with_its_entries() {
         let d = dir("roundtrip");
         let t = Table::new(100, Duration::from_secs(3600));
-        t.insert(1, "node1".into());
-        t.insert(2, "node2".into());
+        t.insert_number(1, t.number("node1"));
+        t.insert_number(2, t.number("node2"));
         assert_eq!(save(&d, "app", &t).ok(), Some(2));
         let restored = Table::new(100, Duration::from_secs(3600));
         assert_eq!(load(&d, "app", &restored).ok(), Some(2));
@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(load(&d, "app", &t).ok(), Some(0));
 
         let other = Table::new(100, Duration::from_secs(3600));
-        other.insert(7, "n".into());
+        other.insert_number(7, other.number("n"));
         save(&d, "other", &other).ok();
         std::fs::rename(path_for(&d, "other"), path_for(&d, "app")).ok();
         assert!(matches!(

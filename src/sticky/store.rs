@@ -87,7 +87,8 @@ enum Op {
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Hit(Arc<str>),
+    /// The number of the server in the table (cached there).
+    Hit(u64),
     Miss,
     /// Failed or too slow: the request goes on without.
     Error,
@@ -340,12 +341,18 @@ impl Store {
         let name = self.shared.names.key(key);
         let got = tokio::time::timeout(self.timeout(), conn.get::<_, Option<String>>(name)).await;
         match got {
-            Ok(Ok(Some(server))) => {
-                self.stats.lookup_hit.fetch_add(1, Ordering::Relaxed);
-                let server: Arc<str> = server.into();
-                self.shared.table.insert(key, Arc::clone(&server));
-                Lookup::Hit(server)
-            }
+            Ok(Ok(Some(server))) => match self.shared.table.insert(key, &server) {
+                Some(n) => {
+                    self.stats.lookup_hit.fetch_add(1, Ordering::Relaxed);
+                    Lookup::Hit(n)
+                }
+                None => {
+                    tracing::debug!(pool = %self.shared.pool, server, "the store names a server this pool does not have");
+                    self.shared.error();
+                    self.stats.lookup_miss.fetch_add(1, Ordering::Relaxed);
+                    Lookup::Miss
+                }
+            },
             Ok(Ok(None)) => {
                 self.stats.lookup_miss.fetch_add(1, Ordering::Relaxed);
                 Lookup::Miss
@@ -656,7 +663,11 @@ impl Shared {
             return;
         };
         match parts.next() {
-            Some(server) if !server.is_empty() => self.table.insert(key, server.into()),
+            Some(server) if !server.is_empty() => {
+                if self.table.insert(key, server).is_none() {
+                    self.error();
+                }
+            }
             _ => self.table.remove(key),
         }
     }

@@ -432,7 +432,8 @@ impl Names {
         (list.len() - 1) as u64
     }
 
-    fn find(&self, name: &str) -> Option<u64> {
+    /// The number of `name`, if it has one.
+    pub fn find(&self, name: &str) -> Option<u64> {
         let list = self.list.read().unwrap_or_else(|p| p.into_inner());
         list.iter().position(|n| &**n == name).map(|i| i as u64)
     }
