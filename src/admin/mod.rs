@@ -28,8 +28,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -62,6 +61,15 @@ struct Ctx {
     registry: Registry,
 }
 
+/// Admin connections open at once; more are closed at once. The admin
+/// endpoint is for a scraper, a dashboard and an operator: a flood of
+/// connections must not take the descriptors the proxy needs.
+const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to send a request header, and how long
+/// it may stay idle between requests.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts admin connections until `stop` turns true. (Boxed: the admin
 /// API reloads the configuration, which may start a new admin endpoint.)
 pub fn serve(s: Serve) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
@@ -75,7 +83,13 @@ async fn accept(mut s: Serve) {
         reload: s.reload,
     });
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only (what scrapers and browsers speak to it): a connection
+    // that sends nothing is closed at the header timeout like a slow one.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             r = s.listener.accept() => match r {
@@ -88,14 +102,17 @@ async fn accept(mut s: Serve) {
             },
             _ = s.stop.changed() => break,
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "admin connection refused: {MAX_CONNECTIONS} already open");
+            continue;
+        };
         let ctx = Arc::clone(&ctx);
         let svc = service_fn(move |req| handle(Arc::clone(&ctx), peer, req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(slot);
         });
     }
     drop(s.listener);

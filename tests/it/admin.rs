@@ -425,3 +425,34 @@ async fn the_status_page_renders_every_server_and_shows_a_dead_one_down_in_a_rea
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
 }
+
+#[tokio::test]
+async fn idle_and_surplus_admin_connections_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "admin:\n  bind: 127.0.0.1:2\n")).await;
+    let admin = lb.admin.unwrap();
+    // 64 connections that never send anything hold every admin slot...
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(tokio::net::TcpStream::connect(admin).await.unwrap());
+    }
+    // ...so the next one is closed at once (the proxy's descriptors are
+    // not the admin endpoint's to take).
+    let mut surplus = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), surplus.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // The silent ones are closed after the header timeout (10 s)...
+    let started = std::time::Instant::now();
+    for mut s in idle {
+        let read = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle admin connection stayed open: {read:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(13));
+    // ...and the endpoint serves again.
+    assert!(lb.metrics().await.contains("limpet_requests_total"));
+}
