@@ -126,7 +126,9 @@ fn authority<B>(
     if h2 {
         // :authority is the target's authority; a `host` must agree with it.
         let authority = match uri.authority() {
-            Some(a) if a.as_str().contains('@') => return Err(ProxyError::BadRequest),
+            Some(a) if !valid_authority(a.as_str().as_bytes()) => {
+                return Err(ProxyError::BadRequest);
+            }
             Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest)?),
             None => None,
         };
@@ -140,7 +142,12 @@ fn authority<B>(
         };
     }
     let target_authority = match (uri.scheme_str(), uri.authority()) {
-        (Some("http" | "https"), Some(a)) if !a.as_str().contains('@') => {
+        // Held to Host's rules (no user information, a port that is one),
+        // and HTTP/1.1 needs Host even with one (RFC 9112 §3.2).
+        (Some("http" | "https"), Some(a))
+            if valid_authority(a.as_str().as_bytes())
+                && (host.is_some() || req.version() == Version::HTTP_10) =>
+        {
             Some(HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest)?)
         }
         (None, None) if uri.path().starts_with('/') => None,

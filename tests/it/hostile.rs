@@ -154,6 +154,11 @@ async fn ambiguous_requests_get_their_status() {
             501,
         ),
         (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),
+        // An absolute-form target's authority is held to Host's rules, and
+        // HTTP/1.1 needs Host even then (RFC 9112 §3.2).
+        (b"GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET http://a b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET http://a/ HTTP/1.1\r\n\r\n", 400),
         (b"GET / HTTP/1.0\r\n\r\n", 200),
         (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 200),
     ];
