@@ -170,13 +170,29 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
     }
 }
 
+impl<T> TimedIo<T> {
+    /// Bytes went to the client: on a stream (an upgraded tunnel, HTTP/2)
+    /// that is activity too, so a WebSocket on which only the server talks
+    /// is not idle.
+    fn wrote(self: Pin<&mut Self>, polled: &Poll<io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            let this = self.project();
+            if *this.phase == Phase::Stream {
+                *this.deadline = Instant::now() + *this.idle_timeout;
+            }
+        }
+    }
+}
+
 impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let polled = self.as_mut().project().inner.poll_write(cx, buf);
+        self.wrote(&polled);
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -188,11 +204,13 @@ impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let polled = self.as_mut().project().inner.poll_write_vectored(cx, bufs);
+        self.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -286,5 +304,42 @@ mod tests {
         let (n, at) = reading.await.unwrap();
         assert_eq!(n, Ok(0), "an idle connection is closed without an answer");
         assert_eq!(at - ended, IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tunnel_on_which_only_the_server_talks_is_not_idle() {
+        let state = Arc::new(ConnState::default());
+        let (mut io, mut client) = timed(&state);
+        // The upgrade request, answered 101: the connection is a tunnel.
+        client
+            .write_all(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert!(io.read(&mut buf).await.unwrap() > 0);
+        state.begin_request();
+        state.set_tunnel();
+        state.end_request();
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let reading = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let n = rd.read(&mut buf).await;
+            (n.map_err(|e| e.kind()), Instant::now())
+        });
+        // The server pushes a message every 30 s for 150 s; the client
+        // only reads them.
+        let mut last = Instant::now();
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            wr.write_all(b"m").await.unwrap();
+            wr.flush().await.unwrap();
+            last = Instant::now();
+            let mut got = [0u8; 1];
+            client.read_exact(&mut got).await.unwrap();
+        }
+        // Then silence both ways: closed at client_idle after the last push.
+        let (n, at) = reading.await.unwrap();
+        assert_eq!(n, Ok(0));
+        assert_eq!(at - last, IDLE);
     }
 }
