@@ -86,6 +86,18 @@ impl End {
         }
     }
 
+    /// No server after all (limpet could not even try one): the request
+    /// is counted as answered by limpet (`server=""`), not on a server's
+    /// account.
+    pub fn unset_server(&mut self) {
+        let Some(pool) = self.pool.and_then(|p| self.current.snap.pools.get(p)) else {
+            return;
+        };
+        if let Some(old) = self.server.take().and_then(|i| pool.servers.get(i)) {
+            old.live.end();
+        }
+    }
+
     pub fn set_outcome(&mut self, outcome: Outcome) {
         self.outcome = Some(outcome);
     }

@@ -106,6 +106,7 @@ pub async fn send(
             Err(e) => {
                 if let Some(errno) = e.errno().filter(|&c| crate::resources::is_exhaustion(c)) {
                     crate::resources::exhausted("connecting to a server", errno);
+                    end.unset_server();
                     return Err(ProxyError::Exhausted);
                 }
                 tracing::warn!(pool = %pool.name, server = %server.name, error = %e, "cannot connect to server");

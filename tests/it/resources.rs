@@ -67,10 +67,11 @@ async fn one(addr: std::net::SocketAddr, path: &str) -> u16 {
 #[tokio::test]
 async fn running_out_of_descriptors_never_takes_a_healthy_server_down() {
     let n = nodes(2).await;
-    let extra = "limits:\n  max_connections: 1000\n";
+    let admin = closed_port();
+    let extra = format!("limits:\n  max_connections: 1000\nadmin:\n  bind: \"{admin}\"\n");
     // Active checks that one failure takes down (fall: 1), every 20 ms:
     // some run while descriptors are out.
-    let yaml = proc_config(&n, extra).replace(
+    let yaml = proc_config(&n, &extra).replace(
         "  app:\n",
         "  app:\n    health_check:\n      interval: 20ms\n      timeout: 1s\n      fall: 1\n      rise: 1\n",
     );
@@ -97,6 +98,16 @@ async fn running_out_of_descriptors_never_takes_a_healthy_server_down() {
         "a health check blamed a server for limpet's own limit:\n{}",
         p.log()
     );
+    // limpet's own 503s are not put on a server's account (its 5xx alerts).
+    let text = get_text(&format!("http://{admin}/metrics")).await;
+    for node in &n {
+        let series = format!("pool=\"app\",server=\"{}\",code=\"503\"", node.route());
+        assert_eq!(
+            metric(&text, "limpet_requests_total", &series),
+            0.0,
+            "{text}"
+        );
+    }
     // Both servers are still in rotation: plain traffic reaches each.
     let mut seen = HashSet::new();
     for _ in 0..20 {
