@@ -111,8 +111,12 @@ pub async fn serve(mut s: Serve) {
         let watcher = graceful.watcher();
         let local = Rc::clone(&s.local);
         let id = s.id;
+        let request_header = current.snap.timeouts.request_header;
+        // The snapshot is taken again after the prelude: a long-lived
+        // connection must not keep this one alive across reloads.
+        drop(current);
         tokio::task::spawn_local(async move {
-            edge.serve(stream, peer, id, &current, &local, watcher)
+            edge.serve(stream, peer, id, request_header, &local, watcher)
                 .await;
             stats.closed();
             drop(permit);
@@ -172,7 +176,7 @@ impl Edge {
         stream: TcpStream,
         peer: SocketAddr,
         id: u64,
-        current: &Current,
+        request_header: std::time::Duration,
         local: &Rc<Local>,
         watcher: Watcher,
     ) {
@@ -181,7 +185,7 @@ impl Edge {
             tracing::warn!(%peer, listener, "closed a connection: PROXY protocol from a peer not in trusted_proxies");
             return;
         }
-        let deadline = tokio::time::Instant::now() + current.snap.timeouts.request_header;
+        let deadline = tokio::time::Instant::now() + request_header;
         let (io, client, said) = match self.prelude(stream, peer, deadline).await {
             Ok(pair) => pair,
             // Connected and closed without a byte: an L4 balancer's TCP
@@ -205,9 +209,20 @@ impl Edge {
         let mut ctx = ConnCtx::new(client, id, scheme);
         ctx.may_forward = said;
         let ctx = Rc::new(ctx);
+        // The configuration as it is now (a reload may have come during the
+        // handshake), used to set the connection up and not kept.
+        let current = local.current();
         let done = match io {
-            EdgeIo::Plain(io) => watcher.watch(http(current, local, ctx, io)).await,
-            EdgeIo::Tls(io) => watcher.watch(http(current, local, ctx, *io)).await,
+            EdgeIo::Plain(io) => {
+                let conn = http(&current, local, ctx, io);
+                drop(current);
+                watcher.watch(conn).await
+            }
+            EdgeIo::Tls(io) => {
+                let conn = http(&current, local, ctx, *io);
+                drop(current);
+                watcher.watch(conn).await
+            }
         };
         if let Err(e) = done {
             tracing::debug!(%peer, error = %e, "client connection ended with an error");
