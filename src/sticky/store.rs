@@ -55,6 +55,13 @@ const SLOW: Duration = Duration::from_secs(2);
 /// Health checks: every second while up; while down, from 250 ms
 /// doubling to at most 2 s.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// While up, each health check also publishes a heartbeat on the channel
+/// (`<instance> @`), which every instance's subscriber hears, its own
+/// included. A subscriber that hears nothing for this long is on a dead
+/// connection (a Redis failover behind a VIP leaves it half open, and
+/// nothing else would notice): it subscribes again.
+const SILENT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -200,13 +207,7 @@ impl Store {
                 return None;
             }
         };
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(SLOW))
-            .set_response_timeout(Some(SLOW))
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(BACKOFF_MAX)
-            .set_number_of_retries(3);
-        let conn = match ConnectionManager::new_lazy_with_config(client.clone(), manager) {
+        let conn = match manager(&client) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(pool, store = %config.shown, error = %e, "cannot use the store");
@@ -230,7 +231,8 @@ impl Store {
             pool: Arc::clone(&pool),
             shown: config.shown.clone(),
             names: names.clone(),
-            conn: conn.clone(),
+            conn: Arc::new(arc_swap::ArcSwap::from_pointee(conn)),
+            client: client.clone(),
             up: Arc::clone(&up),
             stats: Arc::clone(&stats),
             table: table.clone(),
@@ -303,7 +305,7 @@ impl Store {
         }
         let mut pipe = redis::pipe();
         self.shared.add_set(&mut pipe, key, &server);
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.conn();
         match tokio::time::timeout(budget, pipe.query_async::<()>(&mut conn)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -337,7 +339,7 @@ impl Store {
             self.stats.lookup_skipped.fetch_add(1, Ordering::Relaxed);
             return Lookup::Skipped;
         }
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.conn();
         let name = self.shared.names.key(key);
         let got = tokio::time::timeout(self.timeout(), conn.get::<_, Option<String>>(name)).await;
         match got {
@@ -376,13 +378,27 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A connection to Redis that reconnects by itself when the connection
+/// drops (not when it merely goes silent: see [`Shared::check`]).
+fn manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(SLOW))
+        .set_response_timeout(Some(SLOW))
+        .set_min_delay(Duration::from_millis(100))
+        .set_max_delay(BACKOFF_MAX)
+        .set_number_of_retries(3);
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
 /// What the background tasks share.
 #[derive(Clone)]
 struct Shared {
     pool: Arc<str>,
     shown: String,
     names: Names,
-    conn: ConnectionManager,
+    /// Replaced when Redis stops answering on it (see [`Shared::check`]).
+    conn: Arc<arc_swap::ArcSwap<ConnectionManager>>,
+    client: redis::Client,
     up: Arc<AtomicBool>,
     stats: Arc<StoreStats>,
     table: Table,
@@ -400,6 +416,11 @@ impl Shared {
 
     fn error(&self) {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connection (a cheap handle).
+    fn conn(&self) -> ConnectionManager {
+        (**self.conn.load()).clone()
     }
 
     /// Adds the write and the announcement of session `key` on `server`.
@@ -473,7 +494,7 @@ impl Shared {
                 }
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let result = tokio::time::timeout(SLOW, pipe.query_async::<Vec<i64>>(&mut conn)).await;
         let refreshed = match result {
             Ok(Ok(r)) => r,
@@ -517,7 +538,7 @@ impl Shared {
 
     /// Runs `pipe` (within [`SLOW`]); a failure is counted.
     async fn run(&self, pipe: &redis::Pipeline) -> bool {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ok = matches!(
             tokio::time::timeout(SLOW, pipe.query_async::<()>(&mut conn)).await,
             Ok(Ok(()))
@@ -535,7 +556,7 @@ impl Shared {
         let mut backoff = BACKOFF_MIN;
         let mut first = true;
         loop {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let probe =
                 tokio::time::timeout(SLOW, conn.exists::<_, bool>(&self.names.marker)).await;
             let (up, problem) = match probe {
@@ -545,12 +566,18 @@ impl Shared {
                     let ok = self.replay().await && (present || self.republish().await);
                     (ok, "a write failed".to_owned())
                 }
-                Ok(Err(e)) => {
+                Ok(Err(e)) if !e.is_timeout() => {
                     self.error();
                     (false, e.to_string())
                 }
-                Err(_) => {
+                _ => {
+                    // Silent, not closed: a Redis that moved behind a VIP
+                    // leaves the connection half open, and the manager
+                    // reconnects only when it drops. A new one.
                     self.error();
+                    if let Ok(fresh) = manager(&self.client) {
+                        self.conn.store(Arc::new(fresh));
+                    }
                     (false, "no answer in time".to_owned())
                 }
             };
@@ -564,6 +591,12 @@ impl Shared {
             }
             if up {
                 backoff = BACKOFF_MIN;
+                let heartbeat = format!("{} @", self.instance);
+                let _ = tokio::time::timeout(
+                    SLOW,
+                    conn.publish::<_, _, ()>(&self.names.channel, heartbeat),
+                )
+                .await;
                 tokio::time::sleep(CHECK_EVERY).await;
             } else {
                 tokio::time::sleep(backoff).await;
@@ -617,7 +650,7 @@ impl Shared {
                 return false;
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let marked = tokio::time::timeout(SLOW, conn.set::<_, _, ()>(&self.names.marker, 1)).await;
         if matches!(marked, Ok(Ok(()))) {
             true
@@ -638,8 +671,18 @@ impl Shared {
             {
                 backoff = BACKOFF_MIN;
                 let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    self.apply(msg.get_payload_bytes());
+                loop {
+                    match tokio::time::timeout(SILENT, messages.next()).await {
+                        Ok(Some(msg)) => self.apply(msg.get_payload_bytes()),
+                        Ok(None) => break,
+                        // The store is down: no heartbeats to hear.
+                        Err(_) if !self.is_up() => {}
+                        Err(_) => {
+                            tracing::warn!(pool = %self.pool, store = %self.shown, "no announcement, not even a heartbeat, for {SILENT:?}: subscribing again");
+                            self.error();
+                            break;
+                        }
+                    }
                 }
             }
             tokio::time::sleep(backoff).await;

@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use limpet_demo::DemoNode;
@@ -453,6 +454,121 @@ async fn a_failover_seen_by_one_instance_is_followed_by_the_other() {
         assert_eq!(visit(&browser, &b.url("/")).await.1, moved);
         assert_eq!(visit(&browser, &a.url("/")).await.1, moved);
     }
+}
+
+/// A TCP forwarder to `to` whose open connections can be frozen: from then
+/// on they carry nothing either way but stay open, as connections to a
+/// Redis that moved behind a VIP do. New connections work.
+struct Freezer {
+    addr: std::net::SocketAddr,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Freezer {
+    async fn start(to: u16) -> Freezer {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let current = Arc::clone(&epoch);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    continue;
+                };
+                let born = current.load(Ordering::SeqCst);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in
+                    [(cr, sw), (sr, cw)].map(|(r, w)| (tokio::io::BufReader::new(r), w))
+                {
+                    let current = Arc::clone(&current);
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            let Ok(n) = from.read(&mut buf).await else {
+                                return;
+                            };
+                            if n == 0 {
+                                return;
+                            }
+                            if current.load(Ordering::SeqCst) != born {
+                                // Frozen: hold both sockets, carry nothing.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Freezer { addr, epoch }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    /// Every connection open now carries nothing from now on.
+    fn freeze(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_on_a_connection_gone_silent_subscribes_again() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    let pool = learn_pool(&redis, "        cookie: a");
+    let a = Instance::start("store-za", &nodes, &pool).await;
+    // B reaches Redis through a forwarder that can leave its connections
+    // half open.
+    let freezer = Freezer::start(redis.port).await;
+    let b = Instance::start(
+        "store-zb",
+        &nodes,
+        &pool.replace(&redis.url(), &freezer.url()),
+    )
+    .await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+    let browser = harness::browser(None);
+    let (_, home) = visit(&browser, &a.url("/set-cookies")).await;
+    assert_eq!(visit(&browser, &b.url("/")).await.1, home, "B knows it");
+
+    // B's connections go silent. Its commands time out and reconnect by
+    // themselves; its subscription must notice too.
+    freezer.freeze();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            b.proc.log().contains("subscribing again")
+        })
+        .await,
+        "{}",
+        b.proc.log()
+    );
+    b.wait_store(true).await;
+    // Give the new subscription a moment, then a failover that only the
+    // announcement can tell B about (the cookie survives it).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let node = nodes.iter().find(|n| n.route() == home).unwrap();
+    node.stop().await;
+    let (status, moved) = visit(&browser, &a.url("/")).await;
+    assert_eq!(status, 200);
+    assert_ne!(moved, home);
+    node.restart().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            visit(&browser, &b.url("/")).await.1 == moved
+        })
+        .await,
+        "B missed A's failover: its subscription is dead"
+    );
 }
 
 #[tokio::test]
