@@ -418,6 +418,34 @@ async fn a_session_b_finds_by_lookup_after_missing_the_announcement() {
     assert_eq!(hits, 6.0);
 }
 
+/// The session of `browser` (cookie `a`, on node `home`) fails over
+/// through A: its node dies, A moves it on the next request, the node
+/// comes back. B never saw the node fail (no health checks, no traffic);
+/// only A's announcement can tell it. Returns where the session went, once
+/// B routes it there too.
+async fn failover_through_a(
+    a: &Instance,
+    b: &Instance,
+    nodes: &[DemoNode],
+    browser: &reqwest::Client,
+    home: &str,
+) -> String {
+    let node = nodes.iter().find(|n| n.route() == home).unwrap();
+    node.stop().await;
+    let (status, moved) = visit(browser, &a.url("/")).await;
+    assert_eq!(status, 200);
+    assert_ne!(moved, home);
+    node.restart().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            visit(browser, &b.url("/")).await.1 == moved
+        })
+        .await,
+        "B did not follow the failover A saw"
+    );
+    moved
+}
+
 #[tokio::test]
 async fn a_failover_seen_by_one_instance_is_followed_by_the_other() {
     let Some(redis) = Redis::start().await else {
@@ -433,23 +461,7 @@ async fn a_failover_seen_by_one_instance_is_followed_by_the_other() {
     let browser = harness::browser(None);
     let (_, home) = visit(&browser, &a.url("/set-cookies")).await;
     assert_eq!(visit(&browser, &b.url("/")).await.1, home, "B knows it");
-    let node = nodes.iter().find(|n| n.route() == home).unwrap();
-
-    // The node dies; A notices on the next request and moves the session.
-    node.stop().await;
-    let (status, moved) = visit(&browser, &a.url("/")).await;
-    assert_eq!(status, 200);
-    assert_ne!(moved, home);
-    // The node comes back. B never saw it fail (no health checks, no
-    // traffic), but follows A's rewrite: the session stays where it went.
-    node.restart().await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            visit(&browser, &b.url("/")).await.1 == moved
-        })
-        .await,
-        "B follows the failover A saw"
-    );
+    let moved = failover_through_a(&a, &b, &nodes, &browser, &home).await;
     for _ in 0..5 {
         assert_eq!(visit(&browser, &b.url("/")).await.1, moved);
         assert_eq!(visit(&browser, &a.url("/")).await.1, moved);
@@ -556,19 +568,7 @@ async fn a_subscriber_on_a_connection_gone_silent_subscribes_again() {
     // Give the new subscription a moment, then a failover that only the
     // announcement can tell B about (the cookie survives it).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let node = nodes.iter().find(|n| n.route() == home).unwrap();
-    node.stop().await;
-    let (status, moved) = visit(&browser, &a.url("/")).await;
-    assert_eq!(status, 200);
-    assert_ne!(moved, home);
-    node.restart().await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            visit(&browser, &b.url("/")).await.1 == moved
-        })
-        .await,
-        "B missed A's failover: its subscription is dead"
-    );
+    failover_through_a(&a, &b, &nodes, &browser, &home).await;
 }
 
 #[tokio::test]
