@@ -97,19 +97,8 @@ pub fn server(pool: &Pool, i: usize) -> ServerView {
 
 /// Unix milliseconds as `2026-11-30T03:51:22.123Z`.
 pub fn rfc3339(unix_ms: u64) -> String {
-    let secs = i64::try_from(unix_ms / 1000).unwrap_or(0);
-    let t = cookie::time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(cookie::time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        unix_ms % 1000
-    )
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 #[cfg(test)]
