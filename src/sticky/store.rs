@@ -215,13 +215,7 @@ impl Store {
             }
         };
         let names = Names::new(pool);
-        let ttl_ms = u64::try_from(table.idle.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        // Refresh often enough that Redis never forgets a session in use:
-        // a tenth of the idle timeout, at least every minute, at most
-        // every second.
-        let refresh_every_s = u32::try_from((table.idle / 10).as_secs().clamp(1, 60)).unwrap_or(60);
+        let (ttl_ms, refresh_every_s) = ttl_and_refresh(table.idle);
         let (tx, rx) = mpsc::channel(QUEUE);
         let up = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(StoreStats::default());
@@ -376,6 +370,17 @@ impl Store {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The TTL of a session in Redis (ms) and how often a session in use has
+/// it refreshed (s): a tenth of the idle timeout, at least every minute,
+/// at most every second; the TTL is the idle timeout, but never shorter
+/// than two refresh periods, or Redis would forget a session in use when
+/// `idle_timeout` is under two seconds.
+fn ttl_and_refresh(idle: Duration) -> (u64, u32) {
+    let refresh_s = u32::try_from((idle / 10).as_secs().clamp(1, 60)).unwrap_or(60);
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    (idle_ms.max(2_000 * u64::from(refresh_s)), refresh_s)
 }
 
 /// A connection to Redis that reconnects by itself when the connection
@@ -719,6 +724,18 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_in_use_outlives_its_ttl_in_redis_whatever_idle_timeout() {
+        assert_eq!(
+            ttl_and_refresh(Duration::from_secs(5 * 3600)),
+            (18_000_000, 60)
+        );
+        assert_eq!(ttl_and_refresh(Duration::from_secs(300)), (300_000, 30));
+        // Refreshed every second at most: a TTL of 2 s, not 100 ms.
+        assert_eq!(ttl_and_refresh(Duration::from_millis(100)), (2_000, 1));
+        assert_eq!(ttl_and_refresh(Duration::from_secs(15)), (15_000, 1));
+    }
 
     #[test]
     fn keys_are_the_table_key_in_hex_under_the_pool() {
