@@ -70,16 +70,17 @@ impl Token {
         Token(secret)
     }
 
-    /// Compares in time that depends only on the lengths, not the contents.
+    /// Compares in time that depends only on the token's own length: not
+    /// on the contents, and not on the offered length (no early return on
+    /// a length mismatch, which would tell an attacker the length).
     pub fn matches(&self, offered: &[u8]) -> bool {
         let mine = self.0.as_bytes();
-        if mine.len() != offered.len() {
-            return false;
-        }
         let diff = mine
             .iter()
-            .zip(offered)
-            .fold(0u8, |acc, (a, b)| acc | std::hint::black_box(a ^ b));
+            .enumerate()
+            .fold(u8::from(mine.len() != offered.len()), |acc, (i, a)| {
+                acc | std::hint::black_box(a ^ offered.get(i).copied().unwrap_or(!a))
+            });
         diff == 0
     }
 }
@@ -381,4 +382,24 @@ pub struct StickyConfig {
     pub cookie: CookieConfig,
     pub jvm_route: JvmRouteConfig,
     pub learn: LearnConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    #[test]
+    fn a_token_matches_itself_only() {
+        let t = Token::new("s3cret-token".to_owned());
+        assert!(t.matches(b"s3cret-token"));
+        for other in [
+            &b""[..],
+            b"s3cret",
+            b"s3cret-token!",
+            b"s3cret-tokeN",
+            b"S3cret-token",
+        ] {
+            assert!(!t.matches(other), "{other:?}");
+        }
+    }
 }
