@@ -84,6 +84,8 @@ pub struct Progress {
     /// The body was polled and waits for the client: the client's time.
     waiting: Cell<bool>,
     fault: Cell<Option<ClientFault>>,
+    /// The client's body was read whole.
+    ended: Cell<bool>,
 }
 
 impl Default for Progress {
@@ -92,6 +94,7 @@ impl Default for Progress {
             last: Cell::new(clock::ms()),
             waiting: Cell::new(false),
             fault: Cell::new(None),
+            ended: Cell::new(false),
         }
     }
 }
@@ -105,6 +108,12 @@ impl Progress {
     /// The client's failure, if the body failed on the client's side.
     pub fn fault(&self) -> Option<ClientFault> {
         self.fault.get()
+    }
+
+    /// Was the client's body read whole (so its server connection is done
+    /// with this request once the answer is read)?
+    pub fn ended(&self) -> bool {
+        self.ended.get()
     }
 
     /// Is limpet waiting for the client's next bytes?
@@ -206,6 +215,9 @@ impl Streaming {
             Poll::Ready(Some(Ok(frame))) => {
                 self.armed = false;
                 self.progress.advance();
+                if self.body.is_end_stream() {
+                    self.progress.ended.set(true);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -214,6 +226,7 @@ impl Streaming {
             }
             Poll::Ready(None) => {
                 self.progress.advance();
+                self.progress.ended.set(true);
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -274,6 +287,9 @@ pub struct Back {
     pub local: Rc<Local>,
     pub slot: usize,
     pub sender: SendRequest<ReqBody>,
+    /// A streamed request body: the connection is not free before it was
+    /// sent whole, though a server may answer first.
+    pub request: Option<Rc<Progress>>,
 }
 
 /// A response body on its way to the client.
@@ -315,7 +331,12 @@ impl ResBody {
     /// request, and the request is logged and counted.
     fn complete(&mut self) {
         if let Some(b) = self.back.take() {
-            b.local.clients.checkin(b.slot, b.sender);
+            // An upload still going after its early answer: the next
+            // request would wait for its end, so the connection is let go
+            // (it closes once the upload is sent).
+            if b.request.as_ref().is_none_or(|p| p.ended()) {
+                b.local.clients.checkin(b.slot, b.sender);
+            }
         }
         if let Some(end) = self.end.take() {
             end.finish(false);

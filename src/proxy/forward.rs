@@ -132,6 +132,7 @@ pub async fn send(
                         local: Rc::clone(local),
                         slot: server.slot,
                         sender: sender.inner,
+                        request: None,
                     },
                 });
             }

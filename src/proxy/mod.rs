@@ -37,7 +37,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use body::{Progress, ReqBody, ResBody};
+use body::{Back, Progress, ReqBody, ResBody};
 pub use conn::{ConnCtx, ConnState};
 use end::End;
 use error::ProxyError;
@@ -134,7 +134,10 @@ pub async fn handle(
 
     // Act on the response.
     let mut res = sent.response;
-    let mut back = Some(sent.back);
+    let mut back = Some(Back {
+        request: progress,
+        ..sent.back
+    });
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             conn.state.set_tunnel();

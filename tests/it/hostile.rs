@@ -533,8 +533,9 @@ async fn an_upload_still_going_after_its_answer_holds_up_no_other_request() {
     // that connection is not free until the upload ends, and the next
     // request must not wait for it.
     let server = answers_before_the_body().await;
+    // One worker: both requests share its idle connections.
     let lb = Lb::start(&format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: error\npools:\n  app:\n    servers:\n      - {{ name: eager, address: \"{server}\" }}\n"
+        "workers: 1\nlisteners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: error\npools:\n  app:\n    servers:\n      - {{ name: eager, address: \"{server}\" }}\n"
     ))
     .await;
     // 6 chunks, one every 500 ms: the upload lasts 2.5 s.
