@@ -406,7 +406,12 @@ fn restore_learned(snapshot: &Snapshot, previous: &Snapshot, first: bool) {
         };
         match sticky::persist::load(&snapshot.state_dir, &pool.name, table) {
             Ok(0) => {}
-            Ok(n) => tracing::info!(pool = %pool.name, sessions = n, "learned sessions restored"),
+            Ok(n) => {
+                tracing::info!(pool = %pool.name, sessions = n, "learned sessions restored");
+                if let Some(store) = pool.sticky.store() {
+                    store.check_restored();
+                }
+            }
             Err(e) => tracing::warn!(pool = %pool.name, "{e}"),
         }
     }

@@ -233,6 +233,7 @@ impl Store {
             ttl_ms,
             instance,
             pending: Arc::new(std::sync::Mutex::new(VecDeque::new())),
+            restored: Arc::new(AtomicBool::new(false)),
         };
         let tasks = vec![
             handle.spawn(shared.clone().write(rx)).abort_handle(),
@@ -265,6 +266,12 @@ impl Store {
     /// long a request may wait for it from now on.
     pub fn set_timeout(&self, timeout: Duration) {
         self.timeout_us.store(micros(timeout), Ordering::Relaxed);
+    }
+
+    /// The table was just restored from `state_dir`: Redis's word wins
+    /// over it, as soon as Redis answers.
+    pub fn check_restored(&self) {
+        self.shared.restored.store(true, Ordering::Relaxed);
     }
 
     /// Does this store serve `table` (a reload may have replaced it)?
@@ -412,6 +419,10 @@ struct Shared {
     instance: String,
     /// Writes made while Redis was down.
     pending: Arc<std::sync::Mutex<VecDeque<Op>>>,
+    /// The table was restored from `state_dir`: what it says must be
+    /// checked against Redis (another instance may have moved sessions
+    /// while this one was down) at the next successful health check.
+    restored: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -568,7 +579,9 @@ impl Shared {
                 // Reachable: what waited goes first, then the table if
                 // Redis lost it; up only when both went through.
                 Ok(Ok(present)) => {
-                    let ok = self.replay().await && (present || self.republish().await);
+                    let ok = self.replay().await
+                        && (present || self.republish().await)
+                        && self.reconcile_restored().await;
                     (ok, "a write failed".to_owned())
                 }
                 Ok(Err(e)) if !e.is_timeout() => {
@@ -635,13 +648,54 @@ impl Shared {
     /// writes every confirmed local entry with its remaining idle time,
     /// without overwriting what another instance wrote first, then the
     /// marker.
+    /// After a restore from `state_dir`: every restored session that
+    /// Redis places elsewhere (another instance moved it while this one
+    /// was down) follows Redis. `false` when Redis did not answer (tried
+    /// again at the next check).
+    async fn reconcile_restored(&self) -> bool {
+        if !self.restored.load(Ordering::Relaxed) {
+            return true;
+        }
+        let entries = self.shared_entries();
+        let mut moved = 0;
+        for chunk in entries.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for e in chunk {
+                pipe.cmd("GET").arg(self.names.key(e.key));
+            }
+            let mut conn = self.conn();
+            let found =
+                tokio::time::timeout(SLOW, pipe.query_async::<Vec<Option<String>>>(&mut conn))
+                    .await;
+            let Ok(Ok(found)) = found else {
+                self.error();
+                return false;
+            };
+            for (e, server) in chunk.iter().zip(found) {
+                if let Some(server) = server
+                    && server.as_str() != &*e.server
+                    && self.table.insert(e.key, &server).is_some()
+                {
+                    moved += 1;
+                }
+            }
+        }
+        if moved > 0 {
+            tracing::info!(pool = %self.pool, sessions = moved, "restored sessions that another instance moved meanwhile follow it");
+        }
+        self.restored.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// The local table's entries that are shared (not on probation).
+    fn shared_entries(&self) -> Vec<super::learn::Saved> {
+        let mut entries = self.table.entries();
+        entries.retain(|e| !e.probation);
+        entries
+    }
+
     async fn republish(&self) -> bool {
-        let entries: Vec<_> = self
-            .table
-            .entries()
-            .into_iter()
-            .filter(|e| !e.probation)
-            .collect();
+        let entries = self.shared_entries();
         if !entries.is_empty() {
             tracing::info!(pool = %self.pool, sessions = entries.len(), "the shared session store lost this pool's sessions; publishing the local table");
         }

@@ -468,6 +468,56 @@ async fn a_failover_seen_by_one_instance_is_followed_by_the_other() {
     }
 }
 
+#[tokio::test]
+async fn an_instance_restarted_with_its_saved_table_follows_what_moved_while_it_was_down() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    // Cookie `a` survives a failover: only the tables can move it.
+    let pool = learn_pool(&redis, "        cookie: a");
+    let dir_a = harness::temp_dir("store-pa");
+    let mut a = Instance::start_in("store-pa", &dir_a, &nodes, &pool).await;
+    let b = Instance::start("store-pb", &nodes, &pool).await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+    let browser = harness::browser(None);
+    let (_, home) = visit(&browser, &a.url("/set-cookies")).await;
+    assert_eq!(visit(&browser, &b.url("/")).await.1, home);
+
+    // A stops (its table saved to state_dir); while it is down the node
+    // fails, B moves the session, and the node comes back.
+    a.proc.signal("TERM");
+    assert_eq!(a.proc.wait_exit(Duration::from_secs(10)).await, Some(0));
+    let node = nodes.iter().find(|n| n.route() == home).unwrap();
+    node.stop().await;
+    let (_, moved) = visit(&browser, &b.url("/")).await;
+    assert_ne!(moved, home);
+    node.restart().await.unwrap();
+
+    // A comes back with its saved table, which still says `home`: Redis
+    // says otherwise, and Redis wins.
+    let a2 = Instance::start_in("store-pa2", &dir_a, &nodes, &pool).await;
+    a2.wait_store(true).await;
+    assert!(
+        a2.proc.log().contains("learned sessions restored"),
+        "{}",
+        a2.proc.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            visit(&browser, &a2.url("/")).await.1 == moved
+        })
+        .await,
+        "A routes by its stale saved table: {}",
+        a2.proc.log()
+    );
+    for _ in 0..3 {
+        assert_eq!(visit(&browser, &a2.url("/")).await.1, moved);
+        assert_eq!(visit(&browser, &b.url("/")).await.1, moved);
+    }
+}
+
 /// A TCP forwarder to `to` whose open connections can be frozen: from then
 /// on they carry nothing either way but stay open, as connections to a
 /// Redis that moved behind a VIP do. New connections work.
