@@ -218,15 +218,19 @@ impl Learn {
             by_number[*n as usize] = i;
         }
         let store = config.store.as_ref().and_then(|sc| {
-            let kept = previous
-                .and_then(|p| p.store.as_ref())
-                .filter(|s| s.identity == sc.identity && s.serves(&table));
+            let before = previous.and_then(|p| p.store.as_ref());
+            let kept = before.filter(|s| s.identity == sc.identity && s.serves(&table));
             match kept {
                 Some(s) => {
                     s.set_timeout(sc.timeout);
                     Some(Arc::clone(s))
                 }
-                None => Store::start(pool, sc, table.clone()),
+                None => Store::start(
+                    pool,
+                    sc,
+                    table.clone(),
+                    before.map(|s| Arc::clone(&s.stats)),
+                ),
             }
         });
         Learn {

@@ -197,7 +197,16 @@ impl Names {
 impl Store {
     /// Connects (lazily) and starts the writer, the health check and the
     /// subscriber on the current Tokio runtime; `None` outside one.
-    pub fn start(pool: &str, config: &StoreConfig, table: Table) -> Option<Arc<Store>> {
+    ///
+    /// `stats`: the counters of the store this one replaces (a reload that
+    /// changed the URL, the password or the table), which go on counting:
+    /// counters reset only when the process restarts.
+    pub fn start(
+        pool: &str,
+        config: &StoreConfig,
+        table: Table,
+        stats: Option<Arc<StoreStats>>,
+    ) -> Option<Arc<Store>> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let _guard = handle.enter();
         let client = match redis::Client::open(config.info.clone()) {
@@ -218,7 +227,7 @@ impl Store {
         let (ttl_ms, refresh_every_s) = ttl_and_refresh(table.idle);
         let (tx, rx) = mpsc::channel(QUEUE);
         let up = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(StoreStats::default());
+        let stats = stats.unwrap_or_default();
         let pool: Arc<str> = pool.into();
         let instance = format!("{:016x}", fastrand::u64(..));
         let shared = Shared {

@@ -518,6 +518,55 @@ async fn an_instance_restarted_with_its_saved_table_follows_what_moved_while_it_
     }
 }
 
+#[tokio::test]
+async fn store_counters_survive_a_reload_that_replaces_the_store() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(2).await;
+    let a = Instance::start("store-ca", &nodes, &learn_pool(&redis, "")).await;
+    a.wait_store(true).await;
+    let misses = || async {
+        harness::metric(
+            &a.metrics().await,
+            "limpet_store_lookups_total",
+            "pool=\"app\",result=\"miss\"",
+        )
+    };
+    let unknown = |i: u32| {
+        harness::client()
+            .get(a.url("/static/x"))
+            .header("cookie", format!("JSESSIONID=NEVERSEEN{i}"))
+            .send()
+    };
+    assert_eq!(unknown(1).await.unwrap().status(), 200);
+    assert_eq!(misses().await, 1.0);
+
+    // A new capacity: a new table, so a new store behind the same Redis.
+    let file = a.proc.dir.join("lb.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    let changed = yaml.replace("      learn:\n", "      learn:\n        capacity: 5000\n");
+    assert_ne!(changed, yaml);
+    std::fs::write(&file, changed).unwrap();
+    a.proc.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            harness::metric(
+                &a.metrics().await,
+                "limpet_config_reloads_total",
+                "result=\"success\"",
+            ) == 1.0
+        })
+        .await,
+        "{}",
+        a.proc.log()
+    );
+    a.wait_store(true).await;
+    assert_eq!(unknown(2).await.unwrap().status(), 200);
+    // Counted on from 1, not from 0: counters reset only at a restart.
+    assert_eq!(misses().await, 2.0);
+}
+
 /// A TCP forwarder to `to` whose open connections can be frozen: from then
 /// on they carry nothing either way but stay open, as connections to a
 /// Redis that moved behind a VIP do. New connections work.
