@@ -3,7 +3,8 @@
 //! answers them (RFC 9110, 9112, 9113), before anything is routed:
 //!
 //! * more than `limits.max_headers` fields, or more than
-//!   `limits.max_header_bytes` → 431;
+//!   `limits.max_header_bytes` → 431 (HTTP/2's cookie crumbs counted as the
+//!   one `Cookie` field they are joined into);
 //! * `CONNECT` → 405 (limpet is a reverse proxy, not a forward one);
 //! * a request target in neither origin form (`/path`) nor absolute form
 //!   (`http://host/path`), except `OPTIONS *` → 400;
@@ -31,7 +32,7 @@ use crate::config::Limits;
 pub fn request<B>(req: &Request<B>, limits: &Limits) -> Result<Checked, ProxyError> {
     let headers = req.headers();
     let scan = Scan::of(headers);
-    if headers.len() > limits.max_headers || scan.bytes > limits.max_header_bytes {
+    if scan.fields(headers) > limits.max_headers || scan.bytes > limits.max_header_bytes {
         return Err(ProxyError::HeaderTooLarge);
     }
     if req.method() == Method::CONNECT {
@@ -80,11 +81,24 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// How many fields the header has, the cookies counted as the one
+    /// `Cookie` field they are joined into (HTTP/2 sends a crumb per
+    /// cookie; HAProxy counts them once too).
+    pub fn fields(&self, headers: &http::HeaderMap) -> usize {
+        headers.len() - usize::from(self.cookies.saturating_sub(1))
+    }
+
     pub fn of(headers: &http::HeaderMap) -> Scan {
         use super::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP};
         let mut s = Scan::default();
         for (name, value) in headers {
-            s.bytes += name.as_str().len() + value.len() + 4;
+            if name == header::COOKIE && s.cookies > 0 {
+                // Another HTTP/2 crumb of the one `Cookie` field: it costs
+                // its value and the `; ` that joins it.
+                s.bytes += value.len() + 2;
+            } else {
+                s.bytes += name.as_str().len() + value.len() + 4;
+            }
             if name == header::HOST {
                 s.hosts = s.hosts.saturating_add(1);
             } else if name == header::COOKIE {
@@ -132,8 +146,12 @@ fn authority<B>(
             Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest)?),
             None => None,
         };
+        let default_port: &[u8] = match uri.scheme_str() {
+            Some("http") => b":80",
+            _ => b":443",
+        };
         return match (authority, host) {
-            (Some(a), Some(h)) if !a.as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
+            (Some(a), Some(h)) if !same_authority(a.as_bytes(), h.as_bytes(), default_port) => {
                 Err(ProxyError::BadRequest)
             }
             (Some(a), _) => Ok(Some(a)),
@@ -161,6 +179,19 @@ fn authority<B>(
         (None, None) if req.version() == Version::HTTP_10 => Ok(None),
         (None, None) => Err(ProxyError::BadRequest),
     }
+}
+
+/// Do two authorities name the same origin, in any case, with the
+/// scheme's default port written or not (RFC 9113 §8.3.1, RFC 3986 §6.2.3)?
+fn same_authority(a: &[u8], b: &[u8], default_port: &[u8]) -> bool {
+    let trim = |v: &[u8]| -> usize {
+        if v.len() > default_port.len() && v.ends_with(default_port) {
+            v.len() - default_port.len()
+        } else {
+            v.len()
+        }
+    };
+    a[..trim(a)].eq_ignore_ascii_case(&b[..trim(b)])
 }
 
 /// `host[:port]` (RFC 3986 §3.2): a registered name, an IPv4 or a bracketed
@@ -274,6 +305,56 @@ mod tests {
         assert_eq!(
             check(&req(h2, "https://a.example/", &[("host", "b.example")])),
             Err(ProxyError::BadRequest)
+        );
+        // The scheme's default port, written on one side only, is the same
+        // origin (RFC 9113 §8.3.1); another port is not.
+        for (uri, host) in [
+            ("https://a.example/", "a.example:443"),
+            ("https://a.example:443/", "a.example"),
+            ("http://a.example/", "A.example:80"),
+        ] {
+            assert!(
+                check(&req(h2, uri, &[("host", host)])).is_ok(),
+                "{uri} {host}"
+            );
+        }
+        for (uri, host) in [
+            ("https://a.example/", "a.example:80"),
+            ("http://a.example/", "a.example:443"),
+            ("https://a.example:8443/", "a.example"),
+            ("https://[::1]/", "[::1]:4430"),
+        ] {
+            assert_eq!(
+                check(&req(h2, uri, &[("host", host)])),
+                Err(ProxyError::BadRequest),
+                "{uri} {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn http2_cookie_crumbs_count_as_one_field_of_their_joined_size() {
+        let crumbs: Vec<String> = (0..150).map(|i| format!("c{i}=v")).collect();
+        let mut b = Request::builder()
+            .uri("https://a.example/")
+            .version(Version::HTTP_2);
+        for c in &crumbs {
+            b = b.header("cookie", c.as_str());
+        }
+        let r = b.body(()).unwrap();
+        let joined = crumbs.join("; ");
+        let scan = Scan::of(r.headers());
+        assert_eq!(scan.fields(r.headers()), 1);
+        assert_eq!(scan.bytes, "cookie".len() + joined.len() + 4);
+        assert!(check(&r).is_ok());
+        // The joined field is held to max_header_bytes.
+        let tight = Limits {
+            max_header_bytes: joined.len(),
+            ..Limits::default()
+        };
+        assert_eq!(
+            request(&r, &tight).map(|_| ()),
+            Err(ProxyError::HeaderTooLarge)
         );
     }
 

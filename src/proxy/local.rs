@@ -100,6 +100,16 @@ pub fn server_builder(limits: &Limits) -> auto::Builder<LocalExec> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        // HTTP/2 counts 32 bytes more per field than the wire (RFC 9113
+        // §6.5.2) and a browser sends one `cookie` field per cookie: room
+        // for that, so the request check's limits are the ones that apply.
+        .max_header_list_size(
+            u32::try_from(
+                limits
+                    .max_header_bytes
+                    .saturating_add(limits.max_headers.saturating_mul(2 * 32)),
+            )
+            .unwrap_or(u32::MAX),
+        );
     builder
 }

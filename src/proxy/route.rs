@@ -31,13 +31,15 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 
 /// The first matching route's pool, else the listener's default pool (an
 /// index into the snapshot's pools). `host` is the request's authority
-/// without port; path prefixes match the normalized path
+/// without port; one trailing dot (`b.example.`, the same name fully
+/// qualified) is not part of the name, as nginx has it. Path prefixes match the normalized path
 /// ([`crate::path::normalize`]).
 pub fn pick(listener: &ListenerRt, host: Option<&str>, path: &str) -> Option<usize> {
     if listener.routes.is_empty() {
         return listener.default_pool;
     }
     let path = crate::path::normalize(path);
+    let host = host.map(|h| h.strip_suffix('.').unwrap_or(h));
     listener
         .routes
         .iter()
