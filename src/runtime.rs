@@ -83,6 +83,10 @@ pub struct ListenerRt {
     pub redirect_https: bool,
     /// A PROXY header from a trusted peer comes first.
     pub proxy_protocol: bool,
+    /// Behind a PROXY header, a trusted client's `X-Forwarded-*` is believed.
+    pub trust_forwarded_after_proxy: bool,
+    /// `strict_sni`: the certificates a request's `Host` is checked against.
+    pub strict_sni: Option<Arc<crate::config::sni::Certs>>,
 }
 
 #[derive(Debug)]
@@ -140,6 +144,8 @@ impl Snapshot {
                     tls: lc.tls.clone(),
                     redirect_https: lc.redirect_https,
                     proxy_protocol: lc.proxy_protocol,
+                    trust_forwarded_after_proxy: lc.trust_forwarded_after_proxy,
+                    strict_sni: lc.strict_sni.clone(),
                 }
             })
             .collect();

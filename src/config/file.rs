@@ -132,6 +132,8 @@ pub struct ListenerFile {
     pub proxy_protocol: Option<S<Flag>>,
     pub tls: Option<ListenerTlsFile>,
     pub redirect_https: Option<Flag>,
+    pub strict_sni: Option<S<Flag>>,
+    pub trust_forwarded_after_proxy: Option<S<Flag>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 
 mod error;
 pub mod file;
+pub mod sni;
 mod validate;
 
 use std::net::SocketAddr;
@@ -102,6 +103,13 @@ pub struct ListenerConfig {
     pub redirect_https: bool,
     /// Expect a PROXY protocol v1/v2 header from a trusted peer first.
     pub proxy_protocol: bool,
+    /// Behind a PROXY header, believe a trusted client's `X-Forwarded-*`
+    /// (the L4 balancer fronts trusted L7 proxies); else the PROXY source
+    /// is the client, as nginx's `real_ip_header proxy_protocol`.
+    pub trust_forwarded_after_proxy: bool,
+    /// `strict_sni`: the certificates whose names a request's `Host` must
+    /// be among (421 otherwise). `None` when off.
+    pub strict_sni: Option<Arc<sni::Certs>>,
     /// Index into [`Config::pools`]; `None` when the routes must cover every request.
     pub pool: Option<usize>,
     pub routes: Vec<RouteConfig>,
@@ -145,7 +153,8 @@ impl Default for Timeouts {
 pub struct Limits {
     pub max_connections: usize,
     pub max_header_bytes: usize,
-    /// Header fields a request may have (each repetition counts).
+    /// Header fields a request may have (each repetition counts; HTTP/2's
+    /// cookie crumbs count as the one `Cookie` field they are joined into).
     pub max_headers: usize,
 }
 

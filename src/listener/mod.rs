@@ -105,6 +105,8 @@ pub async fn serve(mut s: Serve) {
         let edge = Edge {
             tls: listener.tls.clone(),
             proxy_protocol: listener.proxy_protocol,
+            trust_forwarded: listener.trust_forwarded_after_proxy,
+            strict_sni: listener.strict_sni.clone(),
             trusted: prelude::peer_trusted(peer, &current.snap.trusted_proxies),
             listener: Arc::clone(&listener.name),
         };
@@ -163,6 +165,10 @@ where
 struct Edge {
     tls: Option<Arc<rustls::ServerConfig>>,
     proxy_protocol: bool,
+    /// `trust_forwarded_after_proxy`.
+    trust_forwarded: bool,
+    /// `strict_sni`: the listener's certificates.
+    strict_sni: Option<Arc<crate::config::sni::Certs>>,
     /// Is the peer one of `trusted_proxies`?
     trusted: bool,
     listener: Arc<str>,
@@ -207,7 +213,15 @@ impl Edge {
         };
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut ctx = ConnCtx::new(client, id, scheme);
-        ctx.may_forward = said;
+        // Behind a PROXY header its source is the client, and what that
+        // client says in X-Forwarded-* is passed on, not believed (nginx's
+        // `real_ip_header proxy_protocol`), unless the listener says the L4
+        // balancer fronts trusted L7 proxies. A header that named no client
+        // (UNKNOWN, LOCAL) leaves the L4 balancer as the peer: never believed.
+        ctx.may_forward = !self.proxy_protocol || (said && self.trust_forwarded);
+        if let (Some(certs), EdgeIo::Tls(tls)) = (&self.strict_sni, &io) {
+            ctx.strict_sni = Some(Arc::clone(certs.pick(tls.get_ref().1.server_name())));
+        }
         let ctx = Rc::new(ctx);
         // The configuration as it is now (a reload may have come during the
         // handshake), used to set the connection up and not kept.

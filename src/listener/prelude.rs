@@ -50,9 +50,54 @@ pub enum Proxied {
     Peer,
 }
 
+/// The longest PROXY v1 header, CRLF included (the protocol's own bound).
+const MAX_V1_HEADER: usize = 107;
+
 /// Parses one complete PROXY header at the start of `buf`: what it says and
 /// its length, `Ok(None)` when more bytes are needed.
 pub fn parse(buf: &[u8]) -> Result<Option<(Proxied, usize)>, PreludeError> {
+    if buf.starts_with(b"PROXY") {
+        return parse_v1(buf);
+    }
+    parse_any(buf)
+}
+
+/// A v1 header is a line: nothing is parsed before its CRLF arrives, so a
+/// line cut anywhere (one byte a segment) reads the same as a whole one.
+/// Its ports are 1–65535 in plain digits (no sign, no leading zero), as
+/// HAProxy reads them.
+fn parse_v1(buf: &[u8]) -> Result<Option<(Proxied, usize)>, PreludeError> {
+    let window = &buf[..buf.len().min(MAX_V1_HEADER)];
+    let Some(cr) = window.windows(2).position(|w| w == b"\r\n") else {
+        return if buf.len() >= MAX_V1_HEADER {
+            Err(PreludeError::Garbled(format!(
+                "a PROXY v1 header without CRLF in its first {MAX_V1_HEADER} bytes"
+            )))
+        } else {
+            Ok(None)
+        };
+    };
+    let line = &buf[..cr];
+    let parsed = parse_any(&buf[..cr + 2])?;
+    if let Some((Proxied::Client(_), _)) = parsed {
+        let mut tokens = line.rsplit(|&b| b == b' ');
+        for which in ["destination", "source"] {
+            let port = tokens.next().unwrap_or_default();
+            let plain = port.first().is_some_and(|&b| (b'1'..=b'9').contains(&b))
+                && port.iter().all(u8::is_ascii_digit);
+            if !plain {
+                return Err(PreludeError::Garbled(format!(
+                    "the {which} port {:?} is not a number from 1 to 65535",
+                    String::from_utf8_lossy(port)
+                )));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Parses a v2 header, or a v1 line already known to be complete.
+fn parse_any(buf: &[u8]) -> Result<Option<(Proxied, usize)>, PreludeError> {
     let result = HeaderResult::parse(buf);
     if result.is_incomplete() {
         return if buf.len() >= MAX_PROXY_HEADER {
@@ -262,6 +307,59 @@ mod tests {
             parse(b"PROXY TCP4 300.0.0.1 127.0.0.1 1 2\r\n"),
             Err(PreludeError::Garbled(_))
         ));
+    }
+
+    #[test]
+    fn a_v1_line_is_parsed_only_once_its_crlf_is_in() {
+        let line = b"PROXY TCP4 192.0.2.7 127.0.0.1 1111 80\r\n";
+        for cut in 0..line.len() {
+            assert!(matches!(parse(&line[..cut]), Ok(None)), "cut at {cut}");
+        }
+        assert_eq!(
+            parse(line).ok().flatten(),
+            Some((
+                Proxied::Client("192.0.2.7:1111".parse().unwrap()),
+                line.len()
+            ))
+        );
+        // No CRLF within the protocol's 107 bytes.
+        let mut long = b"PROXY TCP4 192.0.2.7 127.0.0.1 1111 80".to_vec();
+        long.resize(MAX_V1_HEADER, b' ');
+        assert!(matches!(parse(&long), Err(PreludeError::Garbled(_))));
+    }
+
+    #[test]
+    fn v1_ports_are_plain_numbers_from_1() {
+        for bad in [
+            &b"PROXY TCP4 192.0.2.7 127.0.0.1 +80 80\r\n"[..],
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 80 +80\r\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 0 80\r\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 80 0\r\n",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 080 80\r\n",
+            b"PROXY TCP6 2001:db8::1 ::1 65536 443\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(PreludeError::Garbled(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let h = b"PROXY TCP6 2001:db8::1 ::1 65535 1\r\n";
+        assert!(matches!(parse(h), Ok(Some(_))));
+    }
+
+    #[tokio::test]
+    async fn a_v1_header_sent_one_byte_at_a_time_is_read() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        tokio::spawn(async move {
+            for byte in b"PROXY TCP4 192.0.2.7 127.0.0.1 1111 80\r\nGET" {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut a, &[*byte]).await;
+                tokio::task::yield_now().await;
+            }
+        });
+        let (said, rest) = read_proxy_header(&mut b).await.unwrap();
+        assert_eq!(said, Proxied::Client("192.0.2.7:1111".parse().unwrap()));
+        assert!(b"GET".starts_with(&rest), "{rest:?}");
     }
 
     #[tokio::test]

@@ -28,6 +28,9 @@ pub struct ConnCtx {
     /// (v1 `UNKNOWN`, v2 `LOCAL`): the peer is an L4 balancer, which writes
     /// no such headers, so any there come from the end client.
     pub may_forward: bool,
+    /// `strict_sni`: the certificate this TLS connection negotiated; a
+    /// request whose `Host` it does not name is misdirected (421).
+    pub strict_sni: Option<Arc<crate::config::sni::Cert>>,
 }
 
 impl ConnCtx {
@@ -44,6 +47,7 @@ impl ConnCtx {
             scheme,
             state: Arc::new(ConnState::default()),
             may_forward: true,
+            strict_sni: None,
         }
     }
 }

@@ -41,6 +41,10 @@ pub enum ProxyError {
     /// never read, and the access log says 499 as nginx does.
     #[error("client closed the request")]
     ClientGone,
+    /// `strict_sni`: the request's `Host` is not among the names of the
+    /// certificate its TLS connection negotiated (RFC 9110 §15.5.20).
+    #[error("misdirected request")]
+    Misdirected,
     /// limpet itself ran out of file descriptors, memory or ports to
     /// connect with: not the server's fault (503).
     #[error("limpet is out of resources")]
@@ -59,6 +63,7 @@ impl ProxyError {
             ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientGone => StatusCode::BAD_REQUEST,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Exhausted => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -90,6 +95,9 @@ impl ProxyError {
             ProxyError::NotImplemented => "501 Not Implemented: unsupported transfer coding\n",
             ProxyError::BodyTimeout => "408 Request Timeout: request body not received in time\n",
             ProxyError::ClientGone => "400 Bad Request\n",
+            ProxyError::Misdirected => {
+                "421 Misdirected Request: this connection's certificate does not name the host\n"
+            }
             ProxyError::Exhausted => "503 Service Unavailable: the balancer is overloaded\n",
         }
     }

@@ -77,6 +77,11 @@ pub async fn handle(
     if listener.is_some_and(|l| l.redirect_https) {
         return Ok(redirect::to_https(host, req.uri(), end));
     }
+    if let Some(cert) = &conn.strict_sni
+        && !host.is_some_and(|h| cert.serves(h))
+    {
+        return Ok(ProxyError::Misdirected.into_response(end));
+    }
     let Some(pool_index) = listener.and_then(|l| route::pick(l, host, req.uri().path())) else {
         return Ok(ProxyError::NoServer.into_response(end));
     };

@@ -9,6 +9,7 @@ mod admin;
 mod backend_tls;
 mod balancing;
 mod config;
+mod edge;
 mod examples;
 mod failover;
 mod forwarding;

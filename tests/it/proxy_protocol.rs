@@ -327,3 +327,92 @@ fn proxy_protocol_without_trusted_proxies_is_a_config_error() {
     assert!(e.contains("trusted_proxies"), "{e}");
     assert!(e.starts_with("lb.yaml:5:"), "{e}");
 }
+
+#[tokio::test]
+async fn a_v1_header_sent_one_byte_at_a_time_is_served() {
+    let nodes = nodes(1).await;
+    let lb = Lb::start(&config(&nodes, "")).await;
+    let client: SocketAddr = "192.0.2.44:1111".parse().unwrap();
+    let mut s = TcpStream::connect(lb.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    // Every segment ends somewhere in the line, among them right after the
+    // source port (`… 1111 `).
+    for byte in v1(client) {
+        s.write_all(&[byte]).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    s.write_all(GET).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(body(&answer)["headers"]["x-forwarded-for"], "192.0.2.44");
+    // A signed or zero port is no port.
+    for bad in [
+        "PROXY TCP4 192.0.2.44 127.0.0.1 +80 80\r\n",
+        "PROXY TCP4 192.0.2.44 127.0.0.1 0 80\r\n",
+        "PROXY TCP4 192.0.2.44 127.0.0.1 80 0\r\n",
+    ] {
+        let mut bytes = bad.as_bytes().to_vec();
+        bytes.extend_from_slice(GET);
+        let (answer, _) = exchange(lb.addr, LOCALHOST, &bytes).await;
+        assert_eq!(answer, "", "{bad:?} is refused");
+    }
+    lb.shutdown().await;
+}
+
+/// Requests from PROXY source 127.0.0.1 (itself in `trusted_proxies`), each
+/// claiming another client in `X-Forwarded-For`: the servers they reach,
+/// and the `X-Forwarded-Proto` the servers saw.
+async fn claims_behind_proxy(lb: &Lb) -> (std::collections::HashSet<String>, Vec<String>) {
+    let mut servers = std::collections::HashSet::new();
+    let mut protos = Vec::new();
+    for i in 0..12 {
+        let mut bytes = v1("127.0.0.1:4000".parse().unwrap());
+        bytes.extend_from_slice(
+            format!("GET /who HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.{i}\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let (answer, _) = exchange(lb.addr, LOCALHOST, &bytes).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let v = body(&answer);
+        // Passed on either way, the PROXY source appended.
+        assert_eq!(
+            v["headers"]["x-forwarded-for"],
+            format!("203.0.113.{i}, 127.0.0.1")
+        );
+        servers.insert(harness::server_of(&v));
+        protos.push(
+            v["headers"]["x-forwarded-proto"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    (servers, protos)
+}
+
+#[tokio::test]
+async fn behind_a_proxy_header_its_source_is_the_client_and_x_forwarded_for_is_only_passed_on() {
+    let nodes = nodes(3).await;
+    let lb = Lb::start(&config(&nodes, "    sticky:\n      mode: ip_hash")).await;
+    let (servers, protos) = claims_behind_proxy(&lb).await;
+    assert_eq!(
+        servers.len(),
+        1,
+        "ip_hash follows the PROXY source: {servers:?}"
+    );
+    assert!(protos.iter().all(|p| p == "http"), "{protos:?}");
+    lb.shutdown().await;
+
+    // The L4 balancer fronts trusted L7 proxies: their headers are believed.
+    let yaml = config(&nodes, "    sticky:\n      mode: ip_hash").replace(
+        "proxy_protocol: true\n",
+        "proxy_protocol: true\n    trust_forwarded_after_proxy: true\n",
+    );
+    let lb = Lb::start(&yaml).await;
+    let (servers, protos) = claims_behind_proxy(&lb).await;
+    assert!(servers.len() > 1, "the claimed clients spread: {servers:?}");
+    assert!(protos.iter().all(|p| p == "https"), "{protos:?}");
+    lb.shutdown().await;
+}

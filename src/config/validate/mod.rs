@@ -278,9 +278,23 @@ fn listeners(
                 ),
             ));
         }
-        let tls = match &l.tls {
-            Some(t) => Some(tls::listener(c, t, &key, warnings)?),
-            None => None,
+        let (tls, certs) = match &l.tls {
+            Some(t) => {
+                let (config, certs) = tls::listener(c, t, &key, warnings)?;
+                (Some(config), Some(certs))
+            }
+            None => (None, None),
+        };
+        let strict_sni = match &l.strict_sni {
+            Some(f) if f.value.0 && certs.is_none() => {
+                return Err(c.err(
+                    f,
+                    &format!("{key}.strict_sni"),
+                    format!("listener {name:?} does not terminate TLS; `strict_sni` needs its `tls` block."),
+                ));
+            }
+            Some(f) if f.value.0 => certs,
+            _ => None,
         };
         let redirect_https = file::flag(l.redirect_https, false);
         if redirect_https && tls.is_some() {
@@ -299,6 +313,17 @@ fn listeners(
                 ));
             }
             Some(p) => p.value.0,
+            None => false,
+        };
+        let trust_forwarded_after_proxy = match &l.trust_forwarded_after_proxy {
+            Some(f) if f.value.0 && !proxy_protocol => {
+                return Err(c.err(
+                    f,
+                    &format!("{key}.trust_forwarded_after_proxy"),
+                    "`trust_forwarded_after_proxy` applies to a `proxy_protocol: true` listener only.".into(),
+                ));
+            }
+            Some(f) => f.value.0,
             None => false,
         };
         if tls.is_some() {
@@ -326,6 +351,8 @@ fn listeners(
             tls,
             redirect_https,
             proxy_protocol,
+            trust_forwarded_after_proxy,
+            strict_sni,
             pool,
             routes,
         });

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::super::file::{self, S};
+use super::super::sni::{BySni, Cert, Certs};
 use super::super::{ConfigError, ServerTls};
 use super::checker::Checker;
 
@@ -29,13 +29,6 @@ pub fn provider() -> Arc<CryptoProvider> {
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-/// A certificate chain and its key, with the names it serves.
-#[derive(Debug)]
-struct Loaded {
-    key: Arc<CertifiedKey>,
-    names: Vec<String>,
-}
-
 /// Reads a PEM chain and key, checks that they belong together and looks at
 /// the leaf's validity and names.
 fn load_pair(
@@ -44,7 +37,7 @@ fn load_pair(
     key: &S<String>,
     at: &str,
     warnings: &mut Vec<String>,
-) -> Result<Loaded, ConfigError> {
+) -> Result<Cert, ConfigError> {
     let cert_path = Path::new(cert.value.trim());
     let key_path = Path::new(key.value.trim());
     let read = |p: &Path, s: &S<String>, what: &str| {
@@ -139,7 +132,7 @@ fn load_pair(
             ));
         }
     };
-    Ok(Loaded {
+    Ok(Cert {
         key: Arc::new(certified),
         names,
     })
@@ -166,43 +159,16 @@ fn names_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String>
     names
 }
 
-/// Picks a certificate by the client's SNI: an exact name, else a wildcard
-/// (`*.example.com` matches one label), else the default.
-#[derive(Debug)]
-struct BySni {
-    default: Arc<CertifiedKey>,
-    named: Vec<(String, Arc<CertifiedKey>)>,
-}
-
-impl ResolvesServerCert for BySni {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let Some(sni) = hello.server_name() else {
-            return Some(Arc::clone(&self.default));
-        };
-        let sni = sni.to_ascii_lowercase();
-        let exact = self.named.iter().find(|(n, _)| *n == sni);
-        let wildcard = || {
-            self.named.iter().find(|(n, _)| {
-                n.strip_prefix("*.").is_some_and(|suffix| {
-                    sni.split_once('.').is_some_and(|(_, rest)| rest == suffix)
-                })
-            })
-        };
-        Some(Arc::clone(
-            exact.or_else(wildcard).map_or(&self.default, |(_, k)| k),
-        ))
-    }
-}
-
-/// The rustls server configuration of a listener's `tls` block.
+/// The rustls server configuration of a listener's `tls` block, and its
+/// certificates as SNI picks them (which `strict_sni` asks again).
 pub fn listener(
     c: &Checker<'_>,
     t: &file::ListenerTlsFile,
     key: &str,
     warnings: &mut Vec<String>,
-) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+) -> Result<(Arc<rustls::ServerConfig>, Arc<Certs>), ConfigError> {
     let default = load_pair(c, &t.cert, &t.key, &format!("{key}.tls"), warnings)?;
-    let mut named: Vec<(String, Arc<CertifiedKey>)> = Vec::new();
+    let mut sni = Vec::new();
     for (i, pair) in t.sni.iter().flatten().enumerate() {
         let loaded = load_pair(
             c,
@@ -217,18 +183,17 @@ pub fn listener(
                 pair.cert.value
             ));
         }
-        for n in loaded.names {
-            named.push((n, Arc::clone(&loaded.key)));
-        }
+        sni.push(Arc::new(loaded));
     }
+    let certs = Arc::new(Certs {
+        default: Arc::new(default),
+        sni,
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| c.err(&t.cert, key, format!("cannot set up TLS: {e}.")))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(BySni {
-            default: default.key,
-            named,
-        }));
+        .with_cert_resolver(Arc::new(BySni(Arc::clone(&certs))));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Stateless session tickets (keys rotated every 6 hours) beside the
     // default session cache: returning clients skip the full handshake, as
@@ -243,7 +208,7 @@ pub fn listener(
             format!("cannot set up TLS session tickets: {e}."),
         )
     })?;
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), certs))
 }
 
 /// The roots a server's certificate is checked against: the system's, or
