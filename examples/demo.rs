@@ -24,7 +24,10 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    limpet::logging::init(&config.log);
+    if let Err(e) = limpet::logging::init(&config.log) {
+        eprintln!("demo: cannot open the log file: {e}");
+        std::process::exit(1);
+    }
 
     let mut nodes = Vec::new();
     for (i, port) in [9001u16, 9002, 9003].into_iter().enumerate() {

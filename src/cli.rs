@@ -1,6 +1,6 @@
 //! The command line: `limpet [--config PATH]`, `limpet check`, `limpet
 //! --version`, and the signals of a running limpet (SIGHUP reloads,
-//! SIGTERM/SIGINT stop gracefully).
+//! SIGTERM/SIGINT stop gracefully, SIGUSR1 reopens `log.file`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,7 +46,13 @@ pub fn main() -> ExitCode {
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }
-    crate::logging::init(&cfg.log);
+    if let Err(e) = crate::logging::init(&cfg.log) {
+        eprintln!(
+            "limpet: cannot open the log file {:?}: {e}",
+            cfg.log.file.as_deref().unwrap_or(std::path::Path::new(""))
+        );
+        return ExitCode::from(1);
+    }
     crate::resources::raise_nofile(cfg.limits.max_connections);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -60,7 +66,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(run(cfg))
+    let code = rt.block_on(run(cfg));
+    crate::logging::flush();
+    code
 }
 
 async fn run(cfg: config::Config) -> ExitCode {
@@ -73,10 +81,14 @@ async fn run(cfg: config::Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+    // SIGPIPE is ignored (Rust's runtime does so before `main`): a closed
+    // pipe is an error on that write, never the end of limpet. Every other
+    // signal an operator sends has a meaning below.
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
     ) else {
         eprintln!("limpet: cannot install signal handlers");
         return ExitCode::from(1);
@@ -87,6 +99,13 @@ async fn run(cfg: config::Config) -> ExitCode {
             _ = hup.recv() => { let _ = limpet.reload_file().await; }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = usr1.recv() => {
+                if crate::logging::reopen() {
+                    tracing::info!("SIGUSR1: reopening the log file");
+                } else {
+                    tracing::debug!("SIGUSR1 ignored: no log.file to reopen");
+                }
+            }
         }
     }
     tracing::info!("stopping: no new connections, waiting for in-flight requests");

@@ -332,6 +332,13 @@ impl Collector for Limpet {
             &[(vec![("version", env!("CARGO_PKG_VERSION"))], 1.0)],
         )?;
 
+        counter(
+            &mut enc,
+            "limpet_log_lines_dropped",
+            "Log lines dropped because the log could not keep up.",
+            &[(vec![], crate::logging::dropped_lines())],
+        )?;
+
         let p = process::read();
         counter_f64(
             &mut enc,

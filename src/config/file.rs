@@ -202,6 +202,7 @@ pub struct LogFile {
     pub level: Option<S<String>>,
     pub format: Option<S<String>>,
     pub access: Option<Flag>,
+    pub file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

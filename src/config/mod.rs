@@ -180,6 +180,8 @@ pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
     pub access: bool,
+    /// Append here instead of stderr; reopened on SIGUSR1 (logrotate).
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Uri};
+use http::{HeaderMap, HeaderValue, Method, Uri, header};
 
 use super::conn::ConnState;
 use super::local::Current;
@@ -28,33 +28,42 @@ pub struct End {
     start: Instant,
     client: IpAddr,
     /// Only kept when the access log is on.
-    method_uri: Option<(Method, Uri)>,
+    access: Option<Access>,
     status: u16,
     pool: Option<usize>,
     /// The server whose in-flight count this request holds.
     server: Option<usize>,
     outcome: Option<Outcome>,
     bytes: u64,
+    /// Servers tried (a reconnect after a stale connection included).
+    attempts: u32,
+    /// From the last attempt's connect to the server's response head.
+    upstream: Option<std::time::Duration>,
     /// Counted and logged already.
     done: bool,
 }
 
+/// What only the access log needs from the request (shared, not copied:
+/// header values are reference-counted).
+struct Access {
+    method: Method,
+    uri: Uri,
+    host: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+}
+
 impl End {
     /// A request begins on `conn`.
-    pub fn begin(
+    pub fn begin<B>(
         conn: &Arc<ConnState>,
         current: &Rc<Current>,
         client: IpAddr,
-        method: &Method,
-        uri: &Uri,
+        req: &http::Request<B>,
     ) -> End {
         conn.begin_request();
         End {
             conn: Arc::clone(conn),
-            method_uri: current
-                .snap
-                .access_log
-                .then(|| (method.clone(), uri.clone())),
+            access: current.snap.access_log.then(|| Access::of(req)),
             current: Rc::clone(current),
             start: Instant::now(),
             client,
@@ -63,6 +72,8 @@ impl End {
             server: None,
             outcome: None,
             bytes: 0,
+            attempts: 0,
+            upstream: None,
             done: false,
         }
     }
@@ -84,6 +95,7 @@ impl End {
             new.live.begin();
             self.server = Some(server);
         }
+        self.attempts = self.attempts.saturating_add(1);
     }
 
     /// No server after all (limpet could not even try one): the request
@@ -105,6 +117,11 @@ impl End {
     /// The status the log and the metrics record (499: the client left).
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
+    }
+
+    /// The server's response head came `took` after the attempt began.
+    pub fn set_upstream(&mut self, took: std::time::Duration) {
+        self.upstream = Some(took);
     }
 
     pub fn add_bytes(&mut self, n: usize) {
@@ -137,22 +154,52 @@ impl End {
         if let (Some(p), Some(o)) = (pool, self.outcome) {
             p.stats.decided(o);
         }
-        let Some((method, uri)) = &self.method_uri else {
+        let Some(a) = &self.access else {
             return;
         };
+        // Strings from the client are recorded as strings: quoted and
+        // escaped in the text format, JSON strings in JSON.
         tracing::info!(
             target: "limpet::access",
             client = %self.client,
-            method = %method,
-            path = %uri.path(),
+            method = %a.method,
+            host = &*text(a.host.as_ref()),
+            path = %a.uri.path(),
             status = self.status,
             pool = pool.map_or("-", |p| &*p.name),
             server = server.map_or("-", |s| &*s.name),
             sticky = self.outcome.map_or("-", Outcome::as_str),
             bytes = self.bytes,
             duration_ms = took.as_secs_f64() * 1000.0,
+            upstream_ms = self.upstream.map_or(-1.0, |u| u.as_secs_f64() * 1000.0),
+            retries = self.attempts.saturating_sub(1),
+            user_agent = &*text(a.user_agent.as_ref()),
             aborted,
         );
+    }
+}
+
+/// A header value for the log: as text (invalid UTF-8 replaced), `-` if absent.
+fn text(v: Option<&HeaderValue>) -> std::borrow::Cow<'_, str> {
+    v.map_or(std::borrow::Cow::Borrowed("-"), |v| {
+        String::from_utf8_lossy(v.as_bytes())
+    })
+}
+
+impl Access {
+    fn of<B>(req: &http::Request<B>) -> Access {
+        let headers: &HeaderMap = req.headers();
+        let host = headers.get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        Access {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            host,
+            user_agent: headers.get(header::USER_AGENT).cloned(),
+        }
     }
 }
 

@@ -92,6 +92,7 @@ pub async fn send(
         let server = &pool.servers[decision.server];
 
         // Connect first: a failed connect needs no copy of the request.
+        let attempt = std::time::Instant::now();
         let mut sender = match local
             .clients
             .checkout(
@@ -125,6 +126,7 @@ pub async fn send(
         let copy = (replayable && tried.len() < pool.retries as usize).then(|| duplicate(&request));
         let failure = match respond(snap, progress, sender.inner.try_send_request(request)).await {
             Ok(Ok(response)) => {
+                end.set_upstream(attempt.elapsed());
                 return Ok(Sent {
                     response,
                     decision,

@@ -59,7 +59,7 @@ pub async fn handle(
     } else {
         conn.peer_ip
     };
-    let mut end = End::begin(&conn.state, &current, client, req.method(), req.uri());
+    let mut end = End::begin(&conn.state, &current, client, &req);
 
     // Refuse what cannot be forwarded faithfully.
     let checked = match check::request(&req, &snap.limits) {

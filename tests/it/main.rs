@@ -17,6 +17,7 @@ mod health;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod logs;
 mod metrics;
 mod proxy_protocol;
 mod reload;

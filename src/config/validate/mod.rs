@@ -184,6 +184,7 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
         level: level.to_owned(),
         format,
         access: file::flag(lf.access, true),
+        file: log_file(&c, lf.file.as_ref())?,
     };
 
     let state_dir = match &file.state_dir {
@@ -358,6 +359,44 @@ fn listeners(
         });
     }
     Ok(listeners)
+}
+
+/// `log.file`: a file in a directory that exists (it is created, or
+/// appended to, when limpet starts).
+fn log_file(c: &Checker<'_>, f: Option<&S<String>>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(f) = f else { return Ok(None) };
+    let path = PathBuf::from(f.value.trim());
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => {
+            return Err(c.err(f, "log.file", "`log.file` must name a file.".into()));
+        }
+    };
+    if f.value.trim().is_empty() || path.file_name().is_none() {
+        return Err(c.err(f, "log.file", "`log.file` must name a file.".into()));
+    }
+    if path.is_dir() {
+        return Err(c.err(
+            f,
+            "log.file",
+            format!(
+                "`log.file` {:?} is a directory; name a file in it.",
+                f.value
+            ),
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(c.err(
+            f,
+            "log.file",
+            format!(
+                "the directory of `log.file` {:?} does not exist; create it (writable by limpet's user).",
+                f.value
+            ),
+        ));
+    }
+    Ok(Some(path))
 }
 
 fn route(
