@@ -38,6 +38,15 @@ async fn put_state(
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
+/// `POST /api/reload`, without a token.
+async fn reload_through_api(lb: &Lb) -> reqwest::Response {
+    client()
+        .post(lb.admin_url("/api/reload"))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_api_lists_pools_and_changes_states_only_with_the_token() {
     let n = nodes(2).await;
@@ -119,11 +128,7 @@ async fn the_api_lists_pools_and_changes_states_only_with_the_token() {
     let res = client().get(lb.admin_url("/nothing")).send().await.unwrap();
     assert_eq!(res.status(), 404);
     // Reading needs no token; reloading does.
-    let res = client()
-        .post(lb.admin_url("/api/reload"))
-        .send()
-        .await
-        .unwrap();
+    let res = reload_through_api(&lb).await;
     assert_eq!(res.status(), 401);
 }
 
@@ -275,11 +280,7 @@ async fn a_reload_through_the_api_applies_a_good_file_and_reports_a_bad_one() {
     );
 
     std::fs::write(&file, sticky_config(&n[1..], "", &[], admin)).unwrap();
-    let res = client()
-        .post(lb.admin_url("/api/reload"))
-        .send()
-        .await
-        .unwrap();
+    let res = reload_through_api(&lb).await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["result"], "success");
@@ -289,11 +290,7 @@ async fn a_reload_through_the_api_applies_a_good_file_and_reports_a_bad_one() {
     );
 
     std::fs::write(&file, "listeners: [ broken").unwrap();
-    let res = client()
-        .post(lb.admin_url("/api/reload"))
-        .send()
-        .await
-        .unwrap();
+    let res = reload_through_api(&lb).await;
     assert_eq!(res.status(), 422);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["result"], "failure");
@@ -455,4 +452,47 @@ async fn idle_and_surplus_admin_connections_are_closed() {
     assert!(started.elapsed() < Duration::from_secs(13));
     // ...and the endpoint serves again.
     assert!(lb.metrics().await.contains("limpet_requests_total"));
+}
+
+#[tokio::test]
+async fn a_store_password_with_at_signs_shows_nowhere_on_the_page_the_api_or_a_failed_reload() {
+    let n = nodes(1).await;
+    let (redis, _held) = refusing_port();
+    let dir = temp_dir("admin-mask");
+    let file = dir.join("lb.yaml");
+    let learn = |store: &str| {
+        format!(
+            "    sticky:\n      mode: learn\n      learn:\n        persist: false\n        store: \"{store}\"\n"
+        )
+    };
+    let admin = "admin:\n  bind: 127.0.0.1:2\n";
+    let store = format!("redis://:p@ss@word@{redis}/0");
+    std::fs::write(&file, sticky_config(&n, &learn(&store), &[], admin)).unwrap();
+    let lb = Lb::start_file(&file).await;
+
+    let (_, v) = get_json(&client(), &lb.admin_url("/api/pools")).await;
+    assert_eq!(
+        v["pools"][0]["store"]["url"],
+        format!("redis://:***@{redis}/0")
+    );
+    let page = get_text(&lb.admin_url("/status")).await;
+    assert!(page.contains(&format!("redis://:***@{redis}/0")), "{page}");
+    for part in ["p@", "ss@", "word"] {
+        assert!(!page.contains(part), "{part} on the page: {page}");
+        assert!(!v.to_string().contains(part), "{part} in the API: {v}");
+    }
+
+    // A reload that fails on the store's URL says which, without the password.
+    let bad = format!("redis://:p@ss@word@{}:notaport/0", redis.ip());
+    std::fs::write(&file, sticky_config(&n, &learn(&bad), &[], admin)).unwrap();
+    let res = reload_through_api(&lb).await;
+    assert_eq!(res.status(), 422);
+    let error = res.json::<Value>().await.unwrap()["error"].to_string();
+    assert!(error.contains("notaport"), "{error}");
+    for part in ["p@", "ss@", "word"] {
+        assert!(
+            !error.contains(part),
+            "{part} in the reload's error: {error}"
+        );
+    }
 }

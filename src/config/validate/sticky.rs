@@ -245,16 +245,76 @@ fn store(
     })))
 }
 
-/// A Redis URL with its password replaced by `***`.
+/// A Redis URL with its password replaced by `***`, as the connection code
+/// parses it: the user information ends at the *last* `@` of the authority
+/// (`redis://:p@ss@host` has the password `p@ss`). A URL that does not
+/// parse shows nothing before its last `@`.
 fn mask(url: &str) -> String {
+    if let Some(mut parsed) = redis::parse_redis_url(url) {
+        let hidden = if parsed.password().is_some() {
+            parsed.set_password(Some("***"))
+        } else if !parsed.username().is_empty() {
+            // `redis://secret@host`: a password put where the user goes.
+            parsed.set_username("***")
+        } else {
+            Ok(())
+        };
+        if hidden.is_ok() {
+            return parsed.to_string();
+        }
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
-        Some((auth, host)) => match auth.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => format!("{scheme}://***@{host}"),
-        },
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}"),
         None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+    use proptest::prelude::*;
+
+    /// `password` as it goes in a URL's user information: `%` and `/`
+    /// must be percent-encoded, `@` and `:` may stay as they are.
+    fn in_url(password: &str) -> String {
+        password.replace('%', "%25").replace('/', "%2F")
+    }
+
+    #[test]
+    fn a_password_with_at_signs_is_masked_whole() {
+        assert_eq!(
+            mask("redis://:p@ss@word@10.0.3.10:6379/0"),
+            "redis://:***@10.0.3.10:6379/0"
+        );
+        assert_eq!(
+            mask("rediss://limpet:p@ss@redis.internal:6380/1"),
+            "rediss://limpet:***@redis.internal:6380/1"
+        );
+        assert_eq!(mask("redis://10.0.3.10:6379/0"), "redis://10.0.3.10:6379/0");
+        // Not a URL the connection code takes: nothing before the last
+        // `@` is shown.
+        assert_eq!(
+            mask("redis://:p@ss@word@10.0.3.10:notaport/0"),
+            "redis://***@10.0.3.10:notaport/0"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn no_password_shows_whatever_it_holds(
+            user in "(|limpet)",
+            password in "[a-z0-9@:/%]{1,24}",
+        ) {
+            let url = format!("redis://{user}:{}@redis.internal:6379/0", in_url(&password));
+            // The connection code reads this password...
+            let info = redis::IntoConnectionInfo::into_connection_info(url.as_str());
+            let parsed = info.as_ref().ok().and_then(|i| i.redis_settings().password());
+            prop_assert_eq!(parsed, Some(password.as_str()));
+            // ...and none of it is shown.
+            prop_assert_eq!(mask(&url), format!("redis://{user}:***@redis.internal:6379/0"));
+        }
     }
 }
