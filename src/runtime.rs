@@ -61,6 +61,9 @@ pub struct Snapshot {
     pub admin: Option<SocketAddr>,
     /// What the admin endpoint's state-changing calls require.
     pub admin_token: Option<Token>,
+    /// The host names the admin endpoint answers to besides IP literals and
+    /// `localhost` (lower case).
+    pub admin_hosts: Vec<String>,
     /// Requests answered before any pool was chosen (a malformed request,
     /// say): exported with empty `pool` and `server` labels.
     pub unrouted: Arc<RequestStats>,
@@ -159,6 +162,10 @@ impl Snapshot {
             state_dir: config.state_dir.clone(),
             admin,
             admin_token: config.admin.as_ref().and_then(|a| a.token.clone()),
+            admin_hosts: config
+                .admin
+                .as_ref()
+                .map_or_else(Vec::new, |a| a.hosts.clone()),
             unrouted: previous.map_or_else(Default::default, |p| Arc::clone(&p.unrouted)),
         }
     }

@@ -9,12 +9,16 @@
 //! POST /api/reload                                same as SIGHUP
 //! ```
 //!
+//! A request for a `Host` the endpoint does not answer to, or a `PUT` or
+//! `POST` from another site, gets 403 first ([`guard`]: DNS rebinding and
+//! cross-site requests from the operator's browser).
 //! With `admin.token_file`, `PUT` and `POST` need `Authorization: Bearer
 //! <token>` (compared in constant time), else 401. Unknown pool or server:
 //! 404; a bad body: 400 with a message; a wrong method: 405 with `Allow`.
 //! Every state change is logged with the peer that made it.
 
 mod api;
+mod guard;
 mod metrics;
 mod status;
 
@@ -169,6 +173,14 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
+    let snap = ctx.shared.snapshot.load_full();
+    let authority = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
+    if let Err(e) = guard::host(authority.as_ref(), &snap.admin_hosts) {
+        return Ok(refused(e, peer, &path));
+    }
     let Some(route) = Route::parse(&path) else {
         return Ok(text(StatusCode::NOT_FOUND, "not found\n"));
     };
@@ -182,7 +194,11 @@ async fn handle(
         }
         return Ok(res);
     }
-    let snap = ctx.shared.snapshot.load_full();
+    if allowed != Method::GET
+        && let Err(e) = guard::same_origin(req.headers(), authority.as_ref())
+    {
+        return Ok(refused(e, peer, &path));
+    }
     if allowed != Method::GET
         && let Some(token) = &snap.admin_token
     {
@@ -243,6 +259,12 @@ async fn handle(
             }
         }
     })
+}
+
+/// 403, and one log line saying why and to whom.
+fn refused(e: guard::Refused, peer: SocketAddr, path: &str) -> Response<Body> {
+    tracing::warn!(%peer, path, reason = %e, "admin request refused");
+    text(StatusCode::FORBIDDEN, &format!("refused: {e}\n"))
 }
 
 /// A small JSON body, read within a deadline.

@@ -113,6 +113,7 @@ where
 pub struct AdminFile {
     pub bind: Option<S<String>>,
     pub token_file: Option<S<String>>,
+    pub hosts: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

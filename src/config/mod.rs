@@ -60,6 +60,9 @@ pub struct AdminConfig {
     pub bind: SocketAddr,
     /// Required for the state-changing calls when set.
     pub token: Option<Token>,
+    /// Host names (lower case) the endpoint answers to besides IP literals
+    /// and `localhost`: the guard against DNS rebinding.
+    pub hosts: Vec<String>,
 }
 
 /// The admin token (from `admin.token_file`). Never printed.

@@ -496,3 +496,111 @@ async fn a_store_password_with_at_signs_shows_nowhere_on_the_page_the_api_or_a_f
         );
     }
 }
+
+/// Sends `head` (request line and fields, no blank line) and `body` to the
+/// admin endpoint on a connection of its own; the answer's status.
+async fn admin_status(lb: &Lb, head: &str, body: &str) -> u16 {
+    let request = format!(
+        "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw(
+        lb.admin.unwrap(),
+        request.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    status_of(&answer)
+}
+
+#[tokio::test]
+async fn a_cross_site_page_changes_nothing_and_a_rebinding_page_reads_nothing() {
+    let n = nodes(2).await;
+    let admin = "admin:\n  bind: 127.0.0.1:2\n  hosts: [Limpet-Admin.example.net]\n";
+    let mut lb = Lb::start(&sticky_config(&n, "", &[], admin)).await;
+    let own = lb.admin.unwrap();
+    let disable = "PUT /api/pools/app/servers/node1/state HTTP/1.1";
+    let off = r#"{"state":"disabled"}"#;
+
+    // A page on evil.example posts a "simple" request (no preflight)...
+    let evil_post = format!(
+        "POST /api/reload HTTP/1.1\r\nHost: {own}\r\nOrigin: https://evil.example\r\nContent-Type: text/plain"
+    );
+    assert_eq!(admin_status(&lb, &evil_post, "x").await, 403);
+    // ...or a browser says the request is cross-site without an Origin.
+    let fetch = format!("{disable}\r\nHost: {own}\r\nSec-Fetch-Site: cross-site");
+    assert_eq!(admin_status(&lb, &fetch, off).await, 403);
+    // A page whose name now resolves to 127.0.0.1 (DNS rebinding) is its
+    // own origin, but the Host is not one the admin answers to.
+    let rebound = format!("rebind.evil.example:{}", own.port());
+    let read = format!("GET /api/pools HTTP/1.1\r\nHost: {rebound}");
+    assert_eq!(admin_status(&lb, &read, "").await, 403);
+    let write = format!("{disable}\r\nHost: {rebound}\r\nOrigin: http://{rebound}");
+    assert_eq!(admin_status(&lb, &write, off).await, 403);
+    assert_eq!(lb.live("app", "node1").state().as_str(), "active");
+
+    // curl and scripts (no Origin), the admin's own page, IP literals,
+    // localhost and the names in `admin.hosts` (any case) are served.
+    for host in [
+        own.to_string(),
+        format!("localhost:{}", own.port()),
+        "[::1]:9090".to_owned(),
+        "LIMPET-admin.Example.NET".to_owned(),
+    ] {
+        let read = format!("GET /api/pools HTTP/1.1\r\nHost: {host}");
+        assert_eq!(admin_status(&lb, &read, "").await, 200, "{host}");
+    }
+    let same =
+        format!("{disable}\r\nHost: {own}\r\nOrigin: http://{own}\r\nSec-Fetch-Site: same-origin");
+    assert_eq!(admin_status(&lb, &same, r#"{"state":"drain"}"#).await, 200);
+    assert_eq!(lb.live("app", "node1").state().as_str(), "drain");
+    let script = format!("{disable}\r\nHost: {own}");
+    assert_eq!(
+        admin_status(&lb, &script, r#"{"state":"active"}"#).await,
+        200
+    );
+
+    // `admin.hosts` follows a reload.
+    let moved = "admin:\n  bind: 127.0.0.1:2\n  hosts: [ops.example.net]\n";
+    lb.reload(&sticky_config(&n, "", &[], moved)).await;
+    let read = |host: &str| format!("GET /api/pools HTTP/1.1\r\nHost: {host}");
+    assert_eq!(admin_status(&lb, &read("ops.example.net"), "").await, 200);
+    assert_eq!(
+        admin_status(&lb, &read("limpet-admin.example.net"), "").await,
+        403
+    );
+}
+
+#[test]
+fn admin_hosts_are_names_and_an_open_admin_without_a_token_is_a_warning() {
+    let base = "listeners:\n  - { name: http, bind: 127.0.0.1:8080, pool: app }\npools:\n  app:\n    servers:\n      - { name: a, address: 127.0.0.1:9001 }\n";
+    let parse =
+        |admin: &str| limpet::config::parse(&format!("{base}{admin}"), Path::new("lb.yaml"));
+    for (bad, says) in [
+        ("admin.example.net:9090", "without a port"),
+        ("http://admin.example.net", "without a port"),
+        ("*.example.net", "no wildcard"),
+        ("10.0.0.5", "always answers to IP addresses"),
+        ("[::1]", "always answers to IP addresses"),
+        ("", "without a port"),
+    ] {
+        let e = parse(&format!("admin:\n  hosts: [\"{bad}\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lb.yaml:") && e.contains(says), "{bad}: {e}");
+    }
+    let c = parse("admin:\n  hosts: [Ops.Example.NET, localhost]\n").unwrap();
+    assert_eq!(c.admin.unwrap().hosts, ["ops.example.net", "localhost"]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // Reachable from elsewhere and no token: `limpet check` and the start say so.
+    let c = parse("admin:\n  bind: 0.0.0.0:9090\n").unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("token_file")),
+        "{:?}",
+        c.warnings
+    );
+    let dir = temp_dir("admin-open");
+    let with = with_token(&dir).replace("127.0.0.1:2", "0.0.0.0:9090");
+    assert!(parse(&with).unwrap().warnings.is_empty());
+}

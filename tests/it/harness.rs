@@ -287,6 +287,15 @@ pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The status code of a raw HTTP/1 answer (0 if there is none).
+pub fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Loopback source address number `i` in 127.0.x.y (never 127.0.0.1).
 pub fn source_ip(i: u32) -> IpAddr {
     let n = 256 + i; // skip 127.0.0.*

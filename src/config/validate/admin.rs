@@ -1,6 +1,6 @@
 //! Validation of the `admin` section: where it listens (never on a proxy
-//! listener's address) and the token file, which must exist, hold a token and
-//! not be readable by everyone.
+//! listener's address), the token file, which must exist, hold a token and
+//! not be readable by everyone, and the host names it answers to.
 
 use std::net::SocketAddr;
 
@@ -62,7 +62,41 @@ pub fn validate(
         )?)),
         None => None,
     };
-    Ok(AdminConfig { bind, token })
+    if token.is_none() && !bind.ip().is_loopback() {
+        warnings.push(format!(
+            "the admin endpoint binds {bind}, which is not a loopback address, and has no `admin.token_file`: whoever reaches it can change server states and reload; set a token."
+        ));
+    }
+    let mut hosts = Vec::new();
+    for (i, h) in file.hosts.iter().flatten().enumerate() {
+        hosts.push(host(c, h, &format!("admin.hosts[{i}]"))?);
+    }
+    Ok(AdminConfig { bind, token, hosts })
+}
+
+/// An `admin.hosts` entry: a host name, in lower case. IP literals need no
+/// entry (the endpoint always answers to them), and a wildcard would let
+/// any name of a zone an attacker controls through.
+fn host(c: &Checker<'_>, h: &S<String>, key: &str) -> Result<String, ConfigError> {
+    let v = h.value.trim();
+    let ip = v.parse::<std::net::IpAddr>().is_ok()
+        || v.strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|r| r.parse::<std::net::Ipv6Addr>().is_ok());
+    let problem = if ip {
+        "the admin endpoint always answers to IP addresses; list only names"
+    } else if v.starts_with("*.") {
+        "no wildcard: list each name"
+    } else if !super::valid_route_host(v) {
+        "it must be a host name such as limpet-admin.example.net, without a port or a scheme"
+    } else {
+        return Ok(v.to_ascii_lowercase());
+    };
+    Err(c.err(
+        h,
+        key,
+        format!("`admin.hosts` entry {:?}: {problem}.", h.value),
+    ))
 }
 
 /// Reads a one-line secret (a token, a password) from a file that only its
