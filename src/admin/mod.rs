@@ -15,9 +15,12 @@
 //! With `admin.token_file`, `PUT` and `POST` need `Authorization: Bearer
 //! <token>` (compared in constant time), else 401. Unknown pool or server:
 //! 404; a bad body: 400 with a message; a wrong method: 405 with `Allow`.
-//! Every state change is logged with the peer that made it.
+//! Every state change is logged with the peer that made it. At most
+//! 64 connections are open, 16 per address (`conns.rs`);
+//! past the cap, the next one waits while the idlest is closed.
 
 mod api;
+mod conns;
 mod guard;
 mod metrics;
 mod status;
@@ -33,7 +36,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -65,11 +67,6 @@ struct Ctx {
     registry: Registry,
 }
 
-/// Admin connections open at once; more are closed at once. The admin
-/// endpoint is for a scraper, a dashboard and an operator: a flood of
-/// connections must not take the descriptors the proxy needs.
-const MAX_CONNECTIONS: usize = 64;
-
 /// How long a connection may take to send a request header, and how long
 /// it may stay idle between requests.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,14 +83,14 @@ async fn accept(mut s: Serve) {
         shared: s.shared,
         reload: s.reload,
     });
-    let graceful = GracefulShutdown::new();
     // HTTP/1.1 only (what scrapers and browsers speak to it): a connection
     // that sends nothing is closed at the header timeout like a slow one.
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let conns = Arc::new(conns::Conns::default());
+    let slots = Arc::new(tokio::sync::Semaphore::new(conns::MAX));
     loop {
         let (stream, peer) = tokio::select! {
             r = s.listener.accept() => match r {
@@ -106,21 +103,63 @@ async fn accept(mut s: Serve) {
             },
             _ = s.stop.changed() => break,
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "admin connection refused: {MAX_CONNECTIONS} already open");
+        let Some(entry) = conns.enter(peer.ip()) else {
+            tracing::debug!(%peer, "admin connection refused: {} already open from this address", conns::PER_PEER);
             continue;
         };
+        // At the cap, this connection waits (and the next ones wait in the
+        // backlog) while the one idle longest is closed to make room.
+        let slot = loop {
+            if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
+                break Some(slot);
+            }
+            let went_idle = conns.went_idle.notified();
+            tokio::pin!(went_idle);
+            went_idle.as_mut().enable();
+            let closing = conns.close_idlest();
+            tokio::select! {
+                slot = Arc::clone(&slots).acquire_owned() => break slot.ok(),
+                _ = went_idle, if !closing => {}
+                _ = s.stop.changed() => break None,
+            }
+        };
+        let Some(slot) = slot else { break };
+        entry.serve();
         let ctx = Arc::clone(&ctx);
-        let svc = service_fn(move |req| handle(Arc::clone(&ctx), peer, req));
+        let on_conn = Arc::clone(&entry);
+        let svc = service_fn(move |req| {
+            let busy = on_conn.busy();
+            let answer = handle(Arc::clone(&ctx), peer, req);
+            async move {
+                let answer = answer.await;
+                drop(busy);
+                answer
+            }
+        });
         let conn = builder.serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
+        let mut stop = s.stop.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = entry.close.notified() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(entry);
             drop(slot);
         });
     }
     drop(s.listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    // Open connections finish their request (graceful shutdown) and give
+    // their slot back.
+    let all = conns::MAX as u32;
+    let _ = tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(all)).await;
 }
 
 /// What a request asks for.
