@@ -1,7 +1,13 @@
 //! `GET /api/pools`: every pool and server as JSON, read from the running
-//! snapshot.
+//! snapshot; and `PUT …/state`, which answers the server's JSON.
 
+use std::net::SocketAddr;
+
+use http::{Response, StatusCode};
 use serde::Serialize;
+
+use super::{Body, json, text};
+use crate::config::ServerState;
 
 use crate::pool::Pool;
 use crate::runtime::Snapshot;
@@ -93,6 +99,61 @@ pub fn server(pool: &Pool, i: usize) -> ServerView {
         active_requests: s.live.active(),
         requests: s.live.stats.total(),
     }
+}
+
+/// `PUT /api/pools/{pool}/servers/{server}/state`.
+pub fn set_state(
+    snap: &Snapshot,
+    pool_name: &str,
+    server_name: &str,
+    body: &[u8],
+    peer: SocketAddr,
+) -> Response<Body> {
+    let Some(pool) = snap.pool(pool_name) else {
+        return text(StatusCode::NOT_FOUND, &format!("no pool {pool_name:?}\n"));
+    };
+    let Some(i) = pool.servers.by_name(server_name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            &format!("no server {server_name:?} in pool {pool_name:?}\n"),
+        );
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        state: String,
+    }
+    let state = match serde_json::from_slice::<Body>(body) {
+        Ok(b) => match b.state.as_str() {
+            "active" => ServerState::Active,
+            "drain" => ServerState::Drain,
+            "disabled" => ServerState::Disabled,
+            other => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("`state` must be one of active, drain, disabled, not {other:?}\n"),
+                );
+            }
+        },
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("the body must be {{\"state\":\"drain\"|\"active\"|\"disabled\"}}: {e}\n"),
+            );
+        }
+    };
+    let changed = &pool.servers[i];
+    let before = changed.live.state();
+    changed.live.set_state(state);
+    tracing::info!(
+        pool = %pool.name,
+        server = %changed.name,
+        from = before.as_str(),
+        to = state.as_str(),
+        by = %peer,
+        "server state changed through the admin API"
+    );
+    json(StatusCode::OK, &server(pool, i))
 }
 
 /// Unix milliseconds as `2026-11-30T03:51:22.123Z`.

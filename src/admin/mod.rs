@@ -40,7 +40,6 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::ServerState;
 use crate::runtime::Shared;
 
 type Body = Full<Bytes>;
@@ -285,7 +284,7 @@ async fn handle(
                 Ok(b) => b,
                 Err(res) => return Ok(res),
             };
-            set_state(&snap, pool, server, &body, peer)
+            api::set_state(&snap, pool, server, &body, peer)
         }
         Route::Reload => {
             tracing::info!(%peer, "reload requested through the admin API");
@@ -320,60 +319,6 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
             "body not received in time\n",
         )),
     }
-}
-
-fn set_state(
-    snap: &crate::runtime::Snapshot,
-    pool_name: &str,
-    server_name: &str,
-    body: &[u8],
-    peer: SocketAddr,
-) -> Response<Body> {
-    let Some(pool) = snap.pool(pool_name) else {
-        return text(StatusCode::NOT_FOUND, &format!("no pool {pool_name:?}\n"));
-    };
-    let Some(i) = pool.servers.by_name(server_name) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            &format!("no server {server_name:?} in pool {pool_name:?}\n"),
-        );
-    };
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body {
-        state: String,
-    }
-    let state = match serde_json::from_slice::<Body>(body) {
-        Ok(b) => match b.state.as_str() {
-            "active" => ServerState::Active,
-            "drain" => ServerState::Drain,
-            "disabled" => ServerState::Disabled,
-            other => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    &format!("`state` must be one of active, drain, disabled, not {other:?}\n"),
-                );
-            }
-        },
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("the body must be {{\"state\":\"drain\"|\"active\"|\"disabled\"}}: {e}\n"),
-            );
-        }
-    };
-    let server = &pool.servers[i];
-    let before = server.live.state();
-    server.live.set_state(state);
-    tracing::info!(
-        pool = %pool.name,
-        server = %server.name,
-        from = before.as_str(),
-        to = state.as_str(),
-        by = %peer,
-        "server state changed through the admin API"
-    );
-    json(StatusCode::OK, &api::server(pool, i))
 }
 
 fn with_type(mut res: Response<Body>, content_type: &'static str) -> Response<Body> {
