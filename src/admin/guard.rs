@@ -11,8 +11,15 @@
 //!
 //! curl and scripts send neither `Origin` nor `Sec-Fetch-Site`, and are
 //! served. Both refusals are `403`.
+//!
+//! Before those, the request is held to the proxy listeners' rules
+//! ([`crate::proxy::check`]: two `Host` fields, or none in HTTP/1.1, are
+//! 400), and two `Authorization` fields are 400 too: which one would count?
 
+use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::proxy::error::ProxyError;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +28,40 @@ pub enum Refused {
     Host,
     #[error("a state-changing request from another site (Origin or Sec-Fetch-Site)")]
     CrossSite,
+    #[error("two Authorization fields")]
+    TwoAuthorizations,
+    /// What the proxy listeners refuse too.
+    #[error("{0}")]
+    Malformed(ProxyError),
+}
+
+impl Refused {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refused::Host | Refused::CrossSite => StatusCode::FORBIDDEN,
+            Refused::TwoAuthorizations => StatusCode::BAD_REQUEST,
+            Refused::Malformed(e) => e.status(),
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, the scheme in any case
+/// (RFC 9110 §11.1); `None` without the field or with another scheme.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&[u8]>, Refused> {
+    let mut fields = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(field), None) = (fields.next(), fields.next()) else {
+        return match headers.contains_key(header::AUTHORIZATION) {
+            true => Err(Refused::TwoAuthorizations),
+            false => Ok(None),
+        };
+    };
+    let v = field.as_bytes();
+    let token = v
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+        .and_then(|_| v.get(7..))
+        .map(|rest| rest.trim_ascii_start());
+    Ok(token)
 }
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -96,6 +137,27 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn bearer_is_taken_in_any_case_and_only_once() {
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for val in values {
+                h.append(header::AUTHORIZATION, v(val));
+            }
+            bearer(&h).map(|t| t.map(<[u8]>::to_vec))
+        };
+        assert_eq!(with(&[]), Ok(None));
+        for ok in ["Bearer tok", "bearer tok", "BEARER tok", "bEaReR   tok"] {
+            assert_eq!(with(&[ok]), Ok(Some(b"tok".to_vec())), "{ok}");
+        }
+        assert_eq!(with(&["Basic dG9rOg=="]), Ok(None));
+        assert_eq!(with(&["Bearertok"]), Ok(None));
+        assert_eq!(
+            with(&["Bearer tok", "Bearer tok"]),
+            Err(Refused::TwoAuthorizations)
+        );
     }
 
     #[test]

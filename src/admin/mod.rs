@@ -9,15 +9,17 @@
 //! POST /api/reload                                same as SIGHUP
 //! ```
 //!
-//! A request for a `Host` the endpoint does not answer to, or a `PUT` or
-//! `POST` from another site, gets 403 first ([`guard`]: DNS rebinding and
-//! cross-site requests from the operator's browser).
-//! With `admin.token_file`, `PUT` and `POST` need `Authorization: Bearer
-//! <token>` (compared in constant time), else 401. Unknown pool or server:
-//! 404; a bad body: 400 with a message; a wrong method: 405 with `Allow`.
-//! Every state change is logged with the peer that made it. At most
-//! 64 connections are open, 16 per address (`conns.rs`);
-//! past the cap, the next one waits while the idlest is closed.
+//! A request is first held to the proxy listeners' rules (two `Host`
+//! fields, none in HTTP/1.1: 400); two `Authorization` fields are 400. A
+//! `Host` the endpoint does not answer to, or a `PUT` or `POST` from
+//! another site, gets 403 (`guard.rs`: DNS rebinding and cross-site
+//! requests from the operator's browser). With `admin.token_file`, `PUT`
+//! and `POST` need `Authorization: Bearer <token>` (the scheme in any case;
+//! compared in constant time), else 401. Unknown pool or server: 404; a bad
+//! body: 400 with a message; a wrong method: 405 with `Allow`. Every state
+//! change is logged with the peer that made it. At most 64 connections are
+//! open, 16 per address (`conns.rs`); past the cap, the next one waits
+//! while the idlest is closed.
 
 mod api;
 mod conns;
@@ -212,13 +214,17 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let snap = ctx.shared.snapshot.load_full();
-    let authority = match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
+    let authority = match crate::proxy::check::request(&req, &snap.limits) {
+        Ok(checked) => checked.authority,
+        Err(e) => return Ok(refused(guard::Refused::Malformed(e), peer, &path)),
     };
     if let Err(e) = guard::host(authority.as_ref(), &snap.admin_hosts) {
         return Ok(refused(e, peer, &path));
     }
+    let offered = match guard::bearer(req.headers()) {
+        Ok(offered) => offered,
+        Err(e) => return Ok(refused(e, peer, &path)),
+    };
     let Some(route) = Route::parse(&path) else {
         return Ok(text(StatusCode::NOT_FOUND, "not found\n"));
     };
@@ -239,21 +245,16 @@ async fn handle(
     }
     if allowed != Method::GET
         && let Some(token) = &snap.admin_token
+        && !offered.is_some_and(|t| token.matches(t))
     {
-        let offered = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-        if !offered.is_some_and(|t| token.matches(t)) {
-            tracing::warn!(%peer, path = %path, "admin call refused: missing or wrong token");
-            let mut res = text(
-                StatusCode::UNAUTHORIZED,
-                "a valid `Authorization: Bearer <token>` is required\n",
-            );
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Ok(res);
-        }
+        tracing::warn!(%peer, path = %path, "admin call refused: missing or wrong token");
+        let mut res = text(
+            StatusCode::UNAUTHORIZED,
+            "a valid `Authorization: Bearer <token>` is required\n",
+        );
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Ok(res);
     }
     Ok(match route {
         Route::Metrics => {
@@ -299,10 +300,16 @@ async fn handle(
     })
 }
 
-/// 403, and one log line saying why and to whom.
+/// The refusal's status, and one log line saying why and to whom (a
+/// malformed request only at debug: it is no attempt at the endpoint).
 fn refused(e: guard::Refused, peer: SocketAddr, path: &str) -> Response<Body> {
-    tracing::warn!(%peer, path, reason = %e, "admin request refused");
-    text(StatusCode::FORBIDDEN, &format!("refused: {e}\n"))
+    let status = e.status();
+    if status == StatusCode::FORBIDDEN {
+        tracing::warn!(%peer, path, reason = %e, "admin request refused");
+    } else {
+        tracing::debug!(%peer, path, reason = %e, status = status.as_u16(), "admin request refused");
+    }
+    text(status, &format!("refused: {e}\n"))
 }
 
 /// A small JSON body, read within a deadline.
@@ -324,8 +331,20 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
 fn with_type(mut res: Response<Body>, content_type: &'static str) -> Response<Body> {
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = res.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Nothing the endpoint sends runs a script or loads anything: the
+    // status page needs only its inline style.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     res
 }
 

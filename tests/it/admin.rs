@@ -678,3 +678,43 @@ fn admin_hosts_are_names_and_an_open_admin_without_a_token_is_a_warning() {
     let with = with_token(&dir).replace("127.0.0.1:2", "0.0.0.0:9090");
     assert!(parse(&with).unwrap().warnings.is_empty());
 }
+
+#[tokio::test]
+async fn the_admin_takes_any_case_of_bearer_and_holds_requests_to_the_proxys_host_rules() {
+    let n = nodes(1).await;
+    let dir = temp_dir("admin-rules");
+    let lb = Lb::start(&config(&n, "", &with_token(&dir))).await;
+    let own = lb.admin.unwrap();
+    let put = "PUT /api/pools/app/servers/node1/state HTTP/1.1";
+    let drain = r#"{"state":"drain"}"#;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let head = format!("{put}\r\nHost: {own}\r\nAuthorization: {scheme} {TOKEN}");
+        assert_eq!(admin_status(&lb, &head, drain).await, 200, "{scheme}");
+    }
+    // Two Authorization fields: which one counts? Neither.
+    let head = format!(
+        "{put}\r\nHost: {own}\r\nAuthorization: Bearer {TOKEN}\r\nAuthorization: Bearer wrong"
+    );
+    assert_eq!(admin_status(&lb, &head, drain).await, 400);
+    // Host as the proxy listeners take it.
+    let get = "GET /api/pools HTTP/1.1";
+    let two_hosts = format!("{get}\r\nHost: {own}\r\nHost: {own}");
+    assert_eq!(admin_status(&lb, &two_hosts, "").await, 400);
+    assert_eq!(admin_status(&lb, get, "").await, 400);
+    assert_eq!(admin_status(&lb, "GET /api/pools HTTP/1.0", "").await, 200);
+
+    // The status page runs nothing and loads nothing, and is not sniffed.
+    let res = client().get(lb.admin_url("/status")).send().await.unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("default-src 'none'; style-src 'unsafe-inline'"),
+        "{csp}"
+    );
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let page = res.text().await.unwrap();
+    assert!(
+        !page.contains("<script") && !page.contains("<img"),
+        "{page}"
+    );
+}
