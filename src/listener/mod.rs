@@ -2,6 +2,7 @@
 //! of it — the connection limit, hyper's HTTP/1.1 + h2c server per
 //! connection on the worker's thread, watched for graceful shutdown.
 
+mod drain;
 mod io;
 pub mod prelude;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -21,6 +22,7 @@ pub use io::TimedIo;
 
 use crate::proxy::local::Current;
 use crate::proxy::{self, ConnCtx, Local};
+use drain::{Drain, Watcher};
 use prelude::{Prefixed, PreludeError, Proxied};
 
 /// Binds a listener socket the way a server should: SO_REUSEADDR, a deep
@@ -56,7 +58,7 @@ pub struct Serve {
 /// finish within the configuration's `shutdown_grace` and closes the rest.
 /// Every connection is served on this worker's thread.
 pub async fn serve(mut s: Serve) {
-    let graceful = GracefulShutdown::new();
+    let graceful = Drain::new();
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&s.permits).acquire_owned() => match p {
@@ -92,9 +94,11 @@ pub async fn serve(mut s: Serve) {
         if listener.tls.is_none() && !listener.proxy_protocol {
             // Plain HTTP: straight to hyper.
             let ctx = Rc::new(ConnCtx::new(peer, s.id, "http"));
-            let conn = graceful.watch(http(&current, &s.local, ctx, stream));
+            let state = Arc::clone(&ctx.state);
+            let conn = http(&current, &s.local, ctx, stream);
+            let watcher = graceful.watcher();
             tokio::task::spawn_local(async move {
-                if let Err(e) = conn.await {
+                if let Err(e) = watcher.watch(conn, &state).await {
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");
                 }
                 stats.closed();
@@ -223,6 +227,7 @@ impl Edge {
             ctx.strict_sni = Some(Arc::clone(certs.pick(tls.get_ref().1.server_name())));
         }
         let ctx = Rc::new(ctx);
+        let state = Arc::clone(&ctx.state);
         // The configuration as it is now (a reload may have come during the
         // handshake), used to set the connection up and not kept.
         let current = local.current();
@@ -230,12 +235,12 @@ impl Edge {
             EdgeIo::Plain(io) => {
                 let conn = http(&current, local, ctx, io);
                 drop(current);
-                watcher.watch(conn).await
+                watcher.watch(conn, &state).await
             }
             EdgeIo::Tls(io) => {
                 let conn = http(&current, local, ctx, *io);
                 drop(current);
-                watcher.watch(conn).await
+                watcher.watch(conn, &state).await
             }
         };
         if let Err(e) = done {

@@ -70,11 +70,38 @@ pub struct ConnState {
     /// The reader, woken when the last request ends so the idle timer starts
     /// even if hyper does not poll the socket again by itself.
     reader: AtomicWaker,
+    /// The listener stopped: the connection closes between two requests
+    /// (`listener/drain.rs`), which waits on `began` for the next request.
+    draining: AtomicBool,
+    began: AtomicWaker,
 }
 
 impl ConnState {
     pub fn begin_request(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.draining.load(Ordering::Relaxed) {
+            self.began.wake();
+        }
+    }
+
+    /// The listener stopped (see `listener/drain.rs`).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Ready once a request is in flight (after [`start_draining`]).
+    ///
+    /// [`start_draining`]: Self::start_draining
+    pub async fn request_began(&self) {
+        std::future::poll_fn(|cx| {
+            self.began.register(cx.waker());
+            if self.in_flight() > 0 {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
     }
 
     pub fn end_request(&self) {

@@ -1,0 +1,103 @@
+//! Stopping without cutting a request: when a listener stops (SIGTERM, an
+//! upgrade handing over, a reload that removes it), each client connection
+//! is closed only between two requests, in a way that races no client.
+//!
+//! A connection with a request in flight is told to close after it: the
+//! response goes out with `Connection: close` (HTTP/1.1) or after a
+//! `GOAWAY` (HTTP/2), and the client opens its next connection elsewhere.
+//! A connection with nothing in flight is left open for [`IDLE_GRACE`]: a
+//! client that sends its next request meanwhile gets it answered, and that
+//! response closes the connection. Closing an idle kept-alive connection at
+//! once, as hyper's own graceful shutdown does, would race a client that
+//! is sending on it just then: it would see its request fail with the
+//! connection closed under it. Only a connection idle for the whole grace
+//! is closed as it is.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::sync::{mpsc, watch};
+
+use crate::proxy::ConnState;
+
+/// How long a connection with nothing in flight may stay open once its
+/// listener stops.
+pub const IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// The stop signal of one listener's connections, and their count.
+pub struct Drain {
+    stop: watch::Sender<bool>,
+    alive: mpsc::Sender<()>,
+    gone: mpsc::Receiver<()>,
+}
+
+/// Held by each connection until it ends.
+pub struct Watcher {
+    stop: watch::Receiver<bool>,
+    _alive: mpsc::Sender<()>,
+}
+
+impl Drain {
+    pub fn new() -> Drain {
+        let (stop, _) = watch::channel(false);
+        let (alive, gone) = mpsc::channel(1);
+        Drain { stop, alive, gone }
+    }
+
+    pub fn watcher(&self) -> Watcher {
+        Watcher {
+            stop: self.stop.subscribe(),
+            _alive: self.alive.clone(),
+        }
+    }
+
+    /// Tells every connection to close between two requests, and waits
+    /// until all have.
+    pub async fn shutdown(self) {
+        let Drain {
+            stop,
+            alive,
+            mut gone,
+        } = self;
+        let _ = stop.send(true);
+        drop(alive);
+        // Every watcher's sender dropped: no connection is left.
+        let _ = gone.recv().await;
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Drain {
+        Drain::new()
+    }
+}
+
+impl Watcher {
+    /// Serves `conn` until it ends; once the listener stops, closes it as
+    /// the module documentation says. `state` is the connection's.
+    pub async fn watch<C>(mut self, conn: C, state: &ConnState) -> Result<(), C::Error>
+    where
+        C: GracefulConnection,
+    {
+        let mut conn = pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            _ = self.stop.wait_for(|stop| *stop) => {}
+        }
+        state.start_draining();
+        let mut idle = pin!(tokio::time::sleep(IDLE_GRACE));
+        loop {
+            if state.in_flight() > 0 || state.is_tunnel() {
+                break;
+            }
+            tokio::select! {
+                r = conn.as_mut() => return r,
+                () = state.request_began() => {}
+                () = idle.as_mut() => break,
+            }
+        }
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    }
+}
