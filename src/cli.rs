@@ -46,6 +46,20 @@ pub fn main() -> ExitCode {
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }
+    // The binary's own path, read now: once a package manager has renamed a
+    // new file over it, /proc/self/exe names the deleted old one.
+    let exe = std::env::current_exe().ok();
+    // Started by a running limpet (SIGUSR2): take its sockets and memory.
+    let inherited = match std::env::var_os(crate::upgrade::ENV) {
+        Some(name) => match crate::upgrade::take_over(&name, &cfg) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                eprintln!("limpet: cannot take over from the running process: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     if let Err(e) = crate::logging::init(&cfg.log) {
         eprintln!(
             "limpet: cannot open the log file {:?}: {e}",
@@ -66,14 +80,45 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = rt.block_on(run(cfg));
+    let code = rt.block_on(run(cfg, exe, inherited));
     crate::logging::flush();
     code
 }
 
-async fn run(cfg: config::Config) -> ExitCode {
+/// An in-place upgrade under way: the new process starting.
+type Upgrading<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<u32, crate::upgrade::UpgradeError>> + 'a>,
+>;
+
+async fn run(
+    cfg: config::Config,
+    exe: Option<std::path::PathBuf>,
+    inherited: Option<crate::upgrade::Inherited>,
+) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
-    let limpet = match Limpet::start(cfg).await {
+    let started = match inherited {
+        Some(mut i) => {
+            let bound = std::mem::take(&mut i.bound);
+            let memory = std::mem::take(&mut i.memory);
+            match Limpet::start_upgraded(cfg, bound, &memory).await {
+                Ok(l) => {
+                    i.ready();
+                    tracing::info!(
+                        "upgrade: serving; the previous process finishes its requests and exits"
+                    );
+                    Ok(l)
+                }
+                Err(e) => {
+                    i.failed(&e.to_string());
+                    Err(e)
+                }
+            }
+        }
+        None => Limpet::start(cfg)
+            .await
+            .inspect(|_| crate::systemd::notify("READY=1")),
+    };
+    let limpet = match started {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}");
@@ -84,17 +129,42 @@ async fn run(cfg: config::Config) -> ExitCode {
     // SIGPIPE is ignored (Rust's runtime does so before `main`): a closed
     // pipe is an error on that write, never the end of limpet. Every other
     // signal an operator sends has a meaning below.
-    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut usr2)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
     ) else {
         eprintln!("limpet: cannot install signal handlers");
         return ExitCode::from(1);
     };
+    // An upgrade under way (SIGUSR2): the new process being started.
+    let mut upgrade: Option<Upgrading<'_>> = None;
     loop {
         tokio::select! {
+            _ = usr2.recv() => {
+                match (&upgrade, &exe) {
+                    (Some(_), _) => tracing::warn!("SIGUSR2 ignored: an upgrade is already under way"),
+                    (None, None) => tracing::error!("upgrade impossible: limpet could not find its own binary at start"),
+                    (None, Some(path)) => upgrade = Some(Box::pin(crate::upgrade::hand_over(&limpet, path))),
+                }
+            }
+            done = async {
+                match upgrade.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            }, if upgrade.is_some() => {
+                upgrade = None;
+                match done {
+                    Ok(pid) => {
+                        tracing::info!(pid, "upgrade: the new process serves; this one stops accepting and finishes its requests");
+                        break;
+                    }
+                    Err(e) => tracing::error!("upgrade failed: {e}; this process keeps serving"),
+                }
+            }
             // The outcome is logged and counted by the reload itself.
             _ = hup.recv() => { let _ = limpet.reload_file().await; }
             _ = term.recv() => break,
@@ -108,6 +178,9 @@ async fn run(cfg: config::Config) -> ExitCode {
             }
         }
     }
+    // A SIGTERM during an upgrade ends it here; a new process that took
+    // over already serves on.
+    drop(upgrade);
     tracing::info!("stopping: no new connections, waiting for in-flight requests");
     limpet.shutdown().await;
     tracing::info!("stopped");

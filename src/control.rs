@@ -23,6 +23,7 @@ use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config};
+use crate::memory::PoolMemory;
 use crate::runtime::{Bound, Shared, Snapshot};
 use crate::worker::{self, Workers};
 use crate::{admin, health, listener, logging, sticky};
@@ -55,6 +56,8 @@ struct Accepting {
     stop: watch::Sender<bool>,
     /// One message per worker once its connections on this socket are closed.
     done: mpsc::UnboundedReceiver<()>,
+    /// A copy of the socket, to hand to a new process (upgrade).
+    socket: std::net::TcpListener,
 }
 
 /// The admin endpoint, served on the control runtime.
@@ -64,6 +67,8 @@ struct Admin {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// A copy of the socket, to hand to a new process (upgrade).
+    socket: std::net::TcpListener,
 }
 
 #[derive(Debug)]
@@ -94,6 +99,7 @@ impl Control {
     pub async fn start(
         config: Config,
         bound: HashMap<String, std::net::TcpListener>,
+        memory: &[PoolMemory],
     ) -> Result<Arc<Control>, ApplyError> {
         let empty = Snapshot::detached(&Config {
             listeners: Vec::new(),
@@ -120,7 +126,7 @@ impl Control {
             stop,
             persist: std::sync::Mutex::new(None),
         });
-        control.apply(config, bound).await?;
+        control.apply(config, bound, memory).await?;
         let task = tokio::spawn(persist_periodically(
             Arc::clone(&control.shared),
             control.stop.subscribe(),
@@ -138,7 +144,7 @@ impl Control {
             None => return Ok(()),
         };
         let result = match config::load(&source) {
-            Ok(config) => self.apply(config, HashMap::new()).await,
+            Ok(config) => self.apply(config, HashMap::new(), &[]).await,
             Err(e) => Err(e.into()),
         };
         self.counted(result)
@@ -150,7 +156,7 @@ impl Control {
         config: Config,
         bound: HashMap<String, std::net::TcpListener>,
     ) -> Result<(), ApplyError> {
-        let result = self.apply(config, bound).await;
+        let result = self.apply(config, bound, &[]).await;
         self.counted(result)
     }
 
@@ -163,16 +169,25 @@ impl Control {
         result
     }
 
+    /// Applies `config`: at start (with what a process before this one
+    /// remembered, after an upgrade) and on every reload.
     async fn apply(
         self: &Arc<Self>,
         config: Config,
         mut bound: HashMap<String, std::net::TcpListener>,
+        memory: &[PoolMemory],
     ) -> Result<(), ApplyError> {
         let mut st = self.state.lock().await;
         let first = st.config.is_none();
 
         // Sockets first: if one cannot be bound, nothing has changed yet.
-        let mut fresh: Vec<(String, SocketAddr, std::net::TcpListener)> = Vec::new();
+        // Each with a copy kept to hand to a new process (upgrade).
+        let mut fresh: Vec<(
+            String,
+            SocketAddr,
+            std::net::TcpListener,
+            std::net::TcpListener,
+        )> = Vec::new();
         let wanted: Vec<(String, SocketAddr)> = config
             .listeners
             .iter()
@@ -205,7 +220,8 @@ impl Control {
                 }
                 None => listener::bind(*bind).map_err(bind_err)?,
             };
-            fresh.push((name.clone(), *bind, std_listener));
+            let copy = std_listener.try_clone().map_err(bind_err)?;
+            fresh.push((name.clone(), *bind, std_listener, copy));
         }
 
         // Which socket serves which listener: unchanged binds keep theirs.
@@ -222,10 +238,10 @@ impl Control {
         }
         let mut start: Vec<(u64, std::net::TcpListener, mpsc::UnboundedSender<()>)> = Vec::new();
         let mut admin_socket = None;
-        for (name, bind, socket) in fresh {
+        for (name, bind, socket, copy) in fresh {
             let addr = socket.local_addr().unwrap_or(bind);
             if name == ADMIN_SOCKET {
-                admin_socket = Some((bind, addr, socket));
+                admin_socket = Some((bind, addr, socket, copy));
                 continue;
             }
             let id = st.next_id;
@@ -239,6 +255,7 @@ impl Control {
                 addr,
                 stop,
                 done,
+                socket: copy,
             });
             start.push((id, socket, done_tx));
         }
@@ -247,7 +264,7 @@ impl Control {
             .map(|a| (a.name.clone(), (a.id, a.addr)))
             .collect();
         let admin_addr = match (&admin_socket, &st.admin, &config.admin) {
-            (Some((_, addr, _)), _, _) => Some(*addr),
+            (Some((_, addr, _, _)), _, _) => Some(*addr),
             (None, Some(a), Some(_)) => Some(a.addr),
             _ => None,
         };
@@ -262,6 +279,13 @@ impl Control {
             &self.shared.slots,
         ));
         restore_learned(&snapshot, &previous, first);
+        if !memory.is_empty() {
+            let n = snapshot.recall(memory);
+            tracing::info!(
+                sessions = n,
+                "took over the running state of the previous process"
+            );
+        }
         self.shared.publish(Arc::clone(&snapshot));
 
         // Every worker accepts on the new sockets; retired ones stop.
@@ -281,7 +305,7 @@ impl Control {
         st.listeners = keep;
 
         match (admin_socket, config.admin.is_some()) {
-            (Some((bind, addr, socket)), _) => {
+            (Some((bind, addr, socket, copy)), _) => {
                 if let Some(old) = st.admin.take() {
                     let _ = old.stop.send(true);
                 }
@@ -305,6 +329,7 @@ impl Control {
                     addr,
                     stop,
                     task,
+                    socket: copy,
                 });
             }
             (None, false) => {
@@ -365,6 +390,20 @@ impl Control {
     }
 
     /// The address of each listener, in configuration order.
+    /// Copies of every listening socket with the address it was bound for
+    /// and whether it is the admin endpoint's, to hand to a new process.
+    pub async fn sockets(&self) -> std::io::Result<Vec<(SocketAddr, bool, std::net::TcpListener)>> {
+        let st = self.state.lock().await;
+        let mut all = Vec::new();
+        for a in &st.listeners {
+            all.push((a.bind, false, a.socket.try_clone()?));
+        }
+        if let Some(a) = &st.admin {
+            all.push((a.bind, true, a.socket.try_clone()?));
+        }
+        Ok(all)
+    }
+
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.shared
             .snapshot

@@ -40,6 +40,7 @@ pub mod decision;
 pub mod health;
 pub mod listener;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod path;
 pub mod pool;
@@ -49,6 +50,8 @@ pub mod resources;
 pub mod runtime;
 pub mod server;
 pub mod sticky;
+pub mod systemd;
+pub mod upgrade;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -79,9 +82,27 @@ impl Limpet {
         config: Config,
         bound: HashMap<String, std::net::TcpListener>,
     ) -> Result<Limpet, ApplyError> {
+        Limpet::start_upgraded(config, bound, &[]).await
+    }
+
+    /// Starts serving as the new process of an in-place upgrade: on the
+    /// sockets the old process handed over (by listener name, as for
+    /// [`Limpet::start_with`]), with what it remembered, taken over before
+    /// the first connection is accepted.
+    pub async fn start_upgraded(
+        config: Config,
+        bound: HashMap<String, std::net::TcpListener>,
+        memory: &[memory::PoolMemory],
+    ) -> Result<Limpet, ApplyError> {
         Ok(Limpet {
-            control: Control::start(config, bound).await?,
+            control: Control::start(config, bound, memory).await?,
         })
+    }
+
+    /// Copies of the listening sockets (the address each was bound for,
+    /// whether it is the admin endpoint's), for a new process.
+    pub async fn sockets(&self) -> std::io::Result<Vec<(SocketAddr, bool, std::net::TcpListener)>> {
+        self.control.sockets().await
     }
 
     /// The bound address of each listener, in configuration order.

@@ -18,6 +18,20 @@ use crate::metrics::{CheckStats, RequestStats};
 
 use crate::clock::{ms as clock_ms, to_ms as ms};
 
+/// A server's live state as one process hands it to the next.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Vitals {
+    /// The state in effect, and the one the file gave.
+    pub state: String,
+    pub file_state: String,
+    /// The active checks' verdict, once there was one.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// Passive checks: down for this long yet.
+    #[serde(default)]
+    pub down_ms: u64,
+}
+
 /// Live state of one server, shared by every snapshot that has it.
 #[derive(Debug)]
 pub struct Live {
@@ -110,6 +124,47 @@ impl Live {
         let before = self.file_state.swap(state as u8, Ordering::Relaxed);
         if before != state as u8 {
             self.set_state(state);
+        }
+    }
+
+    /// What this server's live state says, for a process taking over (an
+    /// in-place upgrade): a state set at run time, the active checks'
+    /// verdict, a passive mark-down still running.
+    pub fn vitals(&self) -> Vitals {
+        let now = clock_ms();
+        Vitals {
+            state: self.state().as_str().to_owned(),
+            file_state: self.file_state().as_str().to_owned(),
+            healthy: self.was_checked().then(|| self.is_healthy()),
+            down_ms: self.down_until.load(Ordering::Relaxed).saturating_sub(now),
+        }
+    }
+
+    /// Takes over `vitals` from the process before. A state set at run
+    /// time stays unless this process's file changed the server's state
+    /// (as across a reload); a server the checks found down stays down
+    /// until they say otherwise.
+    pub fn recall(&self, vitals: &Vitals) {
+        let parse = |s: &str| match s {
+            "drain" => Some(ServerState::Drain),
+            "disabled" => Some(ServerState::Disabled),
+            "active" => Some(ServerState::Active),
+            _ => None,
+        };
+        if let (Some(state), Some(file_state)) = (parse(&vitals.state), parse(&vitals.file_state))
+            && file_state == self.file_state()
+        {
+            self.set_state(state);
+        }
+        if let Some(up) = vitals.healthy {
+            self.checked.store(true, Ordering::Relaxed);
+            self.healthy.store(up, Ordering::Relaxed);
+        }
+        if vitals.down_ms > 0 {
+            self.down_until.store(
+                clock_ms().saturating_add(vitals.down_ms).max(1),
+                Ordering::Relaxed,
+            );
         }
     }
 

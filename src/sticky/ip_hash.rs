@@ -20,7 +20,7 @@ use super::table::SessionTable;
 pub struct IpHash {
     key: IpHashKey,
     /// Address key → `server_hash` of the server that served it last.
-    recent: Arc<SessionTable>,
+    pub(super) recent: Arc<SessionTable>,
 }
 
 impl IpHash {

@@ -23,7 +23,7 @@ pub struct JvmRoute {
     pub config: JvmRouteConfig,
     /// Session id hash → the replacement server it was moved to (the
     /// number of its name in the table).
-    bindings: Arc<SessionTable>,
+    pub(super) bindings: Arc<SessionTable>,
 }
 
 /// The route of a session id: the bytes after the first separator.

@@ -9,6 +9,7 @@ pub mod cookies;
 pub mod ip_hash;
 pub mod jvm_route;
 pub mod learn;
+pub mod memory;
 pub mod persist;
 pub mod store;
 pub mod table;

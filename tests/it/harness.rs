@@ -417,6 +417,23 @@ impl Proc {
     /// Runs the binary under `sh -c "<prefix> exec limpet …"`, e.g. with
     /// `ulimit -n 64;` as the prefix.
     pub async fn start_with(name: &str, yaml: &str, prefix: &str) -> Proc {
+        Proc::spawn(
+            name,
+            yaml,
+            prefix,
+            Path::new(env!("CARGO_BIN_EXE_limpet")),
+            &[],
+        )
+        .await
+    }
+
+    /// Runs the binary at `exe` (a copy, for upgrades) with these
+    /// environment variables added.
+    pub async fn start_exe(name: &str, yaml: &str, exe: &Path, env: &[(&str, &str)]) -> Proc {
+        Proc::spawn(name, yaml, "", exe, env).await
+    }
+
+    async fn spawn(name: &str, yaml: &str, prefix: &str, exe: &Path, env: &[(&str, &str)]) -> Proc {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -437,8 +454,9 @@ impl Proc {
         let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("{prefix} exec \"$0\" --config \"$1\"",))
-            .arg(env!("CARGO_BIN_EXE_limpet"))
+            .arg(exe)
             .arg(dir.join("lb.yaml"))
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -470,6 +488,10 @@ impl Proc {
             yaml.replace("{BIND}", &self.addr.to_string()),
         )
         .unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
     }
 
     /// What the process logged so far.

@@ -29,3 +29,4 @@ mod sticky_learn;
 mod store;
 mod tls;
 mod tomcat;
+mod upgrade;

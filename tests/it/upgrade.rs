@@ -1,0 +1,432 @@
+//! In-place upgrade (`SIGUSR2`) with the real binary, copied to a
+//! directory of its own and replaced there the way a package manager does
+//! (a new file renamed over the old): no request fails and no connection is
+//! refused while the new process takes over; the old one finishes its
+//! requests and exits 0; what clients depend on (learned sessions, a drain,
+//! a failover binding, a server found down) is still there; a new binary
+//! or `lb.yaml` that cannot start leaves the old process serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::harness::*;
+
+/// The binary, copied into `dir` (an upgrade replaces this copy).
+fn install(dir: &Path) -> PathBuf {
+    let exe = dir.join("limpet");
+    std::fs::copy(env!("CARGO_BIN_EXE_limpet"), &exe).unwrap();
+    exe
+}
+
+/// Replaces `exe` as a package manager does: a new file, renamed over it.
+fn replace(exe: &Path, with: &Path) {
+    let tmp = exe.with_extension("new");
+    std::fs::copy(with, &tmp).unwrap();
+    std::fs::rename(&tmp, exe).unwrap();
+}
+
+/// A new process started by an upgrade; killed when the test ends.
+struct Successor(u32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+impl Successor {
+    fn alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.0)).exists()
+            && !std::fs::read_to_string(format!("/proc/{}/stat", self.0))
+                .unwrap_or_default()
+                .contains(") Z ")
+    }
+}
+
+/// Waits for the old process to log that the new one serves; its pid.
+async fn upgraded(p: &Proc) -> Successor {
+    let mut pid = None;
+    let found = eventually(Duration::from_secs(20), || {
+        pid = p
+            .log()
+            .lines()
+            .find(|l| l.contains("the new process serves"))
+            .and_then(|l| l.split("pid=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok());
+        let done = pid.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(found, "no upgrade: {}", p.log());
+    Successor(pid.unwrap())
+}
+
+/// `learn` with `persist: false`, checks every `interval`.
+fn learn_yaml(nodes: &[limpet_demo::DemoNode], extra: &str) -> String {
+    format!(
+        "listeners:\n  - name: http\n    bind: \"{{BIND}}\"\n    pool: app\nadmin:\n  bind: \"{}\"\ntimeouts:\n  shutdown_grace: 10s\nlog:\n  level: info\npools:\n  app:\n{extra}    servers:\n{}",
+        closed_port(),
+        servers_yaml(nodes)
+    )
+}
+
+#[tokio::test]
+async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits() {
+    let n = nodes(2).await;
+    let dir = temp_dir("upgrade-load-bin");
+    let exe = install(&dir);
+    let yaml = info(proc_config(&n, "timeouts:\n  shutdown_grace: 10s\n"));
+    let mut p = Proc::start_exe("upgrade-load", &yaml, &exe, &[]).await;
+    let base = format!("http://{}", p.addr);
+
+    // A slow request, on the old process.
+    let url = format!("{base}/slow?ms=2500");
+    let slow = tokio::spawn(async move {
+        let res = client().get(url).send().await.unwrap();
+        res.status().as_u16()
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            n.iter().map(|n| n.in_flight()).sum::<u64>() == 1
+        })
+        .await
+    );
+
+    // Clients: half keep their connection, half open one per request.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for i in 0..6 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let url = format!("{base}/load/{i}");
+        load.push(tokio::spawn(async move {
+            let c = if i % 2 == 0 {
+                client()
+            } else {
+                reqwest_builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap()
+            };
+            let mut errors = Vec::new();
+            // Bounded: the test stops it within seconds.
+            for _ in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match c.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        errors.push(format!("status {}", r.status()));
+                    }
+                    Err(e) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        errors.push(format!("{e:?}"));
+                    }
+                }
+            }
+            errors
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    replace(&exe, Path::new(env!("CARGO_BIN_EXE_limpet")));
+    p.signal("USR2");
+    let new = upgraded(&p).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for t in load {
+        errors.extend(t.await.unwrap());
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "{errors:?}");
+    assert!(ok.load(Ordering::Relaxed) > 100, "load ran");
+
+    // The slow request finished on the old process, which then left.
+    assert_eq!(slow.await.unwrap(), 200);
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(15)).await,
+        Some(0),
+        "{}",
+        p.log()
+    );
+    assert!(new.alive());
+    // The listener is the new process's now.
+    let (status, v) = get_json(&client(), &format!("{base}/after")).await;
+    assert_eq!(status, 200, "{v}");
+}
+
+#[tokio::test]
+async fn learned_sessions_a_drain_and_a_server_found_down_survive_an_upgrade() {
+    let n = nodes(3).await;
+    let dir = temp_dir("upgrade-state-bin");
+    let exe = install(&dir);
+    // node3's checks fail; the old process finds it down at once.
+    let check = "    health_check:\n      type: http\n      path: /health\n      rise: 1\n      fall: 1\n      interval: 100ms\n";
+    let yaml = learn_yaml(
+        &n,
+        &format!("    sticky:\n      mode: learn\n      learn:\n        persist: false\n{check}"),
+    );
+    n[2].set_health(500);
+    let mut p = Proc::start_exe("upgrade-state", &yaml, &exe, &[]).await;
+    let admin = admin_of(&p);
+    let up = |server: &'static str| {
+        let url = format!("http://{admin}/api/pools");
+        async move {
+            let (_, v) = get_json(&client(), &url).await;
+            v["pools"][0]["servers"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["name"] == server))
+                .map(|s| s["up"] == true)
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            up("node3").await == Some(false)
+        })
+        .await
+    );
+    // Sessions learned on the old process, one per node that is up.
+    let c = client();
+    let mut sessions = Vec::new();
+    for _ in 0..12 {
+        let res = c
+            .get(format!("http://{}/login", p.addr))
+            .send()
+            .await
+            .unwrap();
+        let cookie = set_cookies(&res)
+            .into_iter()
+            .find(|s| s.starts_with("JSESSIONID="))
+            .unwrap();
+        let v: serde_json::Value = res.json().await.unwrap();
+        sessions.push((cookie.split(';').next().unwrap().to_owned(), server_of(&v)));
+    }
+    assert!(
+        sessions.iter().all(|(_, s)| s != "node3"),
+        "node3 is down: {sessions:?}"
+    );
+    // A drain set through the admin API.
+    let res = c
+        .put(format!("http://{admin}/api/pools/app/servers/node2/state"))
+        .body(r#"{"state":"drain"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // The new process checks rarely (its first check comes anywhere within
+    // the hour): what it knows of node3 it has from the old one.
+    let slow = std::fs::read_to_string(p.dir.join("lb.yaml"))
+        .unwrap()
+        .replace("interval: 100ms", "interval: 1h");
+    std::fs::write(p.dir.join("lb.yaml"), slow).unwrap();
+    p.signal("USR2");
+    let _new = upgraded(&p).await;
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(15)).await,
+        Some(0),
+        "{}",
+        p.log()
+    );
+
+    // Every session still reaches its server, on the new process.
+    for (cookie, server) in &sessions {
+        assert_eq!(
+            &server_with_cookie(&c, &p.url("/"), cookie).await,
+            server,
+            "{cookie}"
+        );
+    }
+    let (_, pools) = get_json(&c, &format!("http://{admin}/api/pools")).await;
+    let servers = pools["pools"][0]["servers"].as_array().unwrap().clone();
+    let field = |name: &str, key: &str| {
+        servers
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s[key].clone())
+            .unwrap()
+    };
+    assert_eq!(field("node2", "state"), "drain", "{servers:?}");
+    assert_eq!(field("node3", "up"), false, "{servers:?}");
+    // New sessions go to neither.
+    for _ in 0..6 {
+        let (_, v) = get_json(&client(), &p.url("/new")).await;
+        assert_eq!(server_of(&v), "node1");
+    }
+}
+
+#[tokio::test]
+async fn a_jvm_route_failover_binding_survives_an_upgrade() {
+    let n = nodes(3).await;
+    let dir = temp_dir("upgrade-jvm-bin");
+    let exe = install(&dir);
+    let yaml = learn_yaml(&n, "    sticky:\n      mode: jvm_route\n");
+    let mut p = Proc::start_exe("upgrade-jvm", &yaml, &exe, &[]).await;
+    let c = client();
+    // Static resources: the server issues no new id, so only the binding
+    // keeps a moved session where it moved.
+    let url = p.url("/static/app.js");
+    // A session of node2, moved to its replacement when node2 went away.
+    let cookie = "JSESSIONID=ABC123.node2";
+    let admin = admin_of(&p);
+    let res = c
+        .put(format!("http://{admin}/api/pools/app/servers/node2/state"))
+        .body(r#"{"state":"disabled"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let moved_to = server_with_cookie(&c, &url, cookie).await;
+    assert_ne!(moved_to, "node2");
+    // node2 comes back: the binding keeps the session where it now lives.
+    let res = c
+        .put(format!("http://{admin}/api/pools/app/servers/node2/state"))
+        .body(r#"{"state":"active"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(server_with_cookie(&c, &url, cookie).await, moved_to);
+
+    p.signal("USR2");
+    let _new = upgraded(&p).await;
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(15)).await,
+        Some(0),
+        "{}",
+        p.log()
+    );
+    assert_eq!(
+        server_with_cookie(&c, &url, cookie).await,
+        moved_to,
+        "the binding came along"
+    );
+}
+
+#[tokio::test]
+async fn a_new_binary_or_file_that_cannot_start_leaves_the_old_process_serving() {
+    let n = nodes(1).await;
+    let dir = temp_dir("upgrade-fail-bin");
+    let exe = install(&dir);
+    let yaml = info(proc_config(&n, ""));
+    let p = Proc::start_exe("upgrade-fail", &yaml, &exe, &[]).await;
+    let real = dir.join("real-limpet");
+    std::fs::copy(env!("CARGO_BIN_EXE_limpet"), &real).unwrap();
+
+    // A binary that exits 1.
+    let broken = dir.join("broken");
+    write_mode(
+        &broken,
+        "#!/bin/sh\necho broken binary >&2\nexit 1\n",
+        0o755,
+    );
+    replace(&exe, &broken);
+    p.signal("USR2");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            p.log().contains("upgrade failed")
+        })
+        .await,
+        "{}",
+        p.log()
+    );
+    assert!(p.log().contains("ERROR"), "{}", p.log());
+    assert_eq!(client().get(p.url("/")).send().await.unwrap().status(), 200);
+
+    // A good binary, a broken lb.yaml.
+    replace(&exe, &real);
+    let good = std::fs::read_to_string(p.dir.join("lb.yaml")).unwrap();
+    std::fs::write(p.dir.join("lb.yaml"), "listeners: [").unwrap();
+    p.signal("USR2");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            p.log().matches("upgrade failed").count() == 2
+        })
+        .await,
+        "{}",
+        p.log()
+    );
+    assert_eq!(client().get(p.url("/")).send().await.unwrap().status(), 200);
+    std::fs::write(p.dir.join("lb.yaml"), good).unwrap();
+
+    // A slow new binary: a second SIGUSR2 meanwhile starts nothing more.
+    let slow = dir.join("slow");
+    write_mode(
+        &slow,
+        &format!("#!/bin/sh\nsleep 2\nexec \"{}\" \"$@\"\n", real.display()),
+        0o755,
+    );
+    replace(&exe, &slow);
+    p.signal("USR2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.signal("USR2");
+    let _new = upgraded(&p).await;
+    let log = p.log();
+    assert!(
+        log.contains("SIGUSR2 ignored: an upgrade is already under way"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("upgrade: started the new process").count(),
+        3,
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn under_systemd_the_new_process_reports_its_pid_and_readiness() {
+    use std::os::unix::net::UnixDatagram;
+    let n = nodes(1).await;
+    let dir = temp_dir("upgrade-notify-bin");
+    let exe = install(&dir);
+    let sock = dir.join("notify.sock");
+    let systemd = UnixDatagram::bind(&sock).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let path = sock.display().to_string();
+    let mut p = Proc::start_exe(
+        "upgrade-notify",
+        &info(proc_config(&n, "")),
+        &exe,
+        &[("NOTIFY_SOCKET", &path)],
+    )
+    .await;
+    let mut buf = [0u8; 256];
+    let len = systemd.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..len], b"READY=1");
+    p.signal("USR2");
+    let new = upgraded(&p).await;
+    let len = systemd.recv(&mut buf).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..len]),
+        format!("MAINPID={}\nREADY=1", new.0)
+    );
+    assert_eq!(p.wait_exit(Duration::from_secs(15)).await, Some(0));
+}
+
+/// `yaml` logging at `info`, where the upgrade's steps are.
+fn info(yaml: String) -> String {
+    yaml.replace("level: warn", "level: info")
+}
+
+/// The admin address of a process started with [`learn_yaml`].
+fn admin_of(p: &Proc) -> String {
+    let yaml = std::fs::read_to_string(p.dir.join("lb.yaml")).unwrap();
+    yaml.lines()
+        .skip_while(|l| !l.starts_with("admin:"))
+        .find_map(|l| l.trim().strip_prefix("bind: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned()
+}
