@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-/// The binary, copied into `dir` (an upgrade replaces this copy).
-fn install(dir: &Path) -> PathBuf {
+/// A directory for test `name` with the binary copied into it (an upgrade
+/// replaces this copy): the directory and the copy.
+fn installed(name: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(&format!("{name}-bin"));
     let exe = dir.join("limpet");
     std::fs::copy(env!("CARGO_BIN_EXE_limpet"), &exe).unwrap();
-    exe
+    (dir, exe)
 }
 
 /// Replaces `exe` as a package manager does: a new file, renamed over it.
@@ -66,6 +68,19 @@ async fn upgraded(p: &Proc) -> Successor {
     Successor(pid.unwrap())
 }
 
+/// `SIGUSR2`, and the old process's exit once the new one serves.
+async fn upgrade(p: &mut Proc) -> Successor {
+    p.signal("USR2");
+    let new = upgraded(p).await;
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(15)).await,
+        Some(0),
+        "{}",
+        p.log()
+    );
+    new
+}
+
 /// `learn` with `persist: false`, checks every `interval`.
 fn learn_yaml(nodes: &[limpet_demo::DemoNode], extra: &str) -> String {
     format!(
@@ -78,8 +93,7 @@ fn learn_yaml(nodes: &[limpet_demo::DemoNode], extra: &str) -> String {
 #[tokio::test]
 async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits() {
     let n = nodes(2).await;
-    let dir = temp_dir("upgrade-load-bin");
-    let exe = install(&dir);
+    let (_, exe) = installed("upgrade-load");
     let yaml = info(proc_config(&n, "timeouts:\n  shutdown_grace: 10s\n"));
     let mut p = Proc::start_exe("upgrade-load", &yaml, &exe, &[]).await;
     let base = format!("http://{}", p.addr);
@@ -168,8 +182,7 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits() {
 #[tokio::test]
 async fn learned_sessions_a_drain_and_a_server_found_down_survive_an_upgrade() {
     let n = nodes(3).await;
-    let dir = temp_dir("upgrade-state-bin");
-    let exe = install(&dir);
+    let (_, exe) = installed("upgrade-state");
     // node3's checks fail; the old process finds it down at once.
     let check = "    health_check:\n      type: http\n      path: /health\n      rise: 1\n      fall: 1\n      interval: 100ms\n";
     let yaml = learn_yaml(
@@ -230,14 +243,7 @@ async fn learned_sessions_a_drain_and_a_server_found_down_survive_an_upgrade() {
         .unwrap()
         .replace("interval: 100ms", "interval: 1h");
     std::fs::write(p.dir.join("lb.yaml"), slow).unwrap();
-    p.signal("USR2");
-    let _new = upgraded(&p).await;
-    assert_eq!(
-        p.wait_exit(Duration::from_secs(15)).await,
-        Some(0),
-        "{}",
-        p.log()
-    );
+    let _new = upgrade(&mut p).await;
 
     // Every session still reaches its server, on the new process.
     for (cookie, server) in &sessions {
@@ -268,8 +274,7 @@ async fn learned_sessions_a_drain_and_a_server_found_down_survive_an_upgrade() {
 #[tokio::test]
 async fn a_jvm_route_failover_binding_survives_an_upgrade() {
     let n = nodes(3).await;
-    let dir = temp_dir("upgrade-jvm-bin");
-    let exe = install(&dir);
+    let (_, exe) = installed("upgrade-jvm");
     let yaml = learn_yaml(&n, "    sticky:\n      mode: jvm_route\n");
     let mut p = Proc::start_exe("upgrade-jvm", &yaml, &exe, &[]).await;
     let c = client();
@@ -298,14 +303,7 @@ async fn a_jvm_route_failover_binding_survives_an_upgrade() {
     assert_eq!(res.status(), 200);
     assert_eq!(server_with_cookie(&c, &url, cookie).await, moved_to);
 
-    p.signal("USR2");
-    let _new = upgraded(&p).await;
-    assert_eq!(
-        p.wait_exit(Duration::from_secs(15)).await,
-        Some(0),
-        "{}",
-        p.log()
-    );
+    let _new = upgrade(&mut p).await;
     assert_eq!(
         server_with_cookie(&c, &url, cookie).await,
         moved_to,
@@ -316,8 +314,7 @@ async fn a_jvm_route_failover_binding_survives_an_upgrade() {
 #[tokio::test]
 async fn a_new_binary_or_file_that_cannot_start_leaves_the_old_process_serving() {
     let n = nodes(1).await;
-    let dir = temp_dir("upgrade-fail-bin");
-    let exe = install(&dir);
+    let (dir, exe) = installed("upgrade-fail");
     let yaml = info(proc_config(&n, ""));
     let p = Proc::start_exe("upgrade-fail", &yaml, &exe, &[]).await;
     let real = dir.join("real-limpet");
@@ -387,8 +384,7 @@ async fn a_new_binary_or_file_that_cannot_start_leaves_the_old_process_serving()
 async fn under_systemd_the_new_process_reports_its_pid_and_readiness() {
     use std::os::unix::net::UnixDatagram;
     let n = nodes(1).await;
-    let dir = temp_dir("upgrade-notify-bin");
-    let exe = install(&dir);
+    let (dir, exe) = installed("upgrade-notify");
     let sock = dir.join("notify.sock");
     let systemd = UnixDatagram::bind(&sock).unwrap();
     systemd
