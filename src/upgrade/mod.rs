@@ -106,12 +106,25 @@ async fn talk(
     listener: &tokio::net::UnixListener,
     child: &mut tokio::process::Child,
 ) -> Result<(), UpgradeError> {
-    let stream = tokio::select! {
-        r = listener.accept() => r.map_err(UpgradeError::Socket)?.0,
-        status = child.wait() => {
-            return Err(status.map_or_else(|e| UpgradeError::Task(e.to_string()), UpgradeError::Exited));
+    // The socket has a name any local process could connect to: only the
+    // process just started is handed anything (SO_PEERCRED says who it is).
+    let expected = child.id();
+    let deadline = tokio::time::Instant::now() + STARTUP;
+    let stream = loop {
+        let stream = tokio::select! {
+            r = listener.accept() => r.map_err(UpgradeError::Socket)?.0,
+            status = child.wait() => {
+                return Err(status.map_or_else(|e| UpgradeError::Task(e.to_string()), UpgradeError::Exited));
+            }
+            () = tokio::time::sleep_until(deadline) => return Err(UpgradeError::Timeout),
+        };
+        let peer = rustix::net::sockopt::socket_peercred(&stream).ok();
+        match peer.map(|c| u32::try_from(c.pid.as_raw_nonzero().get()).unwrap_or(0)) {
+            Some(pid) if Some(pid) == expected => break stream,
+            other => {
+                tracing::warn!(peer_pid = ?other, "upgrade: a process other than the new limpet connected to the upgrade socket; ignored")
+            }
         }
-        () = tokio::time::sleep(STARTUP) => return Err(UpgradeError::Timeout),
     };
     let stream = stream
         .into_std()

@@ -426,3 +426,58 @@ fn admin_of(p: &Proc) -> String {
         .trim_matches('"')
         .to_owned()
 }
+
+#[tokio::test]
+async fn a_stranger_on_the_upgrade_socket_is_handed_nothing() {
+    let n = nodes(1).await;
+    let (dir, exe) = installed("upgrade-stranger");
+    let p = Proc::start_exe("upgrade-stranger", &info(proc_config(&n, "")), &exe, &[]).await;
+    // A new binary that takes its time: the socket waits meanwhile.
+    let real = dir.join("real-limpet");
+    std::fs::copy(env!("CARGO_BIN_EXE_limpet"), &real).unwrap();
+    let slow = dir.join("slow");
+    write_mode(
+        &slow,
+        &format!("#!/bin/sh\nsleep 2\nexec \"{}\" \"$@\"\n", real.display()),
+        0o755,
+    );
+    replace(&exe, &slow);
+    p.signal("USR2");
+    // The upgrade socket's name, as any local process can see it.
+    let prefix = format!("@limpet-upgrade-{}-", p.child.id());
+    let mut name = None;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            name = std::fs::read_to_string("/proc/net/unix")
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(7))
+                .find(|n| n.starts_with(&prefix))
+                .map(str::to_owned);
+            let found = name.is_some();
+            async move { found }
+        })
+        .await
+    );
+    let stranger = {
+        use std::os::linux::net::SocketAddrExt;
+        let name = name.unwrap();
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(&name.as_bytes()[1..]).unwrap();
+        std::os::unix::net::UnixStream::connect_addr(&addr).unwrap()
+    };
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &stranger, &mut got);
+    assert!(got.is_empty(), "a stranger got {} bytes", got.len());
+    // The real new process takes over all the same.
+    let _new = upgraded(&p).await;
+    assert!(
+        p.log()
+            .contains("a process other than the new limpet connected"),
+        "{}",
+        p.log()
+    );
+}
