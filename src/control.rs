@@ -346,6 +346,21 @@ impl Control {
         if !first {
             logging::apply(&config.log);
         }
+        if let Some(previous) = &st.config {
+            if certificates_changed(previous, &config)
+                && let Some(tickets) = config::tickets::shared()
+            {
+                tickets.renew();
+                tracing::info!(
+                    "certificates changed: TLS sessions resume only from new handshakes"
+                );
+            }
+            if previous.workers != config.workers {
+                tracing::warn!(
+                    "`workers` changed: it applies after a restart or an upgrade (SIGUSR2), not a reload"
+                );
+            }
+        }
         for w in &config.warnings {
             tracing::warn!("{}: {w}", config.source.display());
         }
@@ -457,6 +472,17 @@ fn restore_learned(snapshot: &Snapshot, previous: &Snapshot, first: bool) {
 }
 
 /// Writes the learned tables of pools with `persist: true` to `state_dir`.
+/// Does any listener serve other certificates than before? Sessions
+/// resumed from tickets of the old ones would outlive a renewal (a
+/// compromised key, say), so the ticket keys start anew.
+fn certificates_changed(previous: &Config, next: &Config) -> bool {
+    let certs = |c: &Config| -> Vec<Arc<config::sni::Certs>> {
+        c.listeners.iter().filter_map(|l| l.certs.clone()).collect()
+    };
+    let (before, after) = (certs(previous), certs(next));
+    before.len() != after.len() || before.iter().zip(&after).any(|(a, b)| !a.same_chains(b))
+}
+
 pub fn persist_learned(snapshot: &Snapshot) {
     for pool in snapshot.pools.iter().filter(|p| p.persist) {
         let Some(table) = pool.sticky.learned() else {

@@ -148,7 +148,7 @@ impl Snapshot {
                     redirect_https: lc.redirect_https,
                     proxy_protocol: lc.proxy_protocol,
                     trust_forwarded_after_proxy: lc.trust_forwarded_after_proxy,
-                    strict_sni: lc.strict_sni.clone(),
+                    strict_sni: lc.certs.clone().filter(|_| lc.strict_sni),
                 }
             })
             .collect();

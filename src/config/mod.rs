@@ -5,6 +5,7 @@
 mod error;
 pub mod file;
 pub mod sni;
+pub mod tickets;
 mod validate;
 
 use std::net::SocketAddr;
@@ -110,9 +111,11 @@ pub struct ListenerConfig {
     /// (the L4 balancer fronts trusted L7 proxies); else the PROXY source
     /// is the client, as nginx's `real_ip_header proxy_protocol`.
     pub trust_forwarded_after_proxy: bool,
-    /// `strict_sni`: the certificates whose names a request's `Host` must
-    /// be among (421 otherwise). `None` when off.
-    pub strict_sni: Option<Arc<sni::Certs>>,
+    /// The certificates of `tls`, as SNI picks them.
+    pub certs: Option<Arc<sni::Certs>>,
+    /// `strict_sni`: a request's `Host` must be among the names of the
+    /// certificate its connection negotiated (421 otherwise).
+    pub strict_sni: bool,
     /// Index into [`Config::pools`]; `None` when the routes must cover every request.
     pub pool: Option<usize>,
     pub routes: Vec<RouteConfig>,

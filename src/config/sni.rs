@@ -35,6 +35,17 @@ pub struct Certs {
 }
 
 impl Certs {
+    /// Do both hold the same certificate chains, in the same order?
+    pub fn same_chains(&self, other: &Certs) -> bool {
+        let chains = |c: &Certs| -> Vec<Vec<u8>> {
+            std::iter::once(&c.default)
+                .chain(&c.sni)
+                .flat_map(|c| c.key.cert.iter().map(|d| d.to_vec()))
+                .collect()
+        };
+        chains(self) == chains(other)
+    }
+
     /// The certificate a handshake with this SNI gets.
     pub fn pick(&self, sni: Option<&str>) -> &Arc<Cert> {
         let Some(sni) = sni else {

@@ -2,9 +2,10 @@
 //! hands its sockets over with `-x`: the running process starts the binary
 //! now at its own path (a package manager has renamed a new file over it)
 //! with the same arguments and environment, and hands it every listening
-//! socket and what it remembers ([`crate::memory`]) over a Unix socket
-//! ([`wire`]). The new process takes both over before it accepts its first
-//! connection, then says it is serving; only then does the old one stop
+//! socket, what it remembers ([`crate::memory`]) and its TLS session
+//! ticket keys over a Unix socket ([`wire`]). The new process takes them
+//! over before it accepts its first connection, then says it is serving;
+//! only then does the old one stop
 //! accepting, finish its requests within `shutdown_grace` and exit 0. Both
 //! accept on the same sockets in between, so no connection is refused.
 //!
@@ -142,6 +143,7 @@ async fn talk(
             })
             .collect(),
         pools: limpet.snapshot().memory(),
+        tickets: crate::config::tickets::shared().map_or_else(Vec::new, |t| t.export()),
     };
     let fds: Vec<std::net::TcpListener> = sockets.into_iter().map(|(_, _, l)| l).collect();
     let answered = tokio::task::spawn_blocking(move || -> Result<Option<Answer>, UpgradeError> {
@@ -193,6 +195,9 @@ pub fn take_over(name: &OsStr, config: &Config) -> Result<Inherited, UpgradeErro
             return Err(e.into());
         }
     };
+    if let Some(tickets) = crate::config::tickets::shared() {
+        tickets.import(&handoff.tickets);
+    }
     let mut bound = HashMap::new();
     for (socket, fd) in handoff.sockets.iter().zip(fds) {
         let listener = std::net::TcpListener::from(fd);

@@ -24,6 +24,7 @@ use rustix::net::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::config::tickets::SavedKey;
 use crate::memory::PoolMemory;
 
 /// The format this limpet writes, and the newest it reads.
@@ -47,6 +48,9 @@ pub struct Handoff {
     pub sockets: Vec<Socket>,
     #[serde(default)]
     pub pools: Vec<PoolMemory>,
+    /// TLS session ticket keys, newest first (config/tickets.rs).
+    #[serde(default)]
+    pub tickets: Vec<SavedKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +221,7 @@ mod tests {
                 })
                 .collect(),
             pools: Vec::new(),
+            tickets: Vec::new(),
         }
     }
 

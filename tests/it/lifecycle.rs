@@ -83,3 +83,19 @@ async fn sighup_reloads_a_good_file_and_keeps_running_on_a_bad_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_workers_says_it_needs_a_restart() {
+    let n = nodes(1).await;
+    let p = Proc::start("workers", &proc_config(&n, "workers: 2\n")).await;
+    p.rewrite(&proc_config(&n, "workers: 1\n"));
+    p.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            p.log().contains("`workers` changed: it applies after a restart or an upgrade")
+        })
+        .await,
+        "{}",
+        p.log()
+    );
+}

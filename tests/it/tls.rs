@@ -527,3 +527,49 @@ async fn real_curl_over_http2_and_openssl_s_client_succeed() {
     }
     lb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_tls_session_resumes_across_a_reload_unless_the_certificates_changed() {
+    let dir = harness::temp_dir("tls-resume-reload");
+    let ca = Ca::new("limpet test CA");
+    let (cert, key) = ca.leaf(&["localhost"]).write(&dir, "lb");
+    let nodes = nodes(1).await;
+    let yaml = tls_config(&nodes, &cert_block(&cert, &key), "");
+    let mut lb = Lb::start(&yaml).await;
+    let client = ca.client(&[b"http/1.1"]);
+    assert_eq!(
+        handshake(lb.addr, client.clone()).await,
+        Some(rustls::HandshakeKind::Full)
+    );
+    // A reload with the same certificates: the ticket still opens.
+    lb.reload(&yaml).await;
+    assert_eq!(
+        handshake(lb.addr, client.clone()).await,
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    // Renewed certificates: sessions start anew.
+    ca.leaf(&["localhost"]).write(&dir, "lb");
+    lb.reload(&yaml).await;
+    assert_eq!(
+        handshake(lb.addr, client).await,
+        Some(rustls::HandshakeKind::Full)
+    );
+    lb.shutdown().await;
+}
+
+/// A connection with one request (so the server's session ticket is read):
+/// how its handshake went.
+async fn handshake(
+    addr: std::net::SocketAddr,
+    client: std::sync::Arc<rustls::ClientConfig>,
+) -> Option<rustls::HandshakeKind> {
+    let tls = pki::connect(addr, client, "localhost").await.unwrap();
+    let kind = tls.get_ref().1.handshake_kind();
+    let mut h1 = pki::h1(tls).await;
+    let res = h1
+        .send_request(pki::get("/", Some("localhost")))
+        .await
+        .unwrap();
+    assert_eq!(pki::read(res).await.0, 200);
+    kind
+}

@@ -481,3 +481,48 @@ async fn a_stranger_on_the_upgrade_socket_is_handed_nothing() {
         p.log()
     );
 }
+
+#[tokio::test]
+async fn a_tls_session_resumes_on_the_new_process() {
+    use crate::pki::{self, Ca};
+    let n = nodes(1).await;
+    let (dir, exe) = installed("upgrade-tls");
+    let ca = Ca::new("limpet test CA");
+    let (cert, key) = ca.leaf(&["localhost"]).write(&dir, "lb");
+    let yaml = info(proc_config(&n, "")).replace(
+        "    pool: app\n",
+        &format!(
+            "    pool: app\n    tls:\n      cert: \"{}\"\n      key: \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let mut p = Proc::start_exe("upgrade-tls", &yaml, &exe, &[]).await;
+    // One client configuration: it keeps the tickets it is given.
+    let client = ca.client(&[b"http/1.1"]);
+    let get = |tls| async move {
+        let mut h1 = pki::h1(tls).await;
+        let res = h1
+            .send_request(pki::get("/", Some("localhost")))
+            .await
+            .unwrap();
+        pki::read(res).await.0
+    };
+    let tls = pki::connect(p.addr, client.clone(), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    assert_eq!(get(tls).await, 200);
+
+    let _new = upgrade(&mut p).await;
+    let tls = pki::connect(p.addr, client, "localhost").await.unwrap();
+    assert_eq!(
+        tls.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "the new process opened the old one's ticket"
+    );
+    assert_eq!(get(tls).await, 200);
+}

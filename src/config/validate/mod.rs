@@ -294,8 +294,8 @@ fn listeners(
                     format!("listener {name:?} does not terminate TLS; `strict_sni` needs its `tls` block."),
                 ));
             }
-            Some(f) if f.value.0 => certs,
-            _ => None,
+            Some(f) => f.value.0,
+            None => false,
         };
         let redirect_https = file::flag(l.redirect_https, false);
         if redirect_https && tls.is_some() {
@@ -353,6 +353,7 @@ fn listeners(
             redirect_https,
             proxy_protocol,
             trust_forwarded_after_proxy,
+            certs,
             strict_sni,
             pool,
             routes,

@@ -195,19 +195,16 @@ pub fn listener(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(BySni(Arc::clone(&certs))));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // Stateless session tickets (keys rotated every 6 hours) beside the
-    // default session cache: returning clients skip the full handshake, as
-    // with nginx's and HAProxy's defaults.
+    // Stateless session tickets (keys rotated every 6 hours, the same for
+    // every listener and across reloads and upgrades: config/tickets.rs)
+    // beside the default session cache: returning clients skip the full
+    // handshake, as with nginx's and HAProxy's defaults.
     // One TLS 1.3 ticket per handshake (rustls sends two by default; a
     // client needs one to come back, and each costs an encryption).
     config.send_tls13_tickets = 1;
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
-        c.err(
-            &t.cert,
-            key,
-            format!("cannot set up TLS session tickets: {e}."),
-        )
-    })?;
+    if let Some(tickets) = super::super::tickets::shared() {
+        config.ticketer = tickets;
+    }
     Ok((Arc::new(config), certs))
 }
 
