@@ -88,8 +88,10 @@ pub struct ListenerRt {
     pub proxy_protocol: bool,
     /// Behind a PROXY header, a trusted client's `X-Forwarded-*` is believed.
     pub trust_forwarded_after_proxy: bool,
-    /// `strict_sni`: the certificates a request's `Host` is checked against.
-    pub strict_sni: Option<Arc<crate::config::sni::Certs>>,
+    /// The certificates of `tls` (for `strict_sni` and the metrics).
+    pub certs: Option<Arc<crate::config::sni::Certs>>,
+    /// A request's `Host` must be among the names of its certificate.
+    pub strict_sni: bool,
 }
 
 #[derive(Debug)]
@@ -148,7 +150,8 @@ impl Snapshot {
                     redirect_https: lc.redirect_https,
                     proxy_protocol: lc.proxy_protocol,
                     trust_forwarded_after_proxy: lc.trust_forwarded_after_proxy,
-                    strict_sni: lc.certs.clone().filter(|_| lc.strict_sni),
+                    certs: lc.certs.clone(),
+                    strict_sni: lc.strict_sni,
                 }
             })
             .collect();

@@ -308,6 +308,27 @@ impl Collector for Limpet {
             &conns,
         )?;
 
+        let expiry: Vec<(Vec<(&str, &str)>, f64)> = snap
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                l.certs.iter().flat_map(move |certs| {
+                    certs.all().map(move |c| {
+                        (
+                            vec![("listener", &*l.name), ("certificate", c.file.as_str())],
+                            c.not_after as f64,
+                        )
+                    })
+                })
+            })
+            .collect();
+        gauge(
+            &mut enc,
+            "limpet_tls_certificate_expiry_seconds",
+            "The notAfter of each certificate a TLS listener serves, Unix seconds.",
+            &expiry,
+        )?;
+
         let g = &self.shared.global;
         counter(
             &mut enc,

@@ -14,6 +14,10 @@ use rustls::sign::CertifiedKey;
 /// case: its subject alternative names, else its common name).
 #[derive(Debug)]
 pub struct Cert {
+    /// The certificate file, as `lb.yaml` names it.
+    pub file: String,
+    /// The leaf's notAfter, Unix seconds.
+    pub not_after: i64,
     pub key: Arc<CertifiedKey>,
     pub names: Vec<String>,
 }
@@ -35,11 +39,15 @@ pub struct Certs {
 }
 
 impl Certs {
+    /// Every certificate: the default, then the SNI ones.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Cert>> {
+        std::iter::once(&self.default).chain(&self.sni)
+    }
+
     /// Do both hold the same certificate chains, in the same order?
     pub fn same_chains(&self, other: &Certs) -> bool {
         let chains = |c: &Certs| -> Vec<Vec<u8>> {
-            std::iter::once(&c.default)
-                .chain(&c.sni)
+            c.all()
                 .flat_map(|c| c.key.cert.iter().map(|d| d.to_vec()))
                 .collect()
         };
@@ -97,6 +105,8 @@ mod tests {
         let provider = rustls::crypto::ring::default_provider();
         let signing = provider.key_provider.load_private_key(der).unwrap();
         Cert {
+            file: "x.pem".to_owned(),
+            not_after: 0,
             key: Arc::new(CertifiedKey::new(vec![c.der().clone()], signing)),
             names: names.iter().map(|n| (*n).to_owned()).collect(),
         }

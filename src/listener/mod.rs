@@ -110,7 +110,7 @@ pub async fn serve(mut s: Serve) {
             tls: listener.tls.clone(),
             proxy_protocol: listener.proxy_protocol,
             trust_forwarded: listener.trust_forwarded_after_proxy,
-            strict_sni: listener.strict_sni.clone(),
+            strict_sni: listener.certs.clone().filter(|_| listener.strict_sni),
             trusted: prelude::peer_trusted(peer, &current.snap.trusted_proxies),
             listener: Arc::clone(&listener.name),
         };

@@ -133,6 +133,11 @@ fn the_alert_rules_pass_promtool() {
 }
 
 #[test]
+fn the_certificate_alert_fires_14_days_before_expiry() {
+    promtool(&["test", "rules", "examples/prometheus/alerts_test.yml"]);
+}
+
+#[test]
 fn the_prometheus_config_passes_promtool() {
     // Also checks the rule files it names, relative to the configuration file.
     promtool(&["check", "config", "examples/prometheus/prometheus.yml"]);

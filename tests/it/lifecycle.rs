@@ -92,7 +92,8 @@ async fn a_reload_that_changes_workers_says_it_needs_a_restart() {
     p.signal("HUP");
     assert!(
         eventually(Duration::from_secs(5), || async {
-            p.log().contains("`workers` changed: it applies after a restart or an upgrade")
+            p.log()
+                .contains("`workers` changed: it applies after a restart or an upgrade")
         })
         .await,
         "{}",

@@ -573,3 +573,28 @@ async fn handshake(
     assert_eq!(pki::read(res).await.0, 200);
     kind
 }
+
+#[tokio::test]
+async fn each_certificates_expiry_is_a_metric_updated_by_a_reload() {
+    let dir = harness::temp_dir("tls-expiry");
+    let ca = Ca::new("limpet test CA");
+    let until = |y: i32| {
+        move |p: &mut rcgen::CertificateParams| p.not_after = rcgen::date_time_ymd(y, 1, 1)
+    };
+    let (cert, key) = ca.leaf_with(&["localhost"], until(2030)).write(&dir, "lb");
+    let nodes = nodes(1).await;
+    let yaml = format!(
+        "{}admin:\n  bind: 127.0.0.1:2\n",
+        tls_config(&nodes, &cert_block(&cert, &key), "")
+    );
+    let mut lb = Lb::start(&yaml).await;
+    let labels = format!("listener=\"https\",certificate=\"{}\"", cert.display());
+    let expiry =
+        |text: &str| harness::metric(text, "limpet_tls_certificate_expiry_seconds", &labels);
+    // 2030-01-01T00:00:00Z
+    assert_eq!(expiry(&lb.metrics().await), 1_893_456_000.0);
+    ca.leaf_with(&["localhost"], until(2031)).write(&dir, "lb");
+    lb.reload(&yaml).await;
+    assert_eq!(expiry(&lb.metrics().await), 1_924_992_000.0);
+    lb.shutdown().await;
+}

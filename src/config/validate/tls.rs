@@ -107,7 +107,7 @@ fn load_pair(
     if certified.keys_match().is_err() {
         return Err(mismatch());
     }
-    let names = match x509_parser::parse_x509_certificate(&chain[0]) {
+    let (names, not_after) = match x509_parser::parse_x509_certificate(&chain[0]) {
         Ok((_, leaf)) => {
             let validity = leaf.validity();
             let now = x509_parser::time::ASN1Time::now();
@@ -122,7 +122,7 @@ fn load_pair(
                     cert.value, validity.not_before
                 ));
             }
-            names_of(&leaf)
+            (names_of(&leaf), validity.not_after.timestamp())
         }
         Err(e) => {
             return Err(c.err(
@@ -133,6 +133,8 @@ fn load_pair(
         }
     };
     Ok(Cert {
+        file: cert.value.trim().to_owned(),
+        not_after,
         key: Arc::new(certified),
         names,
     })
