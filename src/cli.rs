@@ -1,11 +1,16 @@
 //! The command line: `limpet [--config PATH]`, `limpet check`, `limpet
-//! --version`, and the signals of a running limpet (SIGHUP reloads,
-//! SIGTERM/SIGINT stop gracefully, SIGUSR1 reopens `log.file`).
+//! --version`, `limpet completions SHELL`, and the signals of a running
+//! limpet (SIGHUP reloads, SIGTERM/SIGINT stop gracefully, SIGUSR1 reopens
+//! `log.file`, SIGUSR2 upgrades in place).
 
+mod completions;
+
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use clap_complete::Shell;
 
 use crate::Limpet;
 use crate::config;
@@ -28,10 +33,20 @@ pub struct Cli {
 pub enum Command {
     /// Validate the configuration and exit: 0 if valid, 1 with the error.
     Check,
+    /// Print the completion script for SHELL on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // These print what the package ships; they read no configuration.
+    match &cli.command {
+        Some(Command::Completions { shell }) => return print(&completions::render(*shell)),
+        Some(Command::Check) | None => {}
+    }
     let cfg = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -83,6 +98,18 @@ pub fn main() -> ExitCode {
     let code = rt.block_on(run(cfg, exe, inherited));
     crate::logging::flush();
     code
+}
+
+/// Writes `bytes` to stdout; a closed pipe or a full disk is exit 1, not a panic.
+fn print(bytes: &[u8]) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("limpet: cannot write to stdout: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// An in-place upgrade under way: the new process starting.
