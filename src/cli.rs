@@ -4,8 +4,9 @@
 //! `log.file`, SIGUSR2 upgrades in place).
 
 mod completions;
+mod man;
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,13 +39,19 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+    /// Print the man page (roff) on stdout: what the package ships as limpet.1.
+    #[command(hide = true)]
+    Man,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // These print what the package ships; they read no configuration.
     match &cli.command {
-        Some(Command::Completions { shell }) => return print(&completions::render(*shell)),
+        Some(Command::Completions { shell }) => {
+            return print(|out| out.write_all(&completions::render(*shell)));
+        }
+        Some(Command::Man) => return print(man::write),
         Some(Command::Check) | None => {}
     }
     let cfg = match config::load(&cli.config) {
@@ -100,10 +107,10 @@ pub fn main() -> ExitCode {
     code
 }
 
-/// Writes `bytes` to stdout; a closed pipe or a full disk is exit 1, not a panic.
-fn print(bytes: &[u8]) -> ExitCode {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
+/// Runs `write` on stdout; a closed pipe or a full disk is exit 1, not a panic.
+fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match write(&mut out).and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("limpet: cannot write to stdout: {e}");

@@ -1,6 +1,6 @@
 //! What the package ships besides the binary, produced by the real binary:
-//! shell completions, generated from the same clap definition that parses
-//! the command line.
+//! shell completions and the man page, generated from the same clap
+//! definition that parses the command line.
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -83,4 +83,53 @@ fn completions_for_an_unknown_shell_are_a_usage_error() {
     assert!(out.stdout.is_empty(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tcsh") && err.contains("bash"), "{err}");
+}
+
+#[test]
+fn the_man_page_has_every_command_and_signal_and_renders_without_warnings() {
+    let page = stdout_of(&["man"]);
+    assert!(page.starts_with(".TH LIMPET 1 "), "{page}");
+    for needle in [
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        "\\-\\-config",
+        "limpet check",
+        "limpet completions",
+        "SIGHUP",
+        "SIGTERM",
+        ".SH \"EXIT STATUS\"",
+        "/etc/limpet/lb.yaml",
+        env!("CARGO_PKG_VERSION"),
+    ] {
+        assert!(page.contains(needle), "no {needle:?} in\n{page}");
+    }
+    // One page: no limpet-check(1) that nobody ships, no hidden command.
+    assert!(!page.contains("limpet\\-check("), "{page}");
+    assert!(!page.contains("limpet man"), "{page}");
+
+    let dir = temp_dir("package-man");
+    let file = dir.join("limpet.1");
+    std::fs::write(&file, &page).unwrap();
+    let out = Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(&file)
+        .env("MANWIDTH", "80")
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            eprintln!("SKIPPED: man not installed");
+            return;
+        }
+        Err(e) => panic!("cannot run man: {e}"),
+    };
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SIGNALS"), "{text}");
 }
