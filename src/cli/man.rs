@@ -170,9 +170,10 @@ before `systemctl reload limpet`.
 (<state_dir>): learned session tables persist here across restarts. The
 only place the service may write to.
 
-</usr/share/doc/limpet>\tThe full documentation: configuration.md (every key
-of lb.yaml, its default and range), operations.md, admin-api.md, metrics.md,
-security.md, tls.md, high-availability.md.
+</usr/share/doc/limpet>\tThe full documentation: README.md and, in docs/,
+configuration.md (every key of lb.yaml, its default and range),
+operations.md, admin-api.md, metrics.md, security.md, tls.md and
+high-availability.md.
 ";
 
 const SEE_ALSO: &str = "
