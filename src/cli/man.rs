@@ -143,6 +143,17 @@ applied entirely, keeping learned sessions, server health and counters.
 `SIGTERM`, `SIGINT`\tStop accepting connections, let in-flight requests
 finish within <timeouts.shutdown_grace>, write the learned session tables to
 <state_dir>, and exit 0.
+
+`SIGUSR1`\tOpen <log.file> again by its name (logrotate). Ignored without
+<log.file>.
+
+`SIGUSR2`\tUpgrade in place: start the binary now at limpet's path with the
+same arguments, hand it the listening sockets, learned sessions, bindings,
+server health and run-time states, and once it serves, finish the in-flight
+requests and exit 0. If the new process cannot start, this one keeps serving
+and logs why. A second `SIGUSR2` during an upgrade is ignored.
+
+`SIGPIPE`\tIgnored.
 ";
 
 const EXIT_STATUS: &str = "
@@ -159,6 +170,13 @@ bound), or the output could not be written.
 const ENVIRONMENT: &str = "
 `RUST_LOG`\tOverrides <log.level> of the configuration file, with the
 syntax of tracing-subscriber's EnvFilter (for example <limpet=debug>).
+
+`NOTIFY_SOCKET`\tSet by systemd (`Type=notify`): limpet reports `READY=1`
+there once it serves, and after an upgrade the new process reports its
+`MAINPID`.
+
+`LIMPET_UPGRADE_SOCKET`\tSet by limpet itself for the process an upgrade
+starts; never set it by hand.
 ";
 
 const FILES: &str = "

@@ -27,6 +27,8 @@ const METRICS: &[&str] = &[
     "limpet_connections_active",
     "limpet_config_reloads_total",
     "limpet_build_info",
+    "limpet_tls_certificate_expiry_seconds",
+    "limpet_log_lines_dropped_total",
     "process_resident_memory_bytes",
     "process_open_fds",
     "process_max_fds",

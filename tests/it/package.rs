@@ -295,6 +295,14 @@ fn the_package_creates_the_limpet_user_and_its_state_directory() {
     assert!(postinst.contains("systemd-sysusers"), "{postinst}");
     assert!(postinst.contains("limpet.conf"), "{postinst}");
     assert!(!postinst.contains("#DEBHELPER#"), "{postinst}");
+    // A package upgrade upgrades a running limpet in place, never restarts it.
+    assert!(postinst.contains("--signal=USR2"), "{postinst}");
+    assert!(!postinst.contains("try-restart"), "{postinst}");
+    let prerm = std::fs::read_to_string(control.join("prerm")).unwrap_or_default();
+    assert!(
+        !prerm.contains("upgrade"),
+        "stopped on remove only: {prerm}"
+    );
     let postrm = std::fs::read_to_string(control.join("postrm")).unwrap();
     assert!(postrm.contains("purge"), "{postrm}");
 
