@@ -442,3 +442,41 @@ mod fuzz {
         );
     }
 }
+
+#[test]
+fn the_complete_file_in_the_configuration_reference_passes_limpet_check() {
+    use crate::pki::Ca;
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let block = doc
+        .split("## A complete file")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    // The files it names, made here.
+    let dir = crate::harness::temp_dir("config-reference");
+    let ca = Ca::new("limpet test CA");
+    let (lb_crt, lb_key) = ca.leaf(&["lb.example"]).write(&dir, "lb");
+    let (shop_crt, shop_key) = ca.leaf(&["shop.example"]).write(&dir, "shop");
+    let token = dir.join("token");
+    crate::harness::write_mode(&token, "s3cret-token-of-some-length\n", 0o600);
+    let ca_file = ca.write(&dir, "internal-ca.pem");
+    let mut yaml = block.to_owned();
+    for (from, to) in [
+        ("/etc/limpet/certs/lb.crt", &lb_crt),
+        ("/etc/limpet/certs/lb.key", &lb_key),
+        ("/etc/limpet/certs/shop.crt", &shop_crt),
+        ("/etc/limpet/certs/shop.key", &shop_key),
+        ("/etc/limpet/token", &token),
+        ("/etc/limpet/internal-ca.pem", &ca_file),
+    ] {
+        assert!(yaml.contains(from), "{from}");
+        yaml = yaml.replace(from, &to.display().to_string());
+    }
+    let config = parse(&yaml, Path::new("lb.yaml")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(config.listeners.len(), 2);
+    assert!(config.listeners[1].certs.is_some());
+}

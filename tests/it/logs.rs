@@ -70,11 +70,23 @@ async fn the_log_file_is_reopened_on_sigusr1_after_logrotate_renamed_it() {
     let rotated = dir.join("limpet.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     p.signal("USR1");
-    // The reopen happens before the next line is written: every line after
-    // the signal lands in the new file.
+    // limpet says it reopens: that line is the first in the new file.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            get("/after").await == 200 && access_lines(&log, "/after") > 0
+            lines(&log)
+                .iter()
+                .any(|l| l.contains("reopening the log file"))
+        })
+        .await,
+        "{:?} {}",
+        lines(&rotated),
+        p.log()
+    );
+    // Every line after it lands in the new file.
+    assert_eq!(get("/after").await, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            access_lines(&log, "/after") == 1
         })
         .await,
         "new lines in a new file: {:?}",

@@ -110,7 +110,8 @@ impl Leaf {
         let cert = dir.join(format!("{name}.crt"));
         let key = dir.join(format!("{name}.key"));
         std::fs::write(&cert, &self.cert_pem).unwrap();
-        std::fs::write(&key, &self.key_pem).unwrap();
+        // Only its owner may read a private key (limpet refuses it otherwise).
+        crate::harness::write_mode(&key, &self.key_pem, 0o600);
         (cert, key)
     }
 

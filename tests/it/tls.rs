@@ -309,17 +309,13 @@ async fn certificate_problems_are_config_errors_naming_the_file_and_expiry_is_a_
         config.warnings
     );
 
-    // A private key every user may read.
+    // A private key every user may read is refused, as a token file is.
     let (c, k) = ca.leaf(&["localhost"]).write(&dir, "ok");
     harness::write_mode(&k, &std::fs::read_to_string(&k).unwrap(), 0o644);
-    let config = parse(cert_block(&c, &k)).unwrap();
+    let e = parse(cert_block(&c, &k)).unwrap_err().to_string();
     assert!(
-        config
-            .warnings
-            .iter()
-            .any(|w| w.contains("readable by every user")),
-        "{:?}",
-        config.warnings
+        e.contains("readable by every user") && e.contains("chmod 600"),
+        "{e}"
     );
     harness::write_mode(&k, &std::fs::read_to_string(&k).unwrap(), 0o600);
     let config = parse(cert_block(&c, &k)).unwrap();

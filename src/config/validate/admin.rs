@@ -99,6 +99,41 @@ fn host(c: &Checker<'_>, h: &S<String>, key: &str) -> Result<String, ConfigError
     ))
 }
 
+/// A file that holds a secret (a token, a password, a TLS private key)
+/// that every user may read is an error, with the `chmod` that fixes it;
+/// one its group may read is a warning (a group such as `ssl-cert` may be
+/// meant).
+pub(super) fn private(
+    c: &Checker<'_>,
+    t: &S<String>,
+    key: &str,
+    what: &str,
+    meta: &std::fs::Metadata,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode();
+    if mode & 0o004 != 0 {
+        return Err(c.err(
+            t,
+            key,
+            format!(
+                "the {what} file {:?} is readable by every user (mode {:o}); chmod 600 it (or 640 with a group of readers).",
+                t.value,
+                mode & 0o777
+            ),
+        ));
+    }
+    if mode & 0o040 != 0 {
+        warnings.push(format!(
+            "the {what} file {:?} is readable by its group (mode {:o}); chmod 600 it unless that is meant.",
+            t.value,
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a one-line secret (a token, a password) from a file that only its
 /// owner (and group) may read; a trailing newline is ignored.
 pub(super) fn read_secret(
@@ -116,26 +151,7 @@ pub(super) fn read_secret(
             format!("cannot read the {what} file {:?}: {e}.", t.value),
         )
     })?;
-    use std::os::unix::fs::PermissionsExt;
-    let mode = meta.permissions().mode();
-    if mode & 0o004 != 0 {
-        return Err(c.err(
-            t,
-            key,
-            format!(
-                "the {what} file {:?} is readable by every user (mode {:o}); chmod 600 it.",
-                t.value,
-                mode & 0o777
-            ),
-        ));
-    }
-    if mode & 0o040 != 0 {
-        warnings.push(format!(
-            "the {what} file {:?} is readable by its group (mode {:o}); chmod 600 it unless that is meant.",
-            t.value,
-            mode & 0o777
-        ));
-    }
+    private(c, t, key, what, &meta, warnings)?;
     let text = std::fs::read_to_string(path).map_err(|e| {
         c.err(
             t,

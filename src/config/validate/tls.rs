@@ -52,15 +52,7 @@ fn load_pair(
     let chain_pem = read(cert_path, cert, "certificate")?;
     let key_pem = read(key_path, key, "key")?;
     if let Ok(meta) = std::fs::metadata(key_path) {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode();
-        if mode & 0o004 != 0 {
-            warnings.push(format!(
-                "the private key {:?} is readable by every user (mode {:o}); chmod 600 it.",
-                key.value,
-                mode & 0o777
-            ));
-        }
+        super::admin::private(c, key, at, "private key", &meta, warnings)?;
     }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
