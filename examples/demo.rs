@@ -40,6 +40,20 @@ async fn main() {
             }
         }
     }
+    let nodes = std::sync::Arc::new(nodes);
+    let control_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000));
+    match tokio::net::TcpListener::bind(control_addr).await {
+        Ok(l) => {
+            tokio::spawn(limpet_demo::control::serve_control(
+                l,
+                std::sync::Arc::clone(&nodes),
+            ));
+        }
+        Err(e) => {
+            eprintln!("demo: cannot open the control port {control_addr}: {e}");
+            std::process::exit(1);
+        }
+    }
     let limpet = match Limpet::start(config).await {
         Ok(l) => l,
         Err(e) => {
@@ -65,12 +79,17 @@ async fn main() {
          \x20 open http://127.0.0.1:9090/status in a browser: servers, health, traffic, failovers\n\
          \x20 curl -X PUT -d '{{\"state\":\"drain\"}}' http://127.0.0.1:9090/api/pools/app/servers/node1/state\n\
          \x20 curl -X POST http://127.0.0.1:9090/api/reload   # re-reads lb.yaml (like SIGHUP)\n\n\
+         Failover: kill a node as if its JVM died, watch http://127.0.0.1:9090/status, bring it back:\n\
+         \x20 curl -s -c /tmp/limpet-jar -b /tmp/limpet-jar http://{lb}/cart   # note your session's node\n\
+         \x20 curl -X POST http://127.0.0.1:9000/nodes/node2/stop    # down within 2 s; its sessions move to one replacement\n\
+         \x20 curl -s -c /tmp/limpet-jar -b /tmp/limpet-jar http://{lb}/cart   # no error: the session goes on elsewhere\n\
+         \x20 curl -X POST http://127.0.0.1:9000/nodes/node2/start   # up again after 2 passing checks\n\n\
          Ctrl-C stops the demo.\n",
         nodes.len()
     );
     let _ = tokio::signal::ctrl_c().await;
     limpet.shutdown().await;
-    for n in &nodes {
+    for n in nodes.iter() {
         n.stop().await;
     }
 }

@@ -24,6 +24,7 @@
 //! * anything else: a JSON description of the request (session, counter,
 //!   method, path, body size and checksum, headers).
 
+pub mod control;
 mod handlers;
 mod serve;
 mod session;

@@ -412,3 +412,41 @@ async fn reset_mode_resets_h2_connection() {
     .unwrap();
     assert_eq!(node.requests(), 1);
 }
+
+#[tokio::test]
+async fn the_control_port_stops_and_starts_a_node() {
+    let nodes = std::sync::Arc::new(vec![
+        DemoNode::start("node1").await.unwrap(),
+        DemoNode::start("node2").await.unwrap(),
+    ]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let control = listener.local_addr().unwrap();
+    let task = tokio::spawn(super::control::serve_control(
+        listener,
+        std::sync::Arc::clone(&nodes),
+    ));
+    let post = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: demo\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let r = send(control, &post("/nodes/node2/stop")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!nodes[1].is_running());
+    assert!(
+        TcpStream::connect(nodes[1].addr()).await.is_err(),
+        "refused like a dead JVM"
+    );
+    let listing = get(control, "/nodes", "").await.text();
+    assert!(
+        listing.contains("node2") && listing.contains("stopped"),
+        "{listing}"
+    );
+    let r = send(control, &post("/nodes/node2/start")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(nodes[1].is_running());
+    assert_eq!(get(nodes[1].addr(), "/", "").await.status, 200);
+    let r = send(control, &post("/nodes/node9/stop")).await.unwrap();
+    assert_eq!(r.status, 404);
+    task.abort();
+}
