@@ -24,6 +24,7 @@
 mod api;
 mod conns;
 mod guard;
+mod history;
 mod metrics;
 mod status;
 
@@ -66,6 +67,8 @@ struct Ctx {
     shared: Arc<Shared>,
     reload: Arc<dyn Reload>,
     registry: Registry,
+    /// Requests per server over the last minutes, for `/status`.
+    history: Arc<history::History>,
 }
 
 /// How long a connection may take to send a request header, and how long
@@ -79,10 +82,17 @@ pub fn serve(s: Serve) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>
 }
 
 async fn accept(mut s: Serve) {
+    let history = Arc::new(history::History::default());
+    tokio::spawn(history::run(
+        Arc::clone(&history),
+        Arc::clone(&s.shared),
+        s.stop.clone(),
+    ));
     let ctx = Arc::new(Ctx {
         registry: metrics::registry(Arc::clone(&s.shared)),
         shared: s.shared,
         reload: s.reload,
+        history,
     });
     // HTTP/1.1 only (what scrapers and browsers speak to it): a connection
     // that sends nothing is closed at the header timeout like a slow one.
@@ -276,7 +286,7 @@ async fn handle(
             }
         }
         Route::Status => with_type(
-            Response::new(Full::new(Bytes::from(status::page(&snap)))),
+            Response::new(Full::new(Bytes::from(status::page(&snap, &ctx.history)))),
             "text/html; charset=utf-8",
         ),
         Route::Pools => json(StatusCode::OK, &api::pools(&snap)),

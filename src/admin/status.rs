@@ -1,13 +1,18 @@
 //! `GET /status`: one self-contained HTML page (no scripts, styles inline,
 //! nothing fetched from elsewhere) that refreshes itself every 5 seconds:
-//! every pool and server with up/down in colour, state, weight, share of
-//! traffic, in-flight requests, learned sessions, the last health check,
-//! and the pool's recent failovers. Every value is HTML-escaped.
+//! uptime; per pool its sticky outcomes (hit, new, redispatch), the share
+//! of 5xx answers, p50 and p99 latency and a chart of requests per second
+//! per server over the last minutes (`history.rs`); every server with
+//! up/down in colour, state, weight, share of traffic, in-flight requests,
+//! learned sessions, the last health check, and the pool's recent
+//! failovers. Every value is HTML-escaped.
 
 use std::fmt::Write;
 
 use super::api::rfc3339;
+use super::history::{self, History};
 use crate::config::ServerState;
+use crate::metrics::{Histogram, OUTCOMES};
 use crate::runtime::Snapshot;
 
 /// Escapes text for HTML element content and attribute values.
@@ -35,15 +40,16 @@ th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .state-drain{color:#b26a00;font-weight:bold}.state-disabled{color:#777;font-weight:bold}.state-active{color:#2e7d32}\
 .muted{color:#777}";
 
-pub fn page(snap: &Snapshot) -> String {
+pub fn page(snap: &Snapshot, history: &History) -> String {
     let mut h = String::with_capacity(8 * 1024);
     let _ = write!(
         h,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"5\">\
          <title>limpet status</title><style>{STYLE}</style></head><body>\
-         <h1>limpet {}</h1><p class=\"muted\">Refreshes every 5 seconds.</p>",
-        escape(env!("CARGO_PKG_VERSION"))
+         <h1>limpet {}</h1><p class=\"muted\">Up <span class=\"uptime\">{}</span>. Refreshes every 5 seconds.</p>",
+        escape(env!("CARGO_PKG_VERSION")),
+        uptime(),
     );
     for pool in &snap.pools {
         let total: u64 = pool.servers.iter().map(|s| s.live.stats.total()).sum();
@@ -73,6 +79,10 @@ pub fn page(snap: &Snapshot) -> String {
                 escape(&s.shown)
             );
         }
+        summary(&mut h, pool);
+        let names: Vec<std::sync::Arc<str>> =
+            pool.servers.iter().map(|s| std::sync::Arc::clone(&s.name)).collect();
+        h.push_str(&history::chart(&pool.name, &names, &history.rates(&pool.name, &names)));
         h.push_str(
             "<table><thead><tr><th>server</th><th>address</th><th>health</th><th>state</th>\
              <th>weight</th><th>share of traffic</th><th>requests</th><th>in flight</th>\
@@ -150,6 +160,75 @@ pub fn page(snap: &Snapshot) -> String {
     }
     h.push_str("</tbody></table></body></html>\n");
     h
+}
+
+/// How long this process has run, as `3d 4h 5m` (from the start time the
+/// process metrics read).
+fn uptime() -> String {
+    let started = crate::metrics::process::read().start_time_seconds;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let s = (now - started).max(0.0) as u64;
+    match (s / 86_400, s / 3600 % 24, s / 60 % 60) {
+        (0, 0, m) => format!("{m}m {}s", s % 60),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, m) => format!("{d}d {h}h {m}m"),
+    }
+}
+
+/// A pool's row of figures: sticky outcomes, 5xx share, p50 and p99.
+fn summary(h: &mut String, pool: &crate::pool::Pool) {
+    let mut latency = Histogram {
+        buckets: Vec::new(),
+        sum: 0.0,
+        count: 0,
+    };
+    let (mut answered, mut errors) = (0u64, 0u64);
+    for stats in pool
+        .servers
+        .iter()
+        .map(|s| &s.live.stats)
+        .chain(std::iter::once(&pool.stats.unplaced))
+    {
+        latency.merge(&stats.histogram());
+        for (code, n) in stats.by_code() {
+            answered += n;
+            if (500..600).contains(&code) {
+                errors += n;
+            }
+        }
+    }
+    let ms = |q: f64| {
+        latency
+            .quantile(q)
+            .map_or_else(|| "–".to_owned(), |s| format!("{:.1} ms", s * 1000.0))
+    };
+    let share = if answered == 0 {
+        0.0
+    } else {
+        errors as f64 * 100.0 / answered as f64
+    };
+    h.push_str("<table class=\"summary\"><thead><tr><th>requests</th><th>5xx</th><th>p50</th><th>p99</th>");
+    for o in OUTCOMES {
+        let _ = write!(h, "<th>{}</th>", o.as_str());
+    }
+    let _ = write!(
+        h,
+        "</tr></thead><tbody><tr><td class=\"num\">{answered}</td><td class=\"num errors\">{share:.2}%</td>\
+         <td class=\"num p50\">{}</td><td class=\"num p99\">{}</td>",
+        ms(0.5),
+        ms(0.99)
+    );
+    for o in OUTCOMES {
+        let _ = write!(
+            h,
+            "<td class=\"num outcome\" data-outcome=\"{}\">{}</td>",
+            o.as_str(),
+            pool.stats.decisions(o)
+        );
+    }
+    h.push_str("</tr></tbody></table>");
 }
 
 fn state_label(s: ServerState) -> &'static str {

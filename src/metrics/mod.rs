@@ -136,6 +136,48 @@ pub struct Histogram {
     pub count: u64,
 }
 
+impl Histogram {
+    /// Adds another histogram with the same buckets (a pool's servers).
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.buckets.is_empty() {
+            self.clone_from(other);
+            return;
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            mine.1 += theirs.1;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
+    /// The `q` quantile (0..=1), interpolated linearly inside its bucket as
+    /// Prometheus's `histogram_quantile` does; `None` without requests. In
+    /// the last, unbounded bucket it is that bucket's lower bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let mut below = (0.0, 0u64);
+        for &(le, cumulative) in &self.buckets {
+            if cumulative as f64 >= rank {
+                if le.is_infinite() {
+                    return Some(below.0);
+                }
+                let in_bucket = (cumulative - below.1) as f64;
+                let fraction = if in_bucket == 0.0 {
+                    1.0
+                } else {
+                    (rank - below.1 as f64) / in_bucket
+                };
+                return Some(below.0 + (le - below.0) * fraction);
+            }
+            below = (le, cumulative);
+        }
+        Some(below.0)
+    }
+}
+
 impl RequestStats {
     /// Counts one answered request. `status` is what the access log says
     /// (499 for a client that went away).
@@ -307,6 +349,33 @@ impl Global {
             &self.reload_failure
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod quantile_tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_inside_their_bucket() {
+        let stats = RequestStats::default();
+        // 90 requests of 1 ms, 10 of 80 ms.
+        for _ in 0..90 {
+            stats.record(200, Duration::from_micros(900));
+        }
+        for _ in 0..10 {
+            stats.record(200, Duration::from_millis(80));
+        }
+        let h = stats.histogram();
+        let p50 = h.quantile(0.5).unwrap();
+        assert!(p50 > 0.0005 && p50 <= 0.001, "{p50}");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!(p99 > 0.05 && p99 <= 0.1, "{p99}");
+        assert_eq!(Histogram { buckets: Vec::new(), sum: 0.0, count: 0 }.quantile(0.5), None);
+        let mut both = h.clone();
+        both.merge(&h);
+        assert_eq!(both.count, 200);
+        assert_eq!(both.quantile(0.5), h.quantile(0.5));
     }
 }
 

@@ -374,6 +374,13 @@ async fn the_status_page_renders_every_server_and_shows_a_dead_one_down_in_a_rea
     assert_eq!(res.status(), 200);
 
     let url = lb.admin_url("/status");
+    // The chart needs two readings of the counters (one every 5 s).
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            get_text(&url).await.contains("class=\"series\"")
+        })
+        .await
+    );
     let profile = temp_dir("chromium");
     let dom = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -397,6 +404,16 @@ async fn the_status_page_renders_every_server_and_shows_a_dead_one_down_in_a_rea
     // (node2 drains).
     assert!(dom.contains("<table class=\"failovers\">"), "{dom}");
     assert!(dom.contains("<td>node3</td><td>node1</td>"), "{dom}");
+    // The pool's figures and its chart, as the browser built them.
+    assert!(dom.contains("data-outcome=\"redispatch\">1<"), "{dom}");
+    assert!(dom.contains("data-outcome=\"new\">"), "{dom}");
+    assert!(dom.contains("class=\"num p99\""), "{dom}");
+    assert!(dom.contains("<figure class=\"chart\" data-pool=\"app\">"), "{dom}");
+    for server in ["node1", "node2", "node3"] {
+        let series = format!("class=\"series\" data-server=\"{server}\" d=\"M");
+        assert!(dom.contains(&series), "no line for {server}:\n{dom}");
+    }
+    assert!(dom.contains("class=\"uptime\""), "{dom}");
 
     // Kept for a look: target/tmp/status-page.png (wherever the target
     // directory is).
