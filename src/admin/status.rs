@@ -80,9 +80,16 @@ pub fn page(snap: &Snapshot, history: &History) -> String {
             );
         }
         summary(&mut h, pool);
-        let names: Vec<std::sync::Arc<str>> =
-            pool.servers.iter().map(|s| std::sync::Arc::clone(&s.name)).collect();
-        h.push_str(&history::chart(&pool.name, &names, &history.rates(&pool.name, &names)));
+        let names: Vec<std::sync::Arc<str>> = pool
+            .servers
+            .iter()
+            .map(|s| std::sync::Arc::clone(&s.name))
+            .collect();
+        h.push_str(&history::chart(
+            &pool.name,
+            &names,
+            &history.rates(&pool.name, &names),
+        ));
         h.push_str(
             "<table><thead><tr><th>server</th><th>address</th><th>health</th><th>state</th>\
              <th>weight</th><th>share of traffic</th><th>requests</th><th>in flight</th>\
@@ -209,7 +216,9 @@ fn summary(h: &mut String, pool: &crate::pool::Pool) {
     } else {
         errors as f64 * 100.0 / answered as f64
     };
-    h.push_str("<table class=\"summary\"><thead><tr><th>requests</th><th>5xx</th><th>p50</th><th>p99</th>");
+    h.push_str(
+        "<table class=\"summary\"><thead><tr><th>requests</th><th>5xx</th><th>p50</th><th>p99</th>",
+    );
     for o in OUTCOMES {
         let _ = write!(h, "<th>{}</th>", o.as_str());
     }

@@ -371,7 +371,15 @@ mod quantile_tests {
         assert!(p50 > 0.0005 && p50 <= 0.001, "{p50}");
         let p99 = h.quantile(0.99).unwrap();
         assert!(p99 > 0.05 && p99 <= 0.1, "{p99}");
-        assert_eq!(Histogram { buckets: Vec::new(), sum: 0.0, count: 0 }.quantile(0.5), None);
+        assert_eq!(
+            Histogram {
+                buckets: Vec::new(),
+                sum: 0.0,
+                count: 0
+            }
+            .quantile(0.5),
+            None
+        );
         let mut both = h.clone();
         both.merge(&h);
         assert_eq!(both.count, 200);

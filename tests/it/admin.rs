@@ -408,7 +408,10 @@ async fn the_status_page_renders_every_server_and_shows_a_dead_one_down_in_a_rea
     assert!(dom.contains("data-outcome=\"redispatch\">1<"), "{dom}");
     assert!(dom.contains("data-outcome=\"new\">"), "{dom}");
     assert!(dom.contains("class=\"num p99\""), "{dom}");
-    assert!(dom.contains("<figure class=\"chart\" data-pool=\"app\">"), "{dom}");
+    assert!(
+        dom.contains("<figure class=\"chart\" data-pool=\"app\">"),
+        "{dom}"
+    );
     for server in ["node1", "node2", "node3"] {
         let series = format!("class=\"series\" data-server=\"{server}\" d=\"M");
         assert!(dom.contains(&series), "no line for {server}:\n{dom}");
