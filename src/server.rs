@@ -288,6 +288,8 @@ pub struct Server {
     pub weight: u32,
     /// HTTPS to this server.
     pub tls: Option<crate::config::ServerTls>,
+    /// Takes requests only while no other server of the pool can.
+    pub backup: bool,
     pub live: Arc<Live>,
     /// Where each worker keeps its idle connections to this address
     /// (stable for the process; see `runtime::Shared::slot`).
@@ -302,6 +304,7 @@ impl Server {
             address: config.address,
             weight: config.weight,
             tls: config.tls.clone(),
+            backup: config.backup,
             live,
             slot,
         }

@@ -43,6 +43,8 @@ pub struct ServerView {
     pub address: String,
     pub route: String,
     pub weight: u32,
+    /// Takes requests only while no other server of the pool can.
+    pub backup: bool,
     /// The state in effect (set by the file, or at run time through the API).
     pub state: &'static str,
     /// The state the configuration file says.
@@ -89,6 +91,7 @@ pub fn server(pool: &Pool, i: usize) -> ServerView {
         address: s.address.to_string(),
         route: s.route.to_string(),
         weight: s.weight,
+        backup: s.backup,
         state: s.live.state().as_str(),
         configured_state: s.live.file_state().as_str(),
         up: s.live.is_up(),

@@ -122,11 +122,16 @@ pub fn page(snap: &Snapshot, history: &History) -> String {
             let _ = write!(
                 h,
                 "<tr class=\"server\" data-server=\"{name}\" data-up=\"{up}\" data-state=\"{state}\">\
-                 <td>{name}</td><td>{addr}</td><td><span class=\"{updown}\">{updown}</span></td>\
+                 <td>{name}{backup}</td><td>{addr}</td><td><span class=\"{updown}\">{updown}</span></td>\
                  <td class=\"state-{state}\">{state}{state_note}</td><td class=\"num\">{weight}</td>\
                  <td class=\"num\">{share:.1}%</td><td class=\"num\">{requests}</td>\
                  <td class=\"num\">{active}</td><td>{check}</td></tr>",
                 name = escape(&s.name),
+                backup = if s.backup {
+                    " <span class=\"muted backup\">(backup)</span>"
+                } else {
+                    ""
+                },
                 addr = escape(&s.address.to_string()),
                 updown = if up { "up" } else { "down" },
                 state = state_label(state),

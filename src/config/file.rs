@@ -313,4 +313,5 @@ pub struct ServerFile {
     pub route: Option<S<String>>,
     pub state: Option<S<String>>,
     pub tls: Option<S<ServerTlsFile>>,
+    pub backup: Option<Flag>,
 }

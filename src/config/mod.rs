@@ -281,6 +281,9 @@ pub struct ServerConfig {
     pub state: ServerState,
     /// HTTPS to this server.
     pub tls: Option<ServerTls>,
+    /// Takes requests only while no other server of the pool can
+    /// (HAProxy's `backup`, nginx's `backup`).
+    pub backup: bool,
 }
 
 /// How limpet speaks TLS to a server.

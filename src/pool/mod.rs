@@ -38,6 +38,8 @@ pub struct Pool {
     pub passive: PassiveConfig,
     pub slow_start: Duration,
     balancer: Balancer,
+    /// Some servers are `backup`.
+    has_backup: bool,
     /// Counters of this pool (kept across reloads while the mode is the same).
     pub stats: Arc<PoolStats>,
     /// The last few redispatches, for the status page.
@@ -99,6 +101,7 @@ impl Pool {
         Pool {
             name: config.name.as_str().into(),
             balancer: Balancer::new(config.balance, &servers),
+            has_backup: servers.iter().any(|s| s.backup),
             servers,
             retries: config.retries,
             mode: config.sticky.mode,
@@ -126,6 +129,8 @@ impl Pool {
                 let home = self
                     .servers
                     .rendezvous(key, |i| match self.servers[i].live.state() {
+                        // A backup server is nobody's home.
+                        _ if self.servers[i].backup => false,
                         ServerState::Active => true,
                         ServerState::Drain => found.recent == Some(self.servers.hash(i)),
                         ServerState::Disabled => false,
@@ -173,9 +178,11 @@ impl Pool {
         from: Option<usize>,
     ) -> Result<Decision, NoServer> {
         let server = match found.key {
-            Some(k) => self
-                .servers
-                .rendezvous(k, |i| self.servers[i].placeable() && !tried.contains(&i)),
+            Some(k) => {
+                let backups = self.backups_allowed(tried);
+                self.servers
+                    .rendezvous(k, |i| self.eligible(i, tried, backups))
+            }
             None => self.place(tried),
         };
         server
@@ -211,7 +218,8 @@ impl Pool {
     /// over with the probability of the weight it has not regained yet; if
     /// that leaves nobody, ramping servers are taken anyway.
     fn place(&self, tried: &[usize]) -> Option<usize> {
-        let ok = |i: usize| self.servers[i].placeable() && !tried.contains(&i);
+        let backups = self.backups_allowed(tried);
+        let ok = |i: usize| self.eligible(i, tried, backups);
         if !self.slow_start.is_zero() {
             let ramped = self.balancer.pick(&self.servers, |i| {
                 ok(i) && {
@@ -224,6 +232,25 @@ impl Pool {
             }
         }
         self.balancer.pick(&self.servers, ok)
+    }
+
+    /// May `backup` servers take new placements: the pool has none, or no
+    /// other server can take this request (up, `active`, not tried yet)?
+    /// As HAProxy's and nginx's `backup`. A session already on a backup
+    /// server stays there while it serves (its affinity is to it).
+    fn backups_allowed(&self, tried: &[usize]) -> bool {
+        !self.has_backup
+            || !self
+                .servers
+                .iter()
+                .enumerate()
+                .any(|(i, s)| !s.backup && s.placeable() && !tried.contains(&i))
+    }
+
+    /// May server `i` take a new placement for this request?
+    fn eligible(&self, i: usize, tried: &[usize], backups: bool) -> bool {
+        let s = &self.servers[i];
+        s.placeable() && !tried.contains(&i) && (backups || !s.backup)
     }
 
     /// Counts a failure of server `i` seen on real traffic (a refused or

@@ -7,6 +7,7 @@ mod pki;
 
 mod admin;
 mod backend_tls;
+mod backup;
 mod balancing;
 mod config;
 mod edge;

@@ -88,6 +88,7 @@ pub fn validate(
             route,
             state,
             tls,
+            backup: file::flag(s.backup, false),
         });
     }
     let sticky = super::sticky::validate(c, key, p.sticky.as_ref(), warnings)?;
