@@ -42,6 +42,19 @@ pub enum Command {
     /// Print the man page (roff) on stdout: what the package ships as limpet.1.
     #[command(hide = true)]
     Man,
+    /// Translate an HAProxy, nginx, Apache or mod_jk configuration into
+    /// lb.yaml on stdout; what is not carried over is listed on stderr
+    /// (exit 2); an unreadable file is exit 1.
+    Import {
+        /// The source's format (default: guessed from the file's name and content).
+        #[arg(long, value_enum)]
+        from: Option<crate::import::Format>,
+        /// The Tomcat HTTP connector's port, for servers the source reaches over AJP.
+        #[arg(long, value_name = "PORT")]
+        http_port: Option<u16>,
+        /// The configuration file to translate.
+        file: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -52,6 +65,16 @@ pub fn main() -> ExitCode {
             return print(|out| out.write_all(&completions::render(*shell)));
         }
         Some(Command::Man) => return print(man::write),
+        Some(Command::Import {
+            from,
+            http_port,
+            file,
+        }) => {
+            let options = crate::import::Options {
+                http_port: *http_port,
+            };
+            return crate::import::run(file, *from, &options);
+        }
         Some(Command::Check) | None => {}
     }
     let cfg = match config::load(&cli.config) {

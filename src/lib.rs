@@ -38,6 +38,7 @@ pub mod connect;
 pub mod control;
 pub mod decision;
 pub mod health;
+pub mod import;
 pub mod listener;
 pub mod logging;
 pub mod memory;

@@ -594,3 +594,19 @@ async fn each_certificates_expiry_is_a_metric_updated_by_a_reload() {
     assert_eq!(expiry(&lb.metrics().await), 1_924_992_000.0);
     lb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_key_inside_the_certificate_file_serves_as_both_as_haproxy_has_it() {
+    let dir = harness::temp_dir("tls-combined");
+    let ca = Ca::new("limpet test CA");
+    let leaf = ca.leaf(&["localhost"]);
+    let pem = dir.join("lb.pem");
+    harness::write_mode(&pem, &format!("{}{}", leaf.cert_pem, leaf.key_pem), 0o600);
+    let nodes = nodes(1).await;
+    let lb = Lb::start(&tls_config(&nodes, &cert_block(&pem, &pem), "")).await;
+    let tls = pki::connect(lb.addr, ca.client(&[b"http/1.1"]), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(pki::peer_cert(&tls), leaf.der);
+    lb.shutdown().await;
+}

@@ -1,0 +1,14 @@
+//! HAProxy → `lb.yaml` (not written yet).
+
+use std::path::Path;
+
+use super::Options;
+use super::model::{ImportError, Lb};
+
+pub fn import(file: &Path, _options: &Options) -> Result<Lb, ImportError> {
+    Err(ImportError::new(
+        file,
+        0,
+        "importing from HAProxy is not implemented yet",
+    ))
+}
