@@ -24,7 +24,13 @@ use crate::config;
 )]
 pub struct Cli {
     /// Path of the configuration file.
-    #[arg(long, short, global = true, default_value = "lb.yaml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "lb.yaml",
+        value_name = "PATH"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
