@@ -1,4 +1,6 @@
-//! nginx → `lb.yaml` (not written yet).
+//! nginx → `lb.yaml` (not written yet); [`parse`] reads the grammar.
+
+pub mod parse;
 
 use std::path::Path;
 
