@@ -494,6 +494,16 @@ impl Proc {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Waits (5 s at most) until the log holds `text` `n` times or more.
+    /// Lines reach the log from limpet's writer thread a moment after the
+    /// event, so a test polls for them as for anything else.
+    pub async fn logged(&self, text: &str, n: usize) -> bool {
+        eventually(Duration::from_secs(5), || async {
+            self.log().matches(text).count() >= n
+        })
+        .await
+    }
+
     /// What the process logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()

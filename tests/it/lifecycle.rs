@@ -75,7 +75,7 @@ async fn sighup_reloads_a_good_file_and_keeps_running_on_a_bad_one() {
         "a failed reload was not counted: {}",
         p.log()
     );
-    assert!(p.log().contains("reload rejected"), "{}", p.log());
+    assert!(p.logged("reload rejected", 1).await, "{}", p.log());
     for _ in 0..10 {
         let (status, v) = get_json(&client(), &url).await;
         assert_eq!(status, 200);

@@ -500,7 +500,7 @@ async fn an_instance_restarted_with_its_saved_table_follows_what_moved_while_it_
     let a2 = Instance::start_in("store-pa2", &dir_a, &nodes, &pool).await;
     a2.wait_store(true).await;
     assert!(
-        a2.proc.log().contains("learned sessions restored"),
+        a2.proc.logged("learned sessions restored", 1).await,
         "{}",
         a2.proc.log()
     );
@@ -711,6 +711,7 @@ async fn redis_killed_mid_traffic_fails_no_request_and_sharing_resumes_when_it_r
     );
     assert!(errors > 0.0);
     // One log line per state change, not one per failure.
+    assert!(a.proc.logged("unreachable", 1).await, "{}", a.proc.log());
     let log = a.proc.log();
     assert_eq!(log.matches("unreachable").count(), 1, "{log}");
 
@@ -734,6 +735,7 @@ async fn redis_killed_mid_traffic_fails_no_request_and_sharing_resumes_when_it_r
     let fresh = harness::browser(None);
     let (_, fresh_home) = visit(&fresh, &b.url("/fresh")).await;
     assert_eq!(visit(&fresh, &a.url("/")).await.1, fresh_home);
+    assert!(a.proc.logged("is reachable", 2).await, "{}", a.proc.log());
     assert_eq!(
         a.proc.log().matches("is reachable").count(),
         2,
