@@ -16,6 +16,7 @@ mod failover;
 mod forwarding;
 mod health;
 mod hostile;
+mod import_apache;
 mod import_nginx;
 mod lifecycle;
 mod limits;
