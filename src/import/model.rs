@@ -139,6 +139,11 @@ pub struct Server {
     pub state: Option<String>,
     pub backup: bool,
     pub tls: bool,
+    /// With `tls`: the CA file that signs the server's certificate
+    /// (`tls: { ca, server_name }`); `None` = the system's roots.
+    pub tls_ca: Option<String>,
+    /// With `tls`: the name sent as SNI and verified.
+    pub tls_server_name: Option<String>,
 }
 
 /// A directive that was not carried over (or carried over only in part).

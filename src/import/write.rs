@@ -172,7 +172,18 @@ fn server(w: &mut String, lb: &Lb, pool: &str, s: &Server) {
         parts.push("backup: true".to_owned());
     }
     if s.tls {
-        parts.push("tls: true".to_owned());
+        let mut with = Vec::new();
+        if let Some(ca) = &s.tls_ca {
+            with.push(format!("ca: {}", scalar(ca)));
+        }
+        if let Some(n) = &s.tls_server_name {
+            with.push(format!("server_name: {}", scalar(n)));
+        }
+        if with.is_empty() {
+            parts.push("tls: true".to_owned());
+        } else {
+            parts.push(format!("tls: {{ {} }}", with.join(", ")));
+        }
     }
     let _ = writeln!(w, "      - {{ {} }}", parts.join(", "));
 }
