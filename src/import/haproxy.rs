@@ -1,14 +1,433 @@
-//! HAProxy → `lb.yaml` (not written yet).
+//! HAProxy → `lb.yaml`. [`lex`] splits haproxy.cfg into sections of
+//! numbered directives; each `frontend`/`backend`/`listen` sees the
+//! directives of its `defaults` first (the last one above it, or the one it
+//! names with `from`); [`backend`] turns a backend into a pool (balance,
+//! cookie, servers, checks, stick tables) and [`frontend`] a frontend into
+//! listeners (binds, TLS, routes from `use_backend` ACLs). A `listen`
+//! section is both, under one name. Whatever is not carried over becomes a
+//! [`Note`] at the listener, pool or server it belongs to; a directive
+//! inherited from `defaults` is noted once, at the top.
 
-use std::path::Path;
+mod acl;
+mod backend;
+mod check;
+mod frontend;
+mod lex;
+mod server;
+mod value;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::Options;
-use super::model::{ImportError, Lb};
+use super::model::{ImportError, Lb, Note, Place, Timeouts};
+use lex::{Kind, Line, Section};
 
+/// Reads `file` (haproxy.cfg) into the model.
 pub fn import(file: &Path, _options: &Options) -> Result<Lb, ImportError> {
-    Err(ImportError::new(
-        file,
-        0,
-        "importing from HAProxy is not implemented yet",
-    ))
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ImportError::new(file, 0, format!("cannot read it: {e}")))?;
+    let sections = lex::sections(&text, file)?;
+    let mut cx = Cx::new(file);
+    for s in sections.iter().filter(|s| s.kind == Kind::Global) {
+        cx.global(s);
+    }
+    for s in sections.iter().filter(|s| s.kind == Kind::Other) {
+        cx.note(
+            &s.header,
+            Place::Top,
+            "this section is not carried over: limpet has no equivalent",
+        );
+    }
+    let proxies = proxies(&sections, file)?;
+
+    // Pools first, so that frontends can name them.
+    let mut pools = Vec::new();
+    let mut pool_names: HashMap<String, Option<String>> = HashMap::new();
+    for p in proxies
+        .iter()
+        .filter(|p| matches!(p.kind, Kind::Backend | Kind::Listen))
+    {
+        let pool = if p.is_http() {
+            let name = cx.unique_name(p.name, p.header, Place::Top, "pool");
+            backend::pool(&mut cx, p, name)?
+        } else {
+            cx.note(p.header, Place::Top, &p.not_http());
+            None
+        };
+        pool_names.insert(p.name.to_owned(), pool.as_ref().map(|q| q.name.clone()));
+        pools.extend(pool);
+    }
+    let mut listeners = Vec::new();
+    for p in proxies
+        .iter()
+        .filter(|p| matches!(p.kind, Kind::Frontend | Kind::Listen))
+    {
+        if !p.is_http() {
+            if p.kind == Kind::Frontend {
+                cx.note(p.header, Place::Top, &p.not_http());
+            }
+            continue;
+        }
+        listeners.extend(frontend::listeners(&mut cx, p, &pool_names)?);
+    }
+    let first = sections.first().map_or(0, |s| s.header.no);
+    if pools.is_empty() {
+        return Err(ImportError::new(
+            file,
+            first,
+            "no HTTP backend or listen section with a server limpet can reach: nothing to balance",
+        ));
+    }
+    if listeners.is_empty() {
+        return Err(ImportError::new(
+            file,
+            first,
+            "no HTTP frontend or listen section with a bind limpet can listen on",
+        ));
+    }
+    Ok(cx.finish(listeners, pools))
+}
+
+/// A `frontend`, `backend` or `listen` section with what it inherits.
+pub(crate) struct Proxy<'a> {
+    pub kind: Kind,
+    pub name: &'a str,
+    pub header: &'a Line,
+    /// Its defaults' directives first (`inherited`), then its own.
+    pub lines: Vec<(&'a Line, bool)>,
+}
+
+impl Proxy<'_> {
+    /// HAProxy's default mode is tcp: only `mode http` is carried over.
+    fn is_http(&self) -> bool {
+        self.lines
+            .iter()
+            .rev()
+            .find(|(l, _)| l.word(0) == "mode")
+            .is_some_and(|(l, _)| l.word(1) == "http")
+    }
+
+    fn not_http(&self) -> String {
+        let default = if self.lines.iter().any(|(l, _)| l.word(0) == "mode") {
+            ""
+        } else {
+            ", HAProxy's default"
+        };
+        format!(
+            "a TCP-mode section (mode tcp{default}): limpet balances HTTP only, so {} is not carried over",
+            self.name
+        )
+    }
+
+    /// Where a note about `line` goes: at `own`, or at the top when the
+    /// line came from `defaults` (noted once for every section using it).
+    pub fn place(inherited: bool, own: Place) -> Place {
+        if inherited { Place::Top } else { own }
+    }
+}
+
+/// The sections that become listeners and pools, each with its defaults.
+fn proxies<'a>(sections: &'a [Section], file: &Path) -> Result<Vec<Proxy<'a>>, ImportError> {
+    let mut out = Vec::new();
+    let mut last_defaults: Option<&Section> = None;
+    for (i, s) in sections.iter().enumerate() {
+        let defaults = match &s.from {
+            Some(from) => Some(
+                sections[..i]
+                    .iter()
+                    .rev()
+                    .find(|d| d.kind == Kind::Defaults && &d.name == from)
+                    .ok_or_else(|| {
+                        ImportError::new(
+                            file,
+                            s.header.no,
+                            format!("`from {from}` names no defaults section above it"),
+                        )
+                    })?,
+            ),
+            None => last_defaults,
+        };
+        match s.kind {
+            Kind::Defaults => {
+                // A defaults section `from` another starts from that one.
+                last_defaults = Some(s);
+                continue;
+            }
+            Kind::Frontend | Kind::Backend | Kind::Listen => {}
+            Kind::Global | Kind::Other => continue,
+        }
+        let mut lines = Vec::new();
+        let mut chain = Vec::new();
+        let mut d = defaults;
+        while let Some(sec) = d {
+            if chain.len() > 16 {
+                break;
+            }
+            chain.push(sec);
+            d = sec.from.as_ref().and_then(|f| {
+                sections
+                    .iter()
+                    .find(|x| x.kind == Kind::Defaults && &x.name == f)
+            });
+        }
+        for sec in chain.iter().rev() {
+            lines.extend(sec.body.iter().map(|l| (l, true)));
+        }
+        lines.extend(s.body.iter().map(|l| (l, false)));
+        out.push(Proxy {
+            kind: s.kind,
+            name: &s.name,
+            header: &s.header,
+            lines,
+        });
+    }
+    Ok(out)
+}
+
+/// What the whole import gathers beside listeners and pools.
+pub(crate) struct Cx<'a> {
+    pub file: &'a Path,
+    notes: Vec<Note>,
+    names: HashSet<(&'static str, String)>,
+    /// HAProxy timeout name → (value as written by lb.yaml, line).
+    timeouts: HashMap<&'static str, (String, usize)>,
+    pub crt_base: Option<PathBuf>,
+    pub ca_base: Option<PathBuf>,
+    global_maxconn: Option<u64>,
+    pub frontend_maxconn: u64,
+    pub trusted_proxies: Vec<String>,
+}
+
+impl<'a> Cx<'a> {
+    fn new(file: &'a Path) -> Cx<'a> {
+        Cx {
+            file,
+            notes: Vec::new(),
+            names: HashSet::new(),
+            timeouts: HashMap::new(),
+            crt_base: None,
+            ca_base: None,
+            global_maxconn: None,
+            frontend_maxconn: 0,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// Notes `line` as not carried over (once per line and reason).
+    pub fn note(&mut self, line: &Line, place: Place, why: &str) {
+        if self
+            .notes
+            .iter()
+            .any(|n| n.line == line.no && n.why == why && n.directive == line.text)
+        {
+            return;
+        }
+        self.notes.push(Note {
+            file: self.file.to_path_buf(),
+            line: line.no,
+            directive: line.text.clone(),
+            why: why.to_owned(),
+            place,
+        });
+    }
+
+    /// A valid lb.yaml name for `raw`, unique among names of `what`
+    /// (listener, pool); noted when it had to change.
+    pub fn unique_name(
+        &mut self,
+        raw: &str,
+        line: &Line,
+        place: Place,
+        what: &'static str,
+    ) -> String {
+        let base = value::name(raw);
+        let mut name = base.clone();
+        let mut n = 2;
+        while !self.names.insert((what, name.clone())) {
+            name = format!("{}-{n}", base.chars().take(60).collect::<String>());
+            n += 1;
+        }
+        if name != raw {
+            self.note(
+                line,
+                place,
+                &format!("the {what} is named {name:?} (lb.yaml names are 1-64 letters, digits, `_`, `-`, `.` and unique)"),
+            );
+        }
+        name
+    }
+
+    /// A `timeout` limpet has once for all: the first value wins, a
+    /// different one later is noted.
+    pub fn timeout(
+        &mut self,
+        which: &'static str,
+        line: &Line,
+        place: Place,
+        span: (Duration, Duration),
+    ) {
+        let Some(v) = value::within(line.word(2), span.0, span.1) else {
+            self.note(
+                line,
+                place,
+                &format!(
+                    "not a duration limpet accepts here ({} to {})",
+                    value::show(span.0),
+                    value::show(span.1)
+                ),
+            );
+            return;
+        };
+        match self.timeouts.get(which) {
+            None => {
+                self.timeouts.insert(which, (v, line.no));
+            }
+            Some((old, _)) if *old == v => {}
+            Some((old, at)) => {
+                let why = format!(
+                    "limpet's timeouts are global: `timeout {which}` stays {old} (line {at})"
+                );
+                self.note(line, place, &why);
+            }
+        }
+    }
+
+    pub fn resolve(base: &Option<PathBuf>, file: &str) -> String {
+        match base {
+            Some(b) if !file.starts_with('/') => b.join(file).display().to_string(),
+            _ => file.to_owned(),
+        }
+    }
+
+    fn global(&mut self, s: &Section) {
+        for l in &s.body {
+            match l.word(0) {
+                "maxconn" => match l.word(1).parse::<u64>() {
+                    Ok(n) if (1..=1_000_000).contains(&n) => self.global_maxconn = Some(n),
+                    _ => self.note(
+                        l,
+                        Place::Top,
+                        "not a connection limit limpet accepts (1 to 1000000)",
+                    ),
+                },
+                "crt-base" => self.crt_base = Some(PathBuf::from(l.word(1))),
+                "ca-base" => self.ca_base = Some(PathBuf::from(l.word(1))),
+                _ => {
+                    let why = why_not(&l.words);
+                    self.note(l, Place::Top, why);
+                }
+            }
+        }
+    }
+
+    fn finish(
+        mut self,
+        listeners: Vec<super::model::Listener>,
+        pools: Vec<super::model::Pool>,
+    ) -> Lb {
+        // A note about a listener, pool or server that was not written
+        // goes to the top, so that every note is in the output.
+        for n in &mut self.notes {
+            let written = match &n.place {
+                Place::Top => true,
+                Place::Listener(l) => listeners.iter().any(|x| &x.name == l),
+                Place::Pool(p) => pools.iter().any(|x| &x.name == p),
+                Place::Server(p, s) => pools
+                    .iter()
+                    .any(|x| &x.name == p && x.servers.iter().any(|y| &y.name == s)),
+            };
+            if !written {
+                n.place = Place::Top;
+            }
+        }
+        let t = |k: &str| self.timeouts.get(k).map(|(v, _)| v.clone());
+        let frontend_maxconn =
+            (self.frontend_maxconn > 0).then(|| self.frontend_maxconn.min(1_000_000));
+        Lb {
+            listeners,
+            trusted_proxies: self.trusted_proxies.clone(),
+            timeouts: Timeouts {
+                connect: t("connect"),
+                request_header: t("http-request"),
+                client_body: None,
+                backend_response: t("server"),
+                client_idle: t("http-keep-alive").or_else(|| t("client")),
+            },
+            max_connections: self.global_maxconn.or(frontend_maxconn),
+            pools,
+            notes: self.notes,
+        }
+    }
+}
+
+/// Why a directive limpet does not carry over is not carried over.
+pub(crate) fn why_not(words: &[String]) -> &'static str {
+    let w = |i: usize| words.get(i).map_or("", String::as_str);
+    let action = w(1);
+    match w(0) {
+        "log" | "log-format" | "log-tag" | "capture" | "log-send-hostname" | "error-log-format" => {
+            "logging is limpet's own: log.access, log.format (text|json), log.file"
+        }
+        "option" if w(1).contains("log") => {
+            "logging is limpet's own: log.access, log.format (text|json), log.file"
+        }
+        "option"
+            if matches!(
+                w(1),
+                "http-server-close" | "httpclose" | "forceclose" | "http-pretend-keepalive"
+            ) =>
+        {
+            "limpet keeps client connections and pooled server connections alive"
+        }
+        "http-request" | "http-response" | "http-after-response"
+            if action.contains("header")
+                || action.starts_with("replace")
+                || action.starts_with("set-") =>
+        {
+            "header and request rewriting is not carried over: limpet forwards what the client sent (X-Forwarded-* aside)"
+        }
+        "http-request" | "tcp-request"
+            if action.starts_with("track-sc") || action.contains("rate") =>
+        {
+            "rate limiting is not carried over"
+        }
+        "http-request" | "tcp-request" | "http-response"
+            if matches!(
+                action,
+                "deny" | "reject" | "tarpit" | "auth" | "silent-drop" | "content" | "connection"
+            ) =>
+        {
+            "access control is not carried over: put it in front of limpet or in the application"
+        }
+        "stats" | "monitor-uri" | "monitor" => {
+            "the statistics page becomes limpet's admin endpoint (admin: /status, /metrics, /api/pools)"
+        }
+        "lua-load" | "lua-prepend-path" => "Lua is not carried over",
+        "compression" | "filter" => "limpet does not compress or filter responses",
+        "cache" | "cache-use" | "cache-store" => "limpet does not cache responses",
+        "errorfile" | "errorloc" | "errorloc302" | "errorloc303" | "errorfiles" | "http-error" => {
+            "limpet answers its own short 502/503/504 bodies"
+        }
+        "daemon" | "user" | "group" | "uid" | "gid" | "chroot" | "pidfile" | "master-worker" => {
+            "process management is the service manager's (limpet's systemd unit)"
+        }
+        "nbthread" | "nbproc" | "cpu-map" => {
+            "threads are `workers:` (auto = one per CPU); set it by hand if needed"
+        }
+        "timeout" => "this timeout has no limpet equivalent",
+        "http-request"
+        | "http-response"
+        | "tcp-request"
+        | "tcp-response"
+        | "http-after-response" => "this rule is not carried over: limpet has no equivalent",
+        w0 if w0.starts_with("ssl-") || w0.starts_with("tune.ssl") => {
+            "limpet's TLS is rustls with its defaults (TLS 1.2 and 1.3, modern ciphers)"
+        }
+        w0 if w0.starts_with("tune.") => {
+            "tuning is not carried over: limpet's limits are in `limits:`"
+        }
+        _ => "not carried over: limpet has no equivalent",
+    }
 }
