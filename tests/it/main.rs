@@ -17,6 +17,7 @@ mod forwarding;
 mod health;
 mod hostile;
 mod import_apache;
+mod import_haproxy;
 mod import_mod_jk;
 mod import_nginx;
 mod lifecycle;
