@@ -28,7 +28,12 @@ use lex::{Kind, Line, Section};
 pub fn import(file: &Path, _options: &Options) -> Result<Lb, ImportError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| ImportError::new(file, 0, format!("cannot read it: {e}")))?;
-    let sections = lex::sections(&text, file)?;
+    translate(&text, file)
+}
+
+/// haproxy.cfg's text (read from `file`) into the model.
+fn translate(text: &str, file: &Path) -> Result<Lb, ImportError> {
+    let sections = lex::sections(text, file)?;
     let mut cx = Cx::new(file);
     for s in sections.iter().filter(|s| s.kind == Kind::Global) {
         cx.global(s);
@@ -198,6 +203,8 @@ pub(crate) struct Cx<'a> {
     global_maxconn: Option<u64>,
     pub frontend_maxconn: u64,
     pub trusted_proxies: Vec<String>,
+    /// Every listener's address so far, with its name.
+    pub binds: Vec<(std::net::SocketAddr, String)>,
 }
 
 impl<'a> Cx<'a> {
@@ -212,6 +219,7 @@ impl<'a> Cx<'a> {
             global_maxconn: None,
             frontend_maxconn: 0,
             trusted_proxies: Vec::new(),
+            binds: Vec::new(),
         }
     }
 
@@ -429,5 +437,120 @@ pub(crate) fn why_not(words: &[String]) -> &'static str {
             "tuning is not carried over: limpet's limits are in `limits:`"
         }
         _ => "not carried over: limpet has no equivalent",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    fn lines(choices: &'static [&'static str]) -> impl Strategy<Value = String> + Clone {
+        proptest::collection::vec(select(choices), 0..5).prop_map(|v| v.join("\n    "))
+    }
+
+    /// haproxy.cfg files made of the directives limpet reads, with values
+    /// in and out of range, names defined or not.
+    fn configs() -> impl Strategy<Value = String> {
+        let global = lines(&[
+            "maxconn 0",
+            "maxconn 5000",
+            "maxconn 9999999",
+            "log /dev/log local0",
+            "nbthread 2",
+        ]);
+        let defaults = lines(&[
+            "mode http",
+            "timeout connect 0",
+            "timeout connect 2d",
+            "timeout client 30s",
+            "timeout server 5x",
+            "timeout http-request 10s",
+            "retries 40",
+            "retries 2",
+            "option redispatch",
+            "balance source",
+            "cookie S insert",
+            "maxconn 100",
+            "default-server inter 1 rise 0 fall 500 slowstart 2h",
+        ]);
+        let front = lines(&[
+            "bind :80",
+            "bind 127.0.0.1:80",
+            "bind :::80",
+            "bind *:0",
+            "bind web.example:80",
+            "bind :8080,:8081 accept-proxy",
+            "bind 10.0.0.1:80-81",
+            "default_backend b1",
+            "default_backend b2",
+            "use_backend b2 if { hdr(host) -i a.example }",
+            "use_backend b1 if { path_beg static }",
+            "use_backend b1 if { path_beg /a/../b }",
+            "use_backend b2 if { hdr_dom(host) -i \"a b\" }",
+            "use_backend b1 if h || p",
+            "acl h hdr(host) -i x.example:8080",
+            "acl p path_beg /p/",
+            "acl p path -i /x",
+            "use_backend b1 if h p",
+            "use_backend b1",
+            "use_backend %[req.hdr(host)]",
+            "http-request redirect scheme https",
+            "timeout client 1h",
+            "tcp-request connection expect-proxy layer4 if { src 10.0.0.0/8 }",
+            "tcp-request connection expect-proxy layer4 if { src nope }",
+        ]);
+        let back = lines(&[
+            "balance leastconn",
+            "balance random(3)",
+            "balance uri",
+            "balance source",
+            "cookie S insert indirect nocache httponly secure domain a;b attr SameSite=Weird maxlife 0",
+            "cookie \"a b\" insert",
+            "cookie S prefix",
+            "cookie S rewrite domain .x.example maxlife 2h",
+            "option httpchk",
+            "option httpchk GET",
+            "option httpchk GET /h HTTP/1.1\\r\\nHost:\\ h",
+            "http-check expect status 2xx",
+            "http-check expect status 200-299,302",
+            "http-check send meth POST uri /x hdr Host h",
+            "timeout check 0",
+            "retries 3",
+            "stick-table type string len 99999 size 0 expire 90d",
+            "stick on req.cook(J)",
+            "appsession J len 52 timeout 3h",
+            "stick on src",
+            "server s1 10.0.0.1:80 check cookie a weight 0",
+            "server s1 10.0.0.2:80 cookie a weight 300 backup",
+            "server s2 10.0.0.3:0 disabled",
+            "server s3 app.internal:80",
+            "server s4 [::1]:8080 cookie \"a;b\" inter 5 rise 3 fall 2",
+            "server s5 10.0.0.5:80 cookie a observe layer7 error-limit 3 on-error fastinter",
+            "server .s6 10.0.0.6:80 slowstart 3h maxconn 5 send-proxy",
+        ]);
+        (global, defaults, front.clone(), front, back.clone(), back).prop_map(
+            |(g, d, f1, f2, b1, b2)| {
+                format!(
+                    "global\n    {g}\ndefaults\n    mode http\n    {d}\nfrontend f1\n    {f1}\nfrontend f2\n    bind :90\n    default_backend b1\n    {f2}\nbackend b1\n    server base 10.0.0.9:80\n    {b1}\nbackend b2\n    server base 10.0.0.8:80\n    {b2}\n"
+                )
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn what_is_imported_always_passes_limpet_check(text in configs()) {
+            let file = Path::new("haproxy.cfg");
+            if let Ok(lb) = translate(&text, file) {
+                let yaml = crate::import::write::yaml(&lb, "haproxy.cfg", "HAProxy");
+                if let Err(e) = crate::config::parse(&yaml, Path::new("lb.yaml")) {
+                    prop_assert!(false, "{e}\n{text}\n{yaml}");
+                }
+            }
+        }
     }
 }

@@ -62,6 +62,15 @@ pub fn acl(words: &[String]) -> Result<Vec<Match>, String> {
             .map_or(v, |(h, _)| h)
             .to_ascii_lowercase()
     };
+    if let Some(bad) = values.iter().find(|v| match method {
+        "host" | "dom" => !value::route_host(&host(v)),
+        "beg" => !value::route_path(v),
+        _ => false,
+    }) {
+        return Err(format!(
+            "the value {bad:?}, which is not a host name or a normalized path"
+        ));
+    }
     Ok(values
         .iter()
         .flat_map(|v| match method {

@@ -280,7 +280,7 @@ fn cookie(cx: &mut Cx<'_>, g: &Gathered<'_>, pool: &mut Pool) {
             "nocache" => c.nocache = Some(true),
             "httponly" => c.http_only = Some(true),
             "secure" => c.secure = Some(true),
-            "domain" if c.domain.is_none() => {
+            "domain" if c.domain.is_none() && value::token(v.trim_start_matches('.')) => {
                 i += 1;
                 c.domain = Some(v.trim_start_matches('.').to_owned());
             }

@@ -64,6 +64,27 @@ pub fn checks(cx: &mut Cx<'_>, g: &Gathered<'_>, servers: &[(&Line, Params)], po
             h.host = Some(l.word(i + 2).to_owned());
         }
     }
+    let probe = g.check_send.or(g.httpchk);
+    if let (Some(l), Some(path)) = (probe, &h.path)
+        && (!path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        cx.note(
+            l,
+            here.clone(),
+            "the check's URI is not a request path: limpet's check asks for /",
+        );
+        h.path = Some("/".into());
+    }
+    if let (Some(l), Some(m)) = (probe, &h.method)
+        && http::Method::from_bytes(m.as_bytes()).is_err()
+    {
+        cx.note(
+            l,
+            here.clone(),
+            "the check's method is not an HTTP method: limpet's check uses GET",
+        );
+        h.method = Some("GET".into());
+    }
     if let Some(l) = g.check_expect {
         match (l.word(2), l.word(3)) {
             ("status", codes) if status_list(codes) => h.expect_status = Some(codes.to_owned()),

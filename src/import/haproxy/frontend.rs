@@ -5,6 +5,7 @@
 //! (`{ … }`) or as named `acl`s.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::acl::{Match, acl, routes_of, src_of};
@@ -64,7 +65,7 @@ const BIND_VALUE: &[&str] = &[
 /// The plain listeners a frontend's directives are gathered into.
 struct Bind<'a> {
     line: &'a Line,
-    addr: String,
+    addr: SocketAddr,
     tls: Option<Tls>,
     proxy_protocol: bool,
 }
@@ -228,19 +229,25 @@ pub fn listeners(
         },
     };
     let mut out = Vec::new();
-    for (i, b) in binds.into_iter().enumerate() {
-        let name = if i == 0 {
+    for b in binds {
+        if let Some((_, other)) = cx.binds.iter().find(|(a, _)| conflicts(*a, b.addr)) {
+            let why = format!("this address conflicts with listener {other:?}: not carried over");
+            cx.note(b.line, here.clone(), &why);
+            continue;
+        }
+        let name = if out.is_empty() {
             base.clone()
         } else {
-            let port = b.addr.rsplit(':').next().unwrap_or("x").to_owned();
-            cx.unique_name(&format!("{base}-{port}"), b.line, here.clone(), "listener")
+            let name = format!("{base}-{}", b.addr.port());
+            cx.unique_name(&name, b.line, here.clone(), "listener")
         };
+        cx.binds.push((b.addr, name.clone()));
         if b.proxy_protocol && cx.trusted_proxies.is_empty() {
             cx.note(b.line, Place::Listener(name.clone()), "accept-proxy is not carried over: limpet believes a PROXY header only from trusted_proxies, which this file does not name; add them and `proxy_protocol: true`");
         }
         out.push(Listener {
             name,
-            bind: b.addr,
+            bind: b.addr.to_string(),
             pool: Some(pool.clone()),
             routes: routes.clone(),
             redirect_https: redirect && b.tls.is_none(),
@@ -256,6 +263,13 @@ pub fn listeners(
         );
     }
     Ok(out)
+}
+
+/// Two binds that cannot both listen (as `limpet check` says).
+fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// The pool a `default_backend`/`use_backend` names; an unknown backend
@@ -339,9 +353,9 @@ fn bind<'a>(cx: &mut Cx<'_>, l: &'a Line, place: &Place, binds: &mut Vec<Bind<'a
     }
     for a in addrs.split(',') {
         match value::address(a) {
-            Ok(addr) if !binds.iter().any(|b| b.addr == addr.to_string()) => binds.push(Bind {
+            Ok(addr) if !binds.iter().any(|b| b.addr == addr) => binds.push(Bind {
                 line: l,
-                addr: addr.to_string(),
+                addr,
                 tls: tls.clone(),
                 proxy_protocol: proxy,
             }),

@@ -68,13 +68,19 @@ pub fn address(v: &str) -> Result<SocketAddr, &'static str> {
         return Err("an environment variable: write the address itself");
     }
     if let Ok(a) = v.parse::<SocketAddr>() {
-        return Ok(a);
+        return if a.port() == 0 {
+            Err("port 0: limpet needs a port from 1 to 65535")
+        } else {
+            Ok(a)
+        };
     }
     let Some((host, port)) = v.rsplit_once(':') else {
         return Err("no port: limpet needs IP:port");
     };
-    let Ok(port) = port.parse::<u16>() else {
-        return Err("a port range or port offset: limpet needs one port");
+    let port = match port.parse::<u16>() {
+        Ok(0) => return Err("port 0: limpet needs a port from 1 to 65535"),
+        Ok(p) => p,
+        Err(_) => return Err("a port range or port offset: limpet needs one port"),
     };
     let ip = match host {
         "" | "*" => IpAddr::from([0, 0, 0, 0]),
@@ -117,6 +123,26 @@ pub fn token(v: &str) -> bool {
         && v.len() <= 256
         && v.bytes()
             .all(|b| b.is_ascii_graphic() && !b";,=\"\\".contains(&b))
+}
+
+/// A route `host` limpet accepts: DNS labels, optionally under `*.`.
+pub fn route_host(h: &str) -> bool {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    name.len() <= 253
+        && name.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        })
+}
+
+/// A route `path_prefix` limpet accepts: `/…`, printable, no `?` or `#`,
+/// already normalized (else it would never match).
+pub fn route_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+        && crate::path::normalize(p) == p
 }
 
 /// `10.0.0.0/8`, `192.0.2.7` (→ `/32`): a network `trusted_proxies` reads.
