@@ -547,3 +547,24 @@ async fn sessions_logged_in_through_haproxy_stay_on_their_server_through_limpet(
     }
     limpet.shutdown().await;
 }
+
+#[test]
+fn a_certificate_missing_on_this_machine_still_prints_the_translation_with_exit_2() {
+    // Importing on a workstation: the old balancer's files are elsewhere.
+    let dir = crate::harness::temp_dir("import-missing-cert");
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        "defaults\n    mode http\nfrontend web\n    bind 127.0.0.1:8443 ssl crt /etc/haproxy/certs/absent.pem\n    default_backend app\nbackend app\n    server s1 10.0.0.1:8080\n",
+    )
+    .unwrap();
+    let out = import_cmd(&[], &cfg);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains("/etc/haproxy/certs/absent.pem"), "{yaml}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("names a file this machine does not have"),
+        "{stderr}"
+    );
+}
