@@ -158,13 +158,16 @@ and logs why. A second `SIGUSR2` during an upgrade is ignored.
 
 const EXIT_STATUS: &str = "
 `0`\tStopped by a signal after a clean shutdown; `check` found the file
-valid; `completions` printed its script.
+valid; `completions` printed its script; `import` carried everything over.
 
 `1`\tThe configuration file is not valid or cannot be read (the error names
 file:line:column), limpet could not start (a listener address cannot be
-bound), or the output could not be written.
+bound), `import` could not read or parse its file, or the output could not
+be written.
 
-`2`\tThe command line is wrong.
+`2`\tThe command line is wrong; or `import` printed a valid lb.yaml but
+could not carry everything over (each loss is a `# import:` comment in it
+and a line on stderr).
 ";
 
 const ENVIRONMENT: &str = "
