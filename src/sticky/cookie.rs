@@ -36,7 +36,14 @@ impl CookieMode {
     pub fn find(&self, servers: &Servers, key: u64, headers: &HeaderMap) -> Found {
         let mut affinity = Affinity::None;
         for value in cookies::request_values(headers, &self.config.name) {
-            match servers.by_route(value) {
+            // HAProxy's `maxidle`/`maxlife` append dates (`s1|date|date`):
+            // the route is what comes before the first `|`, so a visitor
+            // of an HAProxy being replaced keeps its server.
+            let route = servers.by_route(value).or_else(|| {
+                let bar = value.iter().position(|&b| b == b'|')?;
+                servers.by_route(&value[..bar])
+            });
+            match route {
                 Some(i) => {
                     affinity = Affinity::Server(i);
                     break;

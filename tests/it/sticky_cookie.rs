@@ -223,3 +223,37 @@ async fn a_draining_server_keeps_its_browsers_and_gets_no_new_ones_and_disabled_
     let moved = one_server(&servers_seen(&on2, &lb.url("/"), 20).await);
     assert_ne!(moved, "node2");
 }
+
+#[tokio::test]
+async fn an_haproxy_cookie_with_maxidle_dates_keeps_its_server() {
+    // HAProxy with `maxidle`/`maxlife` writes `SERVERID=<value>|<date>|<date>`:
+    // a visitor arriving with it after the cutover keeps its server.
+    let n = nodes(3).await;
+    let lb = Lb::start(&sticky_config(
+        &n,
+        "    sticky:\n      mode: cookie\n",
+        &[],
+        "",
+    ))
+    .await;
+    for node in ["node1", "node2", "node3"] {
+        let res = client()
+            .get(lb.url("/"))
+            .header("cookie", format!("SERVERID={node}|bsjC5A|bsjC4d"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            set_cookies(&res)
+                .iter()
+                .all(|c| !c.starts_with("SERVERID="))
+        );
+        assert_eq!(server_of(&res.json().await.unwrap()), node);
+    }
+    // A value that is a route up to `|` only when cut there.
+    assert_eq!(
+        server_with_cookie(&client(), &lb.url("/"), "SERVERID=node2").await,
+        "node2"
+    );
+    lb.shutdown().await;
+}

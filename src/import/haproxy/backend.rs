@@ -309,7 +309,7 @@ fn cookie(cx: &mut Cx<'_>, g: &Gathered<'_>, pool: &mut Pool) {
     if !skipped.is_empty() {
         let list: Vec<String> = skipped.iter().map(|s| format!("`{s}`")).collect();
         let why = format!(
-            "cookie options {} are not carried over (with maxidle/maxlife HAProxy appended dates to the value, `s1|…`, which names no route: such visitors are placed anew once)",
+            "cookie options {} are not carried over (the dates HAProxy appended to the value with maxidle/maxlife, `s1|…`, are ignored: such visitors keep their server)",
             list.join(", ")
         );
         cx.note(l, place, &why);
