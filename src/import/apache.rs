@@ -417,6 +417,25 @@ impl Walk {
                 ..main
             });
         }
+        // A vhost on one IP of a port that a `*` vhost also takes is served
+        // by the wildcard listener (limpet binds a port once; its names
+        // become host routes there, as Apache picks by name among them).
+        let wildcards: Vec<String> = vhosts
+            .iter()
+            .flat_map(|v| v.addrs.iter())
+            .filter(|a| a.starts_with("0.0.0.0:"))
+            .cloned()
+            .collect();
+        for vh in &mut vhosts {
+            for a in &mut vh.addrs {
+                if !a.starts_with('[')
+                    && let Some(w) = wildcards.iter().find(|w| same_port(w, a))
+                {
+                    a.clone_from(w);
+                }
+            }
+            vh.addrs.dedup();
+        }
         // Group by address, in order of first appearance.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, vh) in vhosts.iter().enumerate() {

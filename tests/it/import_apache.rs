@@ -520,3 +520,31 @@ async fn a_session_pinned_by_apaches_routeid_cookie_stays_on_its_tomcat_through_
     same_session_through(apache.addr, lb.addr, &["ROUTEID", "JSESSIONID"]).await;
     lb.shutdown().await;
 }
+
+#[test]
+fn a_vhost_on_one_address_joins_the_wildcard_listener_of_its_port() {
+    let dir = crate::harness::temp_dir("import-apache-ipvhost");
+    let conf = dir.join("httpd.conf");
+    std::fs::write(
+        &conf,
+        "Listen 80\n\
+         <VirtualHost 10.0.0.5:80>\n  ServerName intra.example\n  ProxyPass / http://10.0.1.1:8080/\n</VirtualHost>\n\
+         <VirtualHost *:80>\n  ServerName www.example\n  ProxyPass / http://10.0.1.2:8080/\n</VirtualHost>\n",
+    )
+    .unwrap();
+    let (code, yaml, stderr) = run_import(&["--from", "apache", conf.to_str().unwrap()]);
+    assert!(code == 0 || code == 2, "{code}: {stderr}");
+    let config = limpet::config::parse(&yaml, std::path::Path::new("lb.yaml"))
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(config.listeners.len(), 1, "{yaml}");
+    assert_eq!(config.listeners[0].bind.to_string(), "0.0.0.0:80");
+    let hosts: Vec<&str> = config.listeners[0]
+        .routes
+        .iter()
+        .filter_map(|r| r.host.as_deref())
+        .collect();
+    // The first vhost is the address's default, as in Apache; the other
+    // is reached by its name.
+    assert_eq!(hosts, ["www.example"], "{yaml}");
+    assert!(config.listeners[0].pool.is_some(), "{yaml}");
+}
