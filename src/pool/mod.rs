@@ -284,3 +284,6 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
