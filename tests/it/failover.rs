@@ -190,7 +190,9 @@ async fn cookie_mode_survives_a_dead_server_and_reissues_the_cookie() {
 }
 
 #[tokio::test]
-async fn jvm_route_mode_binds_the_session_and_follows_the_new_id() {
+async fn jvm_route_mode_moves_the_session_and_follows_the_id_the_cluster_re_suffixed() {
+    // (The binding itself, which matters when no new id is issued, is
+    // jvm_route_binding_wins_over_the_old_route_after_the_node_returns.)
     let sticky = "    sticky:\n      mode: jvm_route\n";
     let (mut d, moved) = drill(sticky, false, How::Stop).await;
     for (i, (_, r)) in moved.iter().enumerate() {
