@@ -62,3 +62,26 @@ pub enum NoServer {
     /// `on_server_down: error`: 502 (it was tried).
     AffineFailed,
 }
+
+/// Why a server is blamed for a failed attempt (`proxy/verdict.rs`),
+/// named when it marks the server down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The connection was refused, reset or timed out while connecting.
+    Connect,
+    /// It closed the connection before the request could be written.
+    ClosedBeforeRequest,
+    /// It closed or reset the connection, or answered garbage, after the
+    /// request was written.
+    FailedAfterRequest,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Connect => "cannot connect",
+            Cause::ClosedBeforeRequest => "closed the connection before the request",
+            Cause::FailedAfterRequest => "failed after the request was sent",
+        }
+    }
+}

@@ -257,7 +257,7 @@ impl Pool {
     /// reset connection, a malformed response) toward its passive check.
     /// As in nginx, the only server of a pool is never marked down by real
     /// traffic: there is nobody to move its requests to.
-    pub fn failed(&self, i: usize) {
+    pub fn failed(&self, i: usize, cause: crate::decision::Cause) {
         if self.servers.len() == 1 {
             return;
         }
@@ -267,6 +267,7 @@ impl Pool {
                 pool = %self.name,
                 server = %s.name,
                 for_ = ?self.passive.fail_timeout,
+                cause = cause.as_str(),
                 "server marked down by passive checks (max_fails reached)"
             );
         }

@@ -20,6 +20,10 @@
 //! (503, logged). The `backend_response` clock runs while the server has the
 //! turn: from the last progress of the upload, never while limpet waits for
 //! the client.
+//!
+//! These rules are one pure function, [`super::verdict::classify`], whose
+//! table test has a row for each; [`send`] only says what happened to an
+//! attempt and acts on the verdict.
 
 use std::rc::Rc;
 
@@ -31,6 +35,7 @@ use super::body::{Back, Progress, ReqBody};
 use super::end::End;
 use super::error::ProxyError;
 use super::local::{Current, Local};
+use super::verdict::{Attempt, Context, Next, Verdict, classify};
 use crate::decision::{Decision, Outcome};
 use crate::pool::Pool;
 use crate::sticky::Found;
@@ -50,10 +55,6 @@ pub struct Sent {
     /// The connection it answered on, to reuse when the response is done.
     pub back: Back,
 }
-
-/// A stale keep-alive connection may give a request back this many times
-/// before the server is counted as failing.
-const STALE_TRIES: u32 = 4;
 
 /// Forwards the request (`parts`, `body`) to the server the pool decides on.
 #[allow(clippy::too_many_arguments)]
@@ -90,10 +91,17 @@ pub async fn send(
         end.set_server(decision.server);
         end.set_outcome(decision.outcome);
         let server = &pool.servers[decision.server];
+        let cx = |reused: bool, replayable: bool| Context {
+            reused,
+            stale,
+            replayable,
+            tried: tried.len(),
+            retries: pool.retries,
+        };
 
         // Connect first: a failed connect needs no copy of the request.
         let attempt = std::time::Instant::now();
-        let mut sender = match local
+        let checkout = local
             .clients
             .checkout(
                 server.slot,
@@ -101,99 +109,111 @@ pub async fn send(
                 server.tls.as_ref(),
                 snap.timeouts.connect,
             )
-            .await
-        {
-            Ok(s) => s,
+            .await;
+        let (what, context, error) = match checkout {
+            Ok(mut sender) => {
+                let Some(request) = unsent.take() else {
+                    return Err(ProxyError::Unreachable);
+                };
+                // A copy for a replay after a mid-request reset, only when one may follow.
+                let copy = (replayable && tried.len() < pool.retries as usize)
+                    .then(|| duplicate(&request));
+                let mut failure = match respond(
+                    snap,
+                    progress,
+                    sender.inner.try_send_request(request),
+                )
+                .await
+                {
+                    Ok(Ok(response)) => {
+                        end.set_upstream(attempt.elapsed());
+                        return Ok(Sent {
+                            response,
+                            decision,
+                            back: Back {
+                                local: Rc::clone(local),
+                                slot: server.slot,
+                                sender: sender.inner,
+                                request: None,
+                            },
+                        });
+                    }
+                    Ok(Err(e)) => e,
+                    Err(()) => {
+                        // Slow is not dead: a long report must not take
+                        // its server out (no blame, no retry).
+                        tracing::warn!(pool = %pool.name, server = %server.name, "server did not answer within backend_response");
+                        return Err(failed(classify(Attempt::Timeout, cx(sender.reused, false))));
+                    }
+                };
+                let what = if let Some(back) = failure.take_message() {
+                    // Never written: the request comes back for the next try.
+                    unsent = Some(back);
+                    Attempt::ClosedBeforeWrite
+                } else if let Some(fault) = progress.fault() {
+                    Attempt::ClientFault(fault.error())
+                } else if progress.waiting_for_client() {
+                    Attempt::ServerGaveUpOnClient
+                } else {
+                    unsent = copy;
+                    Attempt::FailedAfterWrite {
+                        incomplete: failure.error().is_incomplete_message(),
+                    }
+                };
+                let replay = unsent.is_some();
+                (what, cx(sender.reused, replay), failure.error().to_string())
+            }
             Err(e) => {
-                if let Some(errno) = e.errno().filter(|&c| crate::resources::is_exhaustion(c)) {
+                let exhausted = e.errno().filter(|&c| crate::resources::is_exhaustion(c));
+                if let Some(errno) = exhausted {
                     crate::resources::exhausted("connecting to a server", errno);
                     end.unset_server();
-                    return Err(ProxyError::Exhausted);
                 }
-                tracing::warn!(pool = %pool.name, server = %server.name, error = %e, "cannot connect to server");
-                pool.failed(decision.server);
-                tried.push(decision.server);
-                if tried.len() > pool.retries as usize {
-                    return Err(ProxyError::Unreachable);
-                }
-                continue;
-            }
-        };
-        let Some(request) = unsent.take() else {
-            return Err(ProxyError::Unreachable);
-        };
-        // A copy for a replay after a mid-request reset, only when one may follow.
-        let copy = (replayable && tried.len() < pool.retries as usize).then(|| duplicate(&request));
-        let failure = match respond(snap, progress, sender.inner.try_send_request(request)).await {
-            Ok(Ok(response)) => {
-                end.set_upstream(attempt.elapsed());
-                return Ok(Sent {
-                    response,
-                    decision,
-                    back: Back {
-                        local: Rc::clone(local),
-                        slot: server.slot,
-                        sender: sender.inner,
-                        request: None,
+                (
+                    Attempt::ConnectFailed {
+                        exhausted: exhausted.is_some(),
                     },
-                });
-            }
-            Ok(Err(e)) => e,
-            Err(()) => {
-                // Slow is not dead: a long report must not take its server
-                // out, so a response timeout is no passive failure.
-                tracing::warn!(pool = %pool.name, server = %server.name, "server did not answer within backend_response");
-                return Err(ProxyError::Timeout);
+                    cx(false, true),
+                    e.to_string(),
+                )
             }
         };
-        let mut failure = failure;
-        if let Some(back) = failure.take_message() {
-            // Never written: the connection was closed under us.
-            unsent = Some(back);
-            if sender.reused && stale < STALE_TRIES {
-                stale += 1;
-                continue;
-            }
-            tracing::warn!(pool = %pool.name, server = %server.name, error = %failure.error(), "server closed the connection before the request");
-            pool.failed(decision.server);
-            tried.push(decision.server);
-            if tried.len() > pool.retries as usize {
-                return Err(ProxyError::Unreachable);
-            }
-            continue;
-        }
-        if let Some(fault) = progress.fault() {
-            tracing::debug!(pool = %pool.name, server = %server.name, ?fault, "request body failed on the client's side");
-            return Err(fault.error());
-        }
-        if progress.waiting_for_client() {
-            // The server gave up while the client was slow: not its fault.
-            tracing::debug!(pool = %pool.name, server = %server.name, error = %failure.error(), "server closed while waiting for a slow client body");
-            return Err(ProxyError::Unreachable);
-        }
-        if sender.reused && failure.error().is_incomplete_message() && stale < STALE_TRIES {
-            // A kept-alive connection the server closed, without a byte of
-            // answer, just as the request went out: its keep-alive ran out
-            // (the race every pooling proxy has), not a failing server. A
-            // request that can be sent again goes on a fresh connection;
-            // one that cannot (it may have been acted on) gets 502.
+        let verdict = classify(what, context);
+        log(pool, &server.name, what, &verdict, &error);
+        if verdict.stale {
             stale += 1;
-            tracing::debug!(pool = %pool.name, server = %server.name, replayed = copy.is_some(), "a kept-alive connection was closed as the request went out");
-            match copy {
-                Some(c) => {
-                    unsent = Some(c);
-                    continue;
-                }
-                None => return Err(ProxyError::Unreachable),
-            }
         }
-        let retry = copy.is_some();
-        tracing::warn!(pool = %pool.name, server = %server.name, error = %failure.error(), retry, "request to server failed");
-        pool.failed(decision.server);
-        tried.push(decision.server);
-        match copy {
-            Some(c) if tried.len() <= pool.retries as usize => unsent = Some(c),
-            _ => return Err(ProxyError::Unreachable),
+        if let Some(cause) = verdict.blame {
+            pool.failed(decision.server, cause);
+            tried.push(decision.server);
+        }
+        match verdict.next {
+            Next::Retry => {}
+            Next::Fail(e) => return Err(e),
+        }
+    }
+}
+
+/// The error of a verdict that ends the request.
+fn failed(v: Verdict) -> ProxyError {
+    match v.next {
+        Next::Fail(e) => e,
+        Next::Retry => ProxyError::Unreachable,
+    }
+}
+
+/// One line for what went wrong with an attempt, at the level it deserves:
+/// the server's failures at `warn`, the client's and stale connections at
+/// `debug`.
+fn log(pool: &Pool, server: &str, what: Attempt, verdict: &Verdict, error: &str) {
+    let retry = verdict.next == Next::Retry;
+    match (what, verdict.blame) {
+        (Attempt::ConnectFailed { exhausted: true }, _) => {}
+        (_, Some(cause)) => {
+            tracing::warn!(pool = %pool.name, %server, error, retry, "request to server failed: {}", cause.as_str());
+        }
+        (_, None) => {
+            tracing::debug!(pool = %pool.name, %server, error, retry, ?what, "attempt ended without blame");
         }
     }
 }

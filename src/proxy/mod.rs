@@ -8,6 +8,7 @@
 //! what ties it to a server              sticky/      (Sticky::find)
 //! the header for the server             headers.rs
 //! which server, and send (and retry)    pool/ (Pool::decide), forward.rs, client.rs
+//!   whom to blame, whether to retry       verdict.rs   (one pure function)
 //! act on the response                   sticky/      (Sticky::respond), headers.rs
 //! stream it back, then log and count    body.rs, end.rs
 //! ```
@@ -28,6 +29,7 @@ pub mod headers;
 pub mod local;
 pub mod redirect;
 pub mod route;
+pub mod verdict;
 
 use std::convert::Infallible;
 use std::rc::Rc;
