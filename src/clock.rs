@@ -35,6 +35,19 @@ pub fn instant(ms: u64) -> Instant {
     start().0 + Duration::from_millis(ms.saturating_sub(1))
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 before it), for times
+/// shown to people or kept across a restart.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, to_ms)
+}
+
+/// Wall-clock seconds since the Unix epoch.
+pub fn unix_secs() -> u64 {
+    unix_ms() / 1000
+}
+
 /// A duration in whole milliseconds, saturating.
 pub fn to_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -178,9 +178,7 @@ pub fn page(snap: &Snapshot, history: &History) -> String {
 /// process metrics read).
 fn uptime() -> String {
     let started = crate::metrics::process::read().start_time_seconds;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now = crate::clock::unix_ms() as f64 / 1000.0;
     let s = (now - started).max(0.0) as u64;
     match (s / 86_400, s / 3600 % 24, s / 60 % 60) {
         (0, 0, m) => format!("{m}m {}s", s % 60),

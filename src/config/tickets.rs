@@ -100,11 +100,7 @@ impl std::fmt::Debug for Tickets {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::clock::unix_secs as now;
 
 /// The process's ticket keys, made on first use; `None` if the system
 /// gave no randomness (tickets are then off, sessions still resume from

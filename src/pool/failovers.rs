@@ -27,9 +27,7 @@ impl Failovers {
         let Ok(mut recent) = self.recent.try_lock() else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, crate::clock::to_ms);
+        let now = crate::clock::unix_ms();
         // One line per (from, to) and second is enough to see what happened.
         if recent
             .back()

@@ -207,9 +207,7 @@ impl Live {
     pub fn checked(&self, ok: bool) {
         self.checks.record(ok);
         self.last_check_ok.store(ok, Ordering::Relaxed);
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| ms(d).max(1));
+        let unix_ms = crate::clock::unix_ms().max(1);
         self.last_check_ms.store(unix_ms, Ordering::Relaxed);
     }
 

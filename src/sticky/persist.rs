@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,11 +62,7 @@ pub fn path_for(dir: &Path, pool: &str) -> PathBuf {
     dir.join(format!("learned-{pool}.json"))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use crate::clock::unix_ms as now_ms;
 
 /// Writes the table atomically. Returns the number of entries written.
 pub fn save(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError> {
