@@ -14,7 +14,7 @@ use balancer::{Balancer, Member, RouteCookie};
 use conf::Directive;
 
 use super::Options;
-use super::model::{ImportError, Lb, Listener, Note, Place, Pool, Route, Server, Tls};
+use super::model::{ImportError, Lb, Listener, Note, Place, Pool, Route, Server, Tls, lb_name};
 
 /// Reads `file` (and what it includes) into the model.
 pub fn import(file: &Path, options: &Options) -> Result<Lb, ImportError> {
@@ -303,7 +303,7 @@ impl Walk {
         if let Some(i) = self.balancers.iter().position(|b| b.url == key) {
             return i;
         }
-        let pool = balancer::name(key.strip_prefix("balancer://").unwrap_or(&key));
+        let pool = lb_name(key.strip_prefix("balancer://").unwrap_or(&key));
         self.balancers.push(Balancer {
             pool,
             url: key,
@@ -608,7 +608,7 @@ impl Walk {
     ) -> Result<String, ImportError> {
         let t = p.target.to_ascii_lowercase();
         if let Some(rest) = t.strip_prefix("balancer://") {
-            return Ok(balancer::name(rest.split('/').next().unwrap_or("")));
+            return Ok(lb_name(rest.split('/').next().unwrap_or("")));
         }
         let (address, tls, ajp) = balancer::address(&p.target, &p.at, options)?;
         if let Some(pool) = pools.iter().find(|pl| {
@@ -617,7 +617,7 @@ impl Walk {
             return Ok(pool.name.clone());
         }
         let name = balancer::unique(
-            &balancer::name(&address.replace([':', '[', ']'], "-")),
+            &lb_name(&address.replace([':', '[', ']'], "-")),
             pools.iter().map(|p| p.name.as_str()),
         );
         if ajp {

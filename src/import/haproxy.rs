@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Options;
-use super::model::{ImportError, Lb, Note, Place, Timeouts};
+use super::model::{ImportError, Lb, Note, Place, Timeouts, lb_name};
 use lex::{Kind, Line, Section};
 use why::why_not;
 
@@ -252,7 +252,7 @@ impl<'a> Cx<'a> {
         place: Place,
         what: &'static str,
     ) -> String {
-        let base = value::name(raw);
+        let base = lb_name(raw);
         let mut name = base.clone();
         let mut n = 2;
         while !self.names.insert((what, name.clone())) {

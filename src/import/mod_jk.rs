@@ -9,7 +9,9 @@
 use std::path::Path;
 
 use super::Options;
-use super::model::{ImportError, JvmRoute, Lb, Listener, Note, Place, Pool, Server, Sticky};
+use super::model::{
+    ImportError, JvmRoute, Lb, Listener, Note, Place, Pool, Server, Sticky, lb_name,
+};
 
 /// One `key=value` with its line.
 #[derive(Debug, Clone)]
@@ -151,7 +153,7 @@ pub fn import(file: &Path, options: &Options) -> Result<Lb, ImportError> {
                 lb.pools.push(pool);
             }
             "ajp13" | "ajp14" => {
-                let pool_name = super::apache::balancer::name(name);
+                let pool_name = lb_name(name);
                 let server = member(&mut props, name, &pool_name, options, &mut lb, &first_list)?;
                 lb.pools.push(Pool { name: pool_name, servers: vec![server], ..Pool::default() });
             }
@@ -214,7 +216,7 @@ fn lb_pool(
     options: &Options,
     lb: &mut Lb,
 ) -> Result<Pool, ImportError> {
-    let pool_name = super::apache::balancer::name(name);
+    let pool_name = lb_name(name);
     let place = Place::Pool(pool_name.clone());
     let mut pool = Pool {
         name: pool_name.clone(),
@@ -302,7 +304,7 @@ fn member(
     named_at: &Prop,
 ) -> Result<Server, ImportError> {
     let own = props.of(name);
-    let server_name = super::apache::balancer::name(name);
+    let server_name = lb_name(name);
     let place = Place::Server(pool.to_owned(), server_name.clone());
     let at = |k: &str| own.iter().find(|(n, _)| n == k).map(|(_, p)| p.clone());
     let Some(port) = options.http_port else {

@@ -146,6 +146,30 @@ pub struct Server {
     pub tls_server_name: Option<String>,
 }
 
+/// A valid lb.yaml name for `raw` (1–64 of `A-Z a-z 0-9 _ - .`, not
+/// starting with `.`): every other character becomes `-`, a leading `.`
+/// becomes `_`, nothing becomes `unnamed`. One rule for every format.
+pub fn lb_name(raw: &str) -> String {
+    let mut n: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if n.starts_with('.') {
+        n.replace_range(..1, "_");
+    }
+    if n.is_empty() {
+        n.push_str("unnamed");
+    }
+    n
+}
+
 /// A directive that was not carried over (or carried over only in part).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -199,5 +223,18 @@ impl ImportError {
             line,
             why: why.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_made_valid() {
+        use super::lb_name;
+        assert_eq!(lb_name("app"), "app");
+        assert_eq!(lb_name(".hidden"), "_hidden");
+        assert_eq!(lb_name("my cluster/a"), "my-cluster-a");
+        assert_eq!(lb_name(""), "unnamed");
+        assert_eq!(lb_name(&"x".repeat(70)).len(), 64);
     }
 }

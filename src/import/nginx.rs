@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Options;
-use super::model::{ImportError, Lb, Note, Place, Pool};
+use super::model::{ImportError, Lb, Note, Place, Pool, lb_name};
 use parse::Directive;
 
 /// Directives that change nothing a balancer in front of Tomcat does
@@ -426,31 +426,9 @@ pub(crate) fn show(d: Duration) -> String {
     }
 }
 
-/// A valid lb.yaml name for `raw` (1–64 of `A-Za-z0-9_-.`, no leading `.`).
-pub(crate) fn sanitize(raw: &str) -> String {
-    let mut s: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if s.starts_with('.') {
-        s.replace_range(..1, "_");
-    }
-    if s.is_empty() {
-        s.push('_');
-    }
-    s
-}
-
 /// The name of a server known only by its address: `10.0.0.1_8080`.
 pub(crate) fn server_name(addr: SocketAddr) -> String {
-    sanitize(&format!("{}_{}", addr.ip(), addr.port()))
+    lb_name(&format!("{}_{}", addr.ip(), addr.port()))
 }
 
 /// An address as nginx writes it after `server` or in `proxy_pass`.
@@ -488,13 +466,5 @@ mod tests {
         assert_eq!(duration("2m").map(show).as_deref(), Some("2m"));
         assert_eq!(duration("1x"), None);
         assert_eq!(duration("s"), None);
-    }
-
-    #[test]
-    fn names_are_made_valid() {
-        assert_eq!(sanitize("app"), "app");
-        assert_eq!(sanitize(".hidden"), "_hidden");
-        assert_eq!(sanitize("a b/c"), "a_b_c");
-        assert_eq!(sanitize(&"x".repeat(70)).len(), 64);
     }
 }

@@ -6,7 +6,9 @@
 
 use super::conf::Directive;
 use crate::import::Options;
-use crate::import::model::{Cookie, ImportError, JvmRoute, Lb, Note, Place, Pool, Server, Sticky};
+use crate::import::model::{
+    Cookie, ImportError, JvmRoute, Lb, Note, Place, Pool, Server, Sticky, lb_name,
+};
 
 /// A balancer as written, gathered from wherever its pieces are.
 #[derive(Debug, Default)]
@@ -134,25 +136,6 @@ pub fn ajp_note(at: &Directive, port: Option<u16>, place: Place) -> Note {
     )
 }
 
-/// A name limpet accepts (letters, digits, `_-.`, not starting with `.`).
-pub fn name(s: &str) -> String {
-    let mut n: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    while n.starts_with('.') {
-        n.remove(0);
-    }
-    if n.is_empty() { "app".into() } else { n }
-}
-
 /// What `status=+H-D…` says: (backup, state, notes on the other flags).
 fn status(flags: &str) -> (bool, Option<&'static str>, Vec<char>) {
     let (mut backup, mut state, mut other) = (false, None, Vec::new());
@@ -270,7 +253,10 @@ pub fn pool(
             .route
             .clone()
             .unwrap_or_else(|| address.replace([':', '[', ']'], "-"));
-        server.name = unique(&name(&base), pool.servers.iter().map(|s| s.name.as_str()));
+        server.name = unique(
+            &lb_name(&base),
+            pool.servers.iter().map(|s| s.name.as_str()),
+        );
         if cookie.is_some() {
             server.route = Some(format!(
                 ".{}",
@@ -374,8 +360,6 @@ mod tests {
 
     #[test]
     fn names_are_made_acceptable() {
-        assert_eq!(name("my cluster"), "my-cluster");
-        assert_eq!(name(".x"), "x");
         assert_eq!(unique("a", ["a", "a-2"].into_iter()), "a-3");
     }
 }

@@ -11,7 +11,7 @@ use super::lex::{Kind, Line};
 use super::server::{Params, server};
 use super::value;
 use super::{Cx, Proxy, why_not};
-use crate::import::model::{Cookie, ImportError, Learn, Place, Pool, Sticky};
+use crate::import::model::{Cookie, ImportError, Learn, Place, Pool, Sticky, lb_name};
 
 const MS: Duration = Duration::from_millis(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -118,7 +118,7 @@ pub fn pool(cx: &mut Cx<'_>, p: &Proxy<'_>, name: String) -> Result<Option<Pool>
                 let mut params = defaults.clone();
                 let skipped = params.apply(&l.words[3..], cx, l)?;
                 if !skipped.is_empty() {
-                    let sname = value::name(l.word(1));
+                    let sname = lb_name(l.word(1));
                     cx.note(
                         l,
                         Place::Server(name.clone(), sname),

@@ -9,7 +9,7 @@ use super::backend::Gathered;
 use super::lex::Line;
 use super::server::Params;
 use super::value;
-use crate::import::model::{HealthCheck, Place, Pool};
+use crate::import::model::{HealthCheck, Place, Pool, lb_name};
 
 const MS: Duration = Duration::from_millis(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -113,7 +113,7 @@ pub fn checks(cx: &mut Cx<'_>, g: &Gathered<'_>, servers: &[(&Line, Params)], po
         h.timeout = value::within(l.word(2), MS, HOUR);
     }
     for (l, p) in servers {
-        let at = Place::Server(pool.name.clone(), value::name(l.word(1)));
+        let at = Place::Server(pool.name.clone(), lb_name(l.word(1)));
         if !p.check {
             cx.note(
                 l,
@@ -146,7 +146,7 @@ pub fn traffic(cx: &mut Cx<'_>, servers: &[(&Line, Params)], pool: &mut Pool) {
     if let Some((l, p)) = servers.iter().find(|(_, p)| p.observe) {
         pool.passive = Some((p.error_limit.unwrap_or(10), "10s".into()));
         if p.on_error.as_deref().is_some_and(|e| e != "mark-down") {
-            let at = Place::Server(pool.name.clone(), value::name(l.word(1)));
+            let at = Place::Server(pool.name.clone(), lb_name(l.word(1)));
             cx.note(l, at, "passive checks: after error-limit failures limpet marks the server down for fail_timeout, as `on-error mark-down` does");
         }
     }

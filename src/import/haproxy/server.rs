@@ -5,7 +5,7 @@
 use super::Cx;
 use super::lex::Line;
 use super::value;
-use crate::import::model::{ImportError, Place, Server};
+use crate::import::model::{ImportError, Place, Server, lb_name};
 
 /// Server options that take a value (the value is skipped with them).
 const WITH_VALUE: &[&str] = &[
@@ -163,7 +163,7 @@ pub fn server(
     routes: &mut std::collections::HashSet<String>,
     names: &mut std::collections::HashSet<String>,
 ) -> Option<Server> {
-    let mut name = value::name(l.word(1));
+    let mut name = lb_name(l.word(1));
     while !names.insert(name.clone()) {
         name = format!("{}-2", name.chars().take(60).collect::<String>());
     }

@@ -95,28 +95,6 @@ pub fn address(v: &str) -> Result<SocketAddr, &'static str> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// A valid lb.yaml name (1–64 of `A-Z a-z 0-9 _ - .`, not starting with `.`).
-pub fn name(raw: &str) -> String {
-    let mut n: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    if n.starts_with('.') {
-        n.replace_range(..1, "_");
-    }
-    if n.is_empty() {
-        n.push_str("unnamed");
-    }
-    n
-}
-
 /// A cookie value limpet accepts as a route.
 pub fn token(v: &str) -> bool {
     !v.is_empty()
@@ -190,8 +168,6 @@ mod tests {
         assert!(address("app1.internal:8080").is_err());
         assert!(address("10.0.0.1").is_err());
         assert!(address("10.0.0.1:80-81").is_err());
-        assert_eq!(name("web/app 1"), "web-app-1");
-        assert_eq!(name(".x"), "_x");
         assert_eq!(network("10.1.2.3").as_deref(), Some("10.1.2.3/32"));
         assert_eq!(network("nope"), None);
     }
@@ -203,7 +179,7 @@ mod tests {
             let _ = size(&v);
             let _ = address(&v);
             let _ = network(&v);
-            let n = name(&v);
+            let n = crate::import::model::lb_name(&v);
             prop_assert!(!n.is_empty() && n.len() <= 64 && !n.starts_with('.'));
             prop_assert!(n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)));
         }

@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use super::parse::Directive;
-use super::{Address, Cx, address, sanitize};
+use super::{Address, Cx, address};
+use crate::import::model::lb_name;
 use crate::import::model::{ImportError, Listener, Note, Place, Route, Tls};
 
 struct Listen {
@@ -104,7 +105,7 @@ fn listener(cx: &mut Cx, sites: &[Site], bind: SocketAddr, members: &[(usize, &L
     let base = match bind.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => format!("{scheme}-{}", bind.port()),
         IpAddr::V6(ip) if ip.is_unspecified() => format!("{scheme}-v6-{}", bind.port()),
-        ip => sanitize(&format!("{scheme}-{ip}-{}", bind.port())),
+        ip => lb_name(&format!("{scheme}-{ip}-{}", bind.port())),
     };
     let mut name = base.clone();
     let mut n = 2;

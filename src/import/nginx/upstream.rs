@@ -7,13 +7,14 @@
 use md5::{Digest, Md5};
 
 use super::parse::Directive;
-use super::{Address, Cx, address, duration, sanitize, server_name, show};
+use super::{Address, Cx, address, duration, server_name, show};
+use crate::import::model::lb_name;
 use crate::import::model::{Cookie, ImportError, JvmRoute, Learn, Place, Pool, Server, Sticky};
 
 /// The pool for `upstream NAME { ... }`.
 pub(super) fn pool(cx: &mut Cx, d: &Directive) -> Result<Pool, ImportError> {
     let raw = d.args.first().map(String::as_str).unwrap_or("");
-    let name = sanitize(raw);
+    let name = lb_name(raw);
     let here = || Place::Pool(name.clone());
     if name != raw {
         cx.note(
@@ -151,7 +152,7 @@ fn server(
             "drain" => s.state = Some("drain".into()),
             "route" if !v.is_empty() => {
                 s.route = Some(v.to_owned());
-                s.name = sanitize(v);
+                s.name = lb_name(v);
             }
             _ => dropped.push(*p),
         }
