@@ -29,6 +29,18 @@ fn replace(exe: &Path, with: &Path) {
     std::fs::rename(&tmp, exe).unwrap();
 }
 
+/// A new binary that waits 2 s, then runs `real`: an upgrade under way
+/// for that long.
+fn slow_binary(dir: &Path, real: &Path) -> PathBuf {
+    let slow = dir.join("slow");
+    write_mode(
+        &slow,
+        &format!("#!/bin/sh\nsleep 2\nexec \"{}\" \"$@\"\n", real.display()),
+        0o755,
+    );
+    slow
+}
+
 /// A new process started by an upgrade; killed when the test ends.
 struct Successor(u32);
 
@@ -357,13 +369,7 @@ async fn a_new_binary_or_file_that_cannot_start_leaves_the_old_process_serving()
     std::fs::write(p.dir.join("lb.yaml"), good).unwrap();
 
     // A slow new binary: a second SIGUSR2 meanwhile starts nothing more.
-    let slow = dir.join("slow");
-    write_mode(
-        &slow,
-        &format!("#!/bin/sh\nsleep 2\nexec \"{}\" \"$@\"\n", real.display()),
-        0o755,
-    );
-    replace(&exe, &slow);
+    replace(&exe, &slow_binary(&dir, &real));
     p.signal("USR2");
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.signal("USR2");
@@ -435,13 +441,7 @@ async fn a_stranger_on_the_upgrade_socket_is_handed_nothing() {
     // A new binary that takes its time: the socket waits meanwhile.
     let real = dir.join("real-limpet");
     std::fs::copy(env!("CARGO_BIN_EXE_limpet"), &real).unwrap();
-    let slow = dir.join("slow");
-    write_mode(
-        &slow,
-        &format!("#!/bin/sh\nsleep 2\nexec \"{}\" \"$@\"\n", real.display()),
-        0o755,
-    );
-    replace(&exe, &slow);
+    replace(&exe, &slow_binary(&dir, &real));
     p.signal("USR2");
     // The upgrade socket's name, as any local process can see it.
     let prefix = format!("@limpet-upgrade-{}-", p.child.id());
