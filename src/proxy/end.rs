@@ -157,13 +157,17 @@ impl End {
         let Some(a) = &self.access else {
             return;
         };
+        let host = match (&a.host, a.uri.authority()) {
+            (None, Some(authority)) => std::borrow::Cow::Borrowed(authority.as_str()),
+            (host, _) => text(host.as_ref()),
+        };
         // Strings from the client are recorded as strings: quoted and
         // escaped in the text format, JSON strings in JSON.
         tracing::info!(
             target: "limpet::access",
             client = %self.client,
             method = %a.method,
-            host = &*text(a.host.as_ref()),
+            host = &*host,
             path = %a.uri.path(),
             status = self.status,
             pool = pool.map_or("-", |p| &*p.name),
@@ -189,15 +193,12 @@ fn text(v: Option<&HeaderValue>) -> std::borrow::Cow<'_, str> {
 impl Access {
     fn of<B>(req: &http::Request<B>) -> Access {
         let headers: &HeaderMap = req.headers();
-        let host = headers.get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        // Without `Host` (HTTP/2), the log reads `:authority` from the
+        // kept URI: nothing is copied for it.
         Access {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            host,
+            host: headers.get(header::HOST).cloned(),
             user_agent: headers.get(header::USER_AGENT).cloned(),
         }
     }

@@ -233,4 +233,19 @@ async fn the_access_line_has_host_retries_upstream_time_and_the_user_agent() {
         retries.contains(&1),
         "one request went to `dead` first: {retries:?}"
     );
+
+    // HTTP/2 has no Host field: the log names the `:authority`.
+    let res = h2_client()
+        .get(format!("http://{}/h2", p.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert!(
+        eventually(Duration::from_secs(5), || async { access().len() == 3 }).await,
+        "{:?}",
+        lines(&log)
+    );
+    let h2 = access().into_iter().find(|e| e["path"] == "/h2").unwrap();
+    assert_eq!(h2["host"], p.addr.to_string(), "{h2}");
 }
