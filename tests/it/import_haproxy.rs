@@ -568,3 +568,37 @@ fn a_certificate_missing_on_this_machine_still_prints_the_translation_with_exit_
         "{stderr}"
     );
 }
+
+#[test]
+fn accept_proxy_is_carried_only_where_the_frontend_names_its_sources_in_either_order() {
+    let dir = crate::harness::temp_dir("import-accept-proxy");
+    let open = "frontend open\n    bind 127.0.0.1:8081 accept-proxy\n    default_backend app\n";
+    let named = "frontend named\n    bind 127.0.0.1:8082 accept-proxy\n    tcp-request connection expect-proxy layer4 if { src 10.0.0.5 }\n    default_backend app\n";
+    let tail = "backend app\n    server s1 10.0.0.1:8080\n";
+    for (i, order) in [[open, named], [named, open]].iter().enumerate() {
+        let cfg = dir.join(format!("haproxy-{i}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!("defaults\n    mode http\n{}{}{tail}", order[0], order[1]),
+        )
+        .unwrap();
+        let lb = limpet::import::import(&cfg, limpet::import::Format::Haproxy, &Default::default())
+            .unwrap();
+        let pp = |name: &str| {
+            lb.listeners
+                .iter()
+                .find(|l| l.name == name)
+                .unwrap()
+                .proxy_protocol
+        };
+        assert!(!pp("open"), "order {i}");
+        assert!(pp("named"), "order {i}");
+        assert!(
+            lb.notes
+                .iter()
+                .any(|n| n.why.contains("accept-proxy is not carried over")),
+            "order {i}: {:?}",
+            lb.notes
+        );
+    }
+}

@@ -197,7 +197,10 @@ pub fn listeners(
             }
         }
     }
-    if !proxy_from.is_empty() {
+    // The sources this frontend itself names: accept-proxy is carried over
+    // only with them, whatever other frontends (earlier or later) trust.
+    let own_sources = !proxy_from.is_empty();
+    if own_sources {
         for n in proxy_from {
             if !cx.trusted_proxies.contains(&n) {
                 cx.trusted_proxies.push(n);
@@ -242,8 +245,8 @@ pub fn listeners(
             cx.unique_name(&name, b.line, here.clone(), "listener")
         };
         cx.binds.push((b.addr, name.clone()));
-        if b.proxy_protocol && cx.trusted_proxies.is_empty() {
-            cx.note(b.line, Place::Listener(name.clone()), "accept-proxy is not carried over: limpet believes a PROXY header only from trusted_proxies, which this file does not name; add them and `proxy_protocol: true`");
+        if b.proxy_protocol && !own_sources {
+            cx.note(b.line, Place::Listener(name.clone()), "accept-proxy is not carried over: limpet believes a PROXY header only from trusted_proxies, which this frontend does not name (`tcp-request connection expect-proxy layer4 if { src … }`); add them and `proxy_protocol: true`");
         }
         out.push(Listener {
             name,
@@ -251,7 +254,7 @@ pub fn listeners(
             pool: Some(pool.clone()),
             routes: routes.clone(),
             redirect_https: redirect && b.tls.is_none(),
-            proxy_protocol: b.proxy_protocol && !cx.trusted_proxies.is_empty(),
+            proxy_protocol: b.proxy_protocol && own_sources,
             tls: b.tls,
         });
     }
