@@ -318,7 +318,7 @@ impl Control {
                 let (stop, _) = watch::channel(false);
                 tracing::info!(%addr, "admin endpoint listening");
                 let reload: Arc<dyn admin::Reload> = Arc::clone(self) as Arc<dyn admin::Reload>;
-                let task = tokio::spawn(admin::serve(admin::Serve {
+                let task = tokio::spawn(admin::serve(admin::Endpoint {
                     listener,
                     shared: Arc::clone(&self.shared),
                     reload,
@@ -458,7 +458,7 @@ fn restore_learned(snapshot: &Snapshot, previous: &Snapshot, first: bool) {
         let Some(table) = pool.sticky.learned().filter(|_| !known) else {
             continue;
         };
-        match sticky::persist::load(&snapshot.state_dir, &pool.name, table) {
+        match sticky::learn::persist::load(&snapshot.state_dir, &pool.name, table) {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(pool = %pool.name, sessions = n, "learned sessions restored");
@@ -488,7 +488,7 @@ pub fn persist_learned(snapshot: &Snapshot) {
         let Some(table) = pool.sticky.learned() else {
             continue;
         };
-        match sticky::persist::save(&snapshot.state_dir, &pool.name, table) {
+        match sticky::learn::persist::save(&snapshot.state_dir, &pool.name, table) {
             Ok(n) => tracing::debug!(pool = %pool.name, sessions = n, "learned sessions saved"),
             Err(e) => tracing::error!(pool = %pool.name, "{e}"),
         }

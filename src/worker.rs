@@ -138,7 +138,7 @@ fn run(id: usize, shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                             continue;
                         }
                     };
-                    let serve = listener::serve(listener::Serve {
+                    let serve = listener::serve(listener::Acceptor {
                         listener,
                         id: socket_id,
                         local: Rc::clone(&local),

@@ -56,7 +56,8 @@ pub trait Reload: Send + Sync {
     fn reload(self: Arc<Self>) -> ReloadFuture;
 }
 
-pub struct Serve {
+/// The admin endpoint: its listening socket and what its requests act on.
+pub struct Endpoint {
     pub listener: TcpListener,
     pub shared: Arc<Shared>,
     pub reload: Arc<dyn Reload>,
@@ -77,11 +78,11 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts admin connections until `stop` turns true. (Boxed: the admin
 /// API reloads the configuration, which may start a new admin endpoint.)
-pub fn serve(s: Serve) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+pub fn serve(s: Endpoint) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(accept(s))
 }
 
-async fn accept(mut s: Serve) {
+async fn accept(mut s: Endpoint) {
     let history = Arc::new(history::History::default());
     tokio::spawn(history::run(
         Arc::clone(&history),

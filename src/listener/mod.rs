@@ -43,8 +43,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// How long accepting pauses after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// One worker accepting on one listener.
-pub struct Serve {
+/// One worker accepting on one listener: what its accept loop needs.
+pub struct Acceptor {
     /// This worker's copy of the listening socket.
     pub listener: TcpListener,
     /// The socket's id in the snapshot's listeners.
@@ -57,7 +57,7 @@ pub struct Serve {
 /// Accepts connections until `stop` turns true, then lets in-flight requests
 /// finish within the configuration's `shutdown_grace` and closes the rest.
 /// Every connection is served on this worker's thread.
-pub async fn serve(mut s: Serve) {
+pub async fn serve(mut s: Acceptor) {
     let graceful = Drain::new();
     loop {
         let permit = tokio::select! {

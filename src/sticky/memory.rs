@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Sticky;
-use super::table::{Saved, SessionTable};
+use super::table::{Kept, SessionTable};
 
 /// A pool's sticky memory.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +111,7 @@ impl Sticky {
             Sticky::None | Sticky::Cookie(_) => 0,
             Sticky::Learn(m) => {
                 for s in &memory.sessions {
-                    m.table.restore(super::learn::Saved {
+                    m.table.restore(super::learn::Learned {
                         key: s.key,
                         server: Arc::from(s.server.as_str()),
                         remaining: remaining(s.remaining_ms, m.table.idle),
@@ -122,7 +122,7 @@ impl Sticky {
             }
             Sticky::JvmRoute(m) => {
                 for s in &memory.sessions {
-                    m.bindings.restore(Saved {
+                    m.bindings.restore(Kept {
                         key: s.key,
                         value: m.bindings.names.intern(&s.server),
                         remaining: remaining(s.remaining_ms, m.bindings.idle),
@@ -133,7 +133,7 @@ impl Sticky {
             }
             Sticky::IpHash(m) => {
                 for r in &memory.recent {
-                    m.recent.restore(Saved {
+                    m.recent.restore(Kept {
                         key: r.key,
                         value: r.server_hash,
                         remaining: remaining(r.remaining_ms, m.recent.idle),

@@ -10,8 +10,6 @@ pub mod ip_hash;
 pub mod jvm_route;
 pub mod learn;
 pub mod memory;
-pub mod persist;
-pub mod store;
 pub mod table;
 
 use std::net::IpAddr;
@@ -150,7 +148,7 @@ impl Sticky {
         found: &Found,
         decision: Decision,
         headers: &mut HeaderMap,
-    ) -> Option<store::SetNow> {
+    ) -> Option<learn::store::SetNow> {
         match self {
             Sticky::None => {}
             Sticky::IpHash(m) => m.respond(servers, found, decision),
@@ -162,7 +160,7 @@ impl Sticky {
     }
 
     /// The shared store, in learn mode with `learn.store`.
-    pub fn store(&self) -> Option<&std::sync::Arc<store::Store>> {
+    pub fn store(&self) -> Option<&std::sync::Arc<learn::store::Store>> {
         match self {
             Sticky::Learn(m) => m.store.as_ref(),
             _ => None,

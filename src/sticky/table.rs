@@ -83,7 +83,7 @@ struct Shard {
 
 /// An entry as saved and restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Saved {
+pub struct Kept {
     pub key: u64,
     pub value: u64,
     pub remaining: Duration,
@@ -96,8 +96,8 @@ pub struct SessionTable {
     shards: Box<[Mutex<Shard>]>,
     pub idle: Duration,
     pub capacity: u64,
-    /// Server names, by the number that values stand for (see [`Names`]).
-    pub names: Names,
+    /// Server names, by the number that values stand for (see [`ServerNames`]).
+    pub names: ServerNames,
 }
 
 impl std::fmt::Debug for SessionTable {
@@ -142,7 +142,7 @@ impl SessionTable {
             shards,
             idle,
             capacity,
-            names: Names::default(),
+            names: ServerNames::default(),
         }
     }
 
@@ -224,7 +224,7 @@ impl SessionTable {
     }
 
     /// Puts back an entry saved with `remaining` idle time.
-    pub fn restore(&self, saved: Saved) {
+    pub fn restore(&self, saved: Kept) {
         let remaining = u64::try_from(saved.remaining.as_millis()).unwrap_or(0);
         let used = now_ms().saturating_sub(self.idle_ms().saturating_sub(remaining));
         self.put(saved.key, saved.value, saved.probation, used);
@@ -275,7 +275,7 @@ impl SessionTable {
     }
 
     /// Every live entry with its remaining idle time.
-    pub fn entries(&self) -> Vec<Saved> {
+    pub fn entries(&self) -> Vec<Kept> {
         let now = now_ms();
         let idle = self.idle_ms();
         let mut all = Vec::new();
@@ -285,7 +285,7 @@ impl SessionTable {
                 for slot in &ring.slots {
                     let age = now.saturating_sub(slot.used);
                     if age < idle {
-                        all.push(Saved {
+                        all.push(Kept {
                             key: slot.key,
                             value: slot.value,
                             remaining: Duration::from_millis(idle - age),
@@ -414,11 +414,11 @@ impl Ring {
 /// Server names, numbered: tables store the number (a value), and a name
 /// keeps its number for the table's life, across reloads.
 #[derive(Debug, Default)]
-pub struct Names {
+pub struct ServerNames {
     list: RwLock<Vec<Arc<str>>>,
 }
 
-impl Names {
+impl ServerNames {
     /// The number of `name`, given one if it has none.
     pub fn intern(&self, name: &str) -> u64 {
         if let Some(i) = self.find(name) {
@@ -503,13 +503,13 @@ mod tests {
     #[test]
     fn entries_expire_and_survive_a_save_with_their_remaining_time() {
         let t = SessionTable::new(100, 10, Duration::from_secs(3600));
-        t.restore(Saved {
+        t.restore(Kept {
             key: 1,
             value: 3,
             remaining: Duration::from_secs(600),
             probation: false,
         });
-        t.restore(Saved {
+        t.restore(Kept {
             key: 2,
             value: 4,
             remaining: Duration::ZERO,
@@ -538,7 +538,7 @@ mod tests {
 
     #[test]
     fn names_keep_their_numbers() {
-        let n = Names::default();
+        let n = ServerNames::default();
         assert_eq!(n.intern("node1"), 0);
         assert_eq!(n.intern("node2"), 1);
         assert_eq!(n.intern("node1"), 0);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::learn::{Saved, Table};
+use super::{Learned, Table};
 
 const FORMAT: &str = "limpet-learned-sessions-v1";
 
@@ -142,7 +142,7 @@ pub fn load(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError
     for r in file.entries {
         let remaining = Duration::from_millis(r.remaining_ms).min(table.idle);
         if let Some(left) = remaining.checked_sub(down).filter(|d| !d.is_zero()) {
-            table.restore(Saved {
+            table.restore(Learned {
                 key: r.key,
                 server: Arc::from(r.server.as_str()),
                 remaining: left,

@@ -1,0 +1,345 @@
+//! The learned table shared by several limpet instances through Redis
+//! (`learn.store`). The local table stays in front as the cache every
+//! request reads; Redis is where the instances meet:
+//!
+//! * one key per session, `limpet:<pool>:<hash>`, where `<hash>` is the
+//!   16-hex-digit table key (a fixed-seed hash of the id's first `max_len`
+//!   characters, the same in every instance): live session ids never reach
+//!   Redis. The value is the server's name; the TTL is `idle_timeout`.
+//! * a session learned from a server's `Set-Cookie`, a failover rewrite and
+//!   a session the server ended are written (`SET … PX`, `DEL`) and
+//!   announced on the channel `limpet:<pool>`, so the other instances'
+//!   caches follow at once. A learned or moved session is written before
+//!   the answer goes out (within `store_timeout`, else from the queue), so
+//!   the client's next request finds it through any instance;
+//! * a session in use has its TTL refreshed at most once per refresh period
+//!   (a `PEXPIRE`, batched with every other write of the moment; re-written
+//!   with `SET … NX` if Redis lost it), never a round trip per request;
+//! * a local miss is looked up (one `GET`, within `store_timeout`) and the
+//!   answer cached.
+//!
+//! Redis unreachable or slow never fails or delays a request by more than
+//! `store_timeout`: lookups are skipped while it is down, writes wait in a
+//! bounded queue, and a health check (with capped backoff) brings it back,
+//! replays the queue, and re-publishes the local table (`SET … NX`) when
+//! Redis came back empty (its marker key is gone). Entries on probation
+//! (ids only a client sent) stay local.
+
+mod sync;
+mod wire;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use tokio::sync::mpsc;
+
+use super::Table;
+use crate::config::StoreConfig;
+pub use sync::StoreStats;
+use sync::{Link, Op, manager};
+use wire::Keys;
+
+/// Writes waiting for the writer; past this, writes are dropped (and
+/// counted): Redis is far behind, and the health check re-publishes the
+/// table when it is back.
+const QUEUE: usize = 65_536;
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The number of the server in the table (cached there).
+    Hit(u64),
+    Miss,
+    /// Failed or too slow: the request goes on without.
+    Error,
+    /// The store is down: not asked.
+    Skipped,
+}
+
+/// A session to write to the store before the answer that made it reaches
+/// the client: see [`Store::set_now`].
+#[derive(Debug)]
+pub struct SetNow {
+    store: Arc<Store>,
+    key: u64,
+    server: Arc<str>,
+}
+
+impl SetNow {
+    pub fn new(store: &Arc<Store>, key: u64, server: Arc<str>) -> SetNow {
+        SetNow {
+            store: Arc::clone(store),
+            key,
+            server,
+        }
+    }
+
+    /// Written in the background instead.
+    pub fn later(self) {
+        self.store.set(self.key, self.server);
+    }
+
+    /// `spent`: how long the request already waited for the store.
+    pub async fn apply(self, spent: Duration) {
+        self.store.set_now(self.key, self.server, spent).await;
+    }
+}
+
+/// One pool's connection to the shared table.
+pub struct Store {
+    /// The URL, password masked.
+    pub shown: String,
+    /// What the background tasks use too: the connection, the key names,
+    /// the counters, the table.
+    link: Link,
+    /// `store_timeout` in microseconds (a reload may change it).
+    timeout_us: AtomicU64,
+    ops: mpsc::Sender<Op>,
+    pub stats: Arc<StoreStats>,
+    /// What the configuration said (URL and password), to keep the store
+    /// across a reload that does not change it.
+    pub identity: String,
+    /// How often an entry in use has its TTL refreshed, in seconds.
+    pub refresh_every_s: u32,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("prefix", &self.link.keys.prefix)
+            .field("up", &self.is_up())
+            .finish()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Store {
+    /// Connects (lazily) and starts the writer, the health check and the
+    /// subscriber on the current Tokio runtime; `None` outside one.
+    ///
+    /// `stats`: the counters of the store this one replaces (a reload that
+    /// changed the URL, the password or the table), which go on counting:
+    /// counters reset only when the process restarts.
+    pub fn start(
+        pool: &str,
+        config: &StoreConfig,
+        table: Table,
+        stats: Option<Arc<StoreStats>>,
+    ) -> Option<Arc<Store>> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let _guard = handle.enter();
+        let client = match redis::Client::open(config.info.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(pool, store = %config.shown, error = %e, "cannot use the store");
+                return None;
+            }
+        };
+        let conn = match manager(&client) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(pool, store = %config.shown, error = %e, "cannot use the store");
+                return None;
+            }
+        };
+        let keys = Keys::new(pool);
+        let (ttl_ms, refresh_every_s) = ttl_and_refresh(table.idle);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let up = Arc::new(AtomicBool::new(false));
+        let stats = stats.unwrap_or_default();
+        let pool: Arc<str> = pool.into();
+        let instance = format!("{:016x}", fastrand::u64(..));
+        let link = Link {
+            pool: Arc::clone(&pool),
+            shown: config.shown.clone(),
+            keys,
+            conn: Arc::new(arc_swap::ArcSwap::from_pointee(conn)),
+            client: client.clone(),
+            up: Arc::clone(&up),
+            stats: Arc::clone(&stats),
+            table: table.clone(),
+            ttl_ms,
+            instance,
+            pending: Arc::new(std::sync::Mutex::new(VecDeque::new())),
+            restored: Arc::new(AtomicBool::new(false)),
+        };
+        let tasks = vec![
+            handle.spawn(link.clone().write(rx)).abort_handle(),
+            handle.spawn(link.clone().check()).abort_handle(),
+            handle.spawn(link.clone().subscribe(client)).abort_handle(),
+        ];
+        Some(Arc::new(Store {
+            shown: config.shown.clone(),
+            link,
+            timeout_us: AtomicU64::new(micros(config.timeout)),
+            ops: tx,
+            stats,
+            identity: config.identity.clone(),
+            refresh_every_s,
+            tasks,
+        }))
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.link.is_up()
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_micros(self.timeout_us.load(Ordering::Relaxed))
+    }
+
+    /// A reload kept this store (same Redis, same password) and says how
+    /// long a request may wait for it from now on.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_us.store(micros(timeout), Ordering::Relaxed);
+    }
+
+    /// The table was just restored from `state_dir`: Redis's word wins
+    /// over it, as soon as Redis answers.
+    pub fn check_restored(&self) {
+        self.link.restored.store(true, Ordering::Relaxed);
+    }
+
+    /// Does this store serve `table` (a reload may have replaced it)?
+    pub fn serves(&self, table: &Table) -> bool {
+        self.link.table.same(table)
+    }
+
+    fn send(&self, op: Op) {
+        if self.ops.try_send(op).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A server issued (or took over) this session: written in the
+    /// background.
+    pub fn set(&self, key: u64, server: Arc<str>) {
+        self.send(Op::Set(key, server));
+    }
+
+    /// A server issued (or took over) this session, and the answer that
+    /// says so is about to reach the client: written and announced before
+    /// it does, so that the client's next request finds the session through
+    /// any instance (an L4 balancer may send it to another one at once).
+    /// Waits at most `store_timeout` less `spent` (what the request already
+    /// waited for the store); past that, or with the store down, the write
+    /// goes to the background queue and the answer goes on.
+    pub async fn set_now(&self, key: u64, server: Arc<str>, spent: Duration) {
+        let budget = self.timeout().saturating_sub(spent);
+        if !self.is_up() || budget.is_zero() {
+            return self.set(key, server);
+        }
+        let mut pipe = redis::pipe();
+        self.link.add_set(&mut pipe, key, &server);
+        let mut conn = self.link.conn();
+        match tokio::time::timeout(budget, pipe.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(pool = %self.link.pool, error = %e, "store write failed");
+                self.link.error();
+                self.set(key, server);
+            }
+            // Too slow: sent again from the queue (the same value twice is
+            // harmless).
+            Err(_) => {
+                self.link.error();
+                self.set(key, server);
+            }
+        }
+    }
+
+    /// The session is in use: refresh its TTL.
+    pub fn touch(&self, key: u64, server: Arc<str>) {
+        self.send(Op::Touch(key, server));
+    }
+
+    /// The server ended the session.
+    pub fn end(&self, key: u64) {
+        self.send(Op::End(key));
+    }
+
+    /// Asks the store which server holds session `key`, within
+    /// `store_timeout`; a hit is cached in the local table.
+    pub async fn lookup(&self, key: u64) -> Lookup {
+        if !self.is_up() {
+            self.stats.lookup_skipped.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Skipped;
+        }
+        let mut conn = self.link.conn();
+        let name = self.link.keys.key(key);
+        let got = tokio::time::timeout(self.timeout(), conn.get::<_, Option<String>>(name)).await;
+        match got {
+            Ok(Ok(Some(server))) => match self.link.table.insert(key, &server) {
+                Some(n) => {
+                    self.stats.lookup_hit.fetch_add(1, Ordering::Relaxed);
+                    Lookup::Hit(n)
+                }
+                None => {
+                    tracing::debug!(pool = %self.link.pool, server, "the store names a server this pool does not have");
+                    self.link.error();
+                    self.stats.lookup_miss.fetch_add(1, Ordering::Relaxed);
+                    Lookup::Miss
+                }
+            },
+            Ok(Ok(None)) => {
+                self.stats.lookup_miss.fetch_add(1, Ordering::Relaxed);
+                Lookup::Miss
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "store lookup failed");
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.lookup_error.fetch_add(1, Ordering::Relaxed);
+                Lookup::Error
+            }
+            Err(_) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.lookup_error.fetch_add(1, Ordering::Relaxed);
+                Lookup::Error
+            }
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The TTL of a session in Redis (ms) and how often a session in use has
+/// it refreshed (s): a tenth of the idle timeout, at least every minute,
+/// at most every second; the TTL is the idle timeout, but never shorter
+/// than two refresh periods, or Redis would forget a session in use when
+/// `idle_timeout` is under two seconds.
+fn ttl_and_refresh(idle: Duration) -> (u64, u32) {
+    let refresh_s = u32::try_from((idle / 10).as_secs().clamp(1, 60)).unwrap_or(60);
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    (idle_ms.max(2_000 * u64::from(refresh_s)), refresh_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_in_use_outlives_its_ttl_in_redis_whatever_idle_timeout() {
+        assert_eq!(
+            ttl_and_refresh(Duration::from_secs(5 * 3600)),
+            (18_000_000, 60)
+        );
+        assert_eq!(ttl_and_refresh(Duration::from_secs(300)), (300_000, 30));
+        // Refreshed every second at most: a TTL of 2 s, not 100 ms.
+        assert_eq!(ttl_and_refresh(Duration::from_millis(100)), (2_000, 1));
+        assert_eq!(ttl_and_refresh(Duration::from_secs(15)), (15_000, 1));
+    }
+}
