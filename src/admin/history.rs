@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::status::escape;
+use super::html::escape;
 use crate::runtime::Shared;
 
 /// How often the counters are read.

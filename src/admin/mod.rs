@@ -25,6 +25,7 @@ mod api;
 mod conns;
 mod guard;
 mod history;
+mod html;
 mod metrics;
 mod status;
 

@@ -11,25 +11,10 @@ use std::fmt::Write;
 
 use super::api::rfc3339;
 use super::history::{self, History};
+use super::html::escape;
 use crate::config::ServerState;
 use crate::metrics::{Histogram, OUTCOMES};
 use crate::runtime::Snapshot;
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}\

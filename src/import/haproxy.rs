@@ -193,6 +193,22 @@ fn proxies<'a>(sections: &'a [Section], file: &Path) -> Result<Vec<Proxy<'a>>, I
     Ok(out)
 }
 
+/// What the backend's directives said, gathered before the pool is built.
+#[derive(Default)]
+pub struct Gathered<'a> {
+    pub balance: Option<&'a Line>,
+    pub cookie: Option<(&'a Line, bool)>,
+    pub httpchk: Option<&'a Line>,
+    pub check_send: Option<&'a Line>,
+    pub check_expect: Option<&'a Line>,
+    pub check_timeout: Option<&'a Line>,
+    pub retries: Option<(&'a Line, bool)>,
+    pub redispatch: bool,
+    pub stick_table: Option<&'a Line>,
+    pub stick_cookie: Option<(&'a Line, String)>,
+    pub stick_src: Option<&'a Line>,
+}
+
 /// What the whole import gathers beside listeners and pools.
 pub(crate) struct Cx<'a> {
     pub file: &'a Path,

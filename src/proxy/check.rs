@@ -25,6 +25,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Version};
 
 use super::error::ProxyError;
+use super::headers::Scan;
 use crate::config::Limits;
 
 /// Checks `req`; returns its authority (None for an HTTP/1.0 request
@@ -59,70 +60,6 @@ pub struct Checked {
     /// The request's authority (None for an HTTP/1.0 request without `Host`).
     pub authority: Option<HeaderValue>,
     pub scan: Scan,
-}
-
-/// What one pass over a request header found, for the steps after the check.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Scan {
-    /// Size as it came on the wire (names, values, separators).
-    pub bytes: usize,
-    pub hosts: u8,
-    pub transfer_encoding: bool,
-    /// `Connection` or another hop-by-hop header is present.
-    pub hop_by_hop: bool,
-    pub upgrade: bool,
-    /// `Cookie` fields (HTTP/2 sends one per cookie).
-    pub cookies: u16,
-    pub x_forwarded_for: bool,
-    pub x_forwarded_proto: bool,
-    pub x_forwarded_host: bool,
-    /// `Forwarded` or `X-Real-IP`.
-    pub forwarded: bool,
-}
-
-impl Scan {
-    /// How many fields the header has, the cookies counted as the one
-    /// `Cookie` field they are joined into (HTTP/2 sends a crumb per
-    /// cookie; HAProxy counts them once too).
-    pub fn fields(&self, headers: &http::HeaderMap) -> usize {
-        headers.len() - usize::from(self.cookies.saturating_sub(1))
-    }
-
-    pub fn of(headers: &http::HeaderMap) -> Scan {
-        use super::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP};
-        let mut s = Scan::default();
-        for (name, value) in headers {
-            if name == header::COOKIE && s.cookies > 0 {
-                // Another HTTP/2 crumb of the one `Cookie` field: it costs
-                // its value and the `; ` that joins it.
-                s.bytes += value.len() + 2;
-            } else {
-                s.bytes += name.as_str().len() + value.len() + 4;
-            }
-            if name == header::HOST {
-                s.hosts = s.hosts.saturating_add(1);
-            } else if name == header::COOKIE {
-                s.cookies = s.cookies.saturating_add(1);
-            } else if name == header::TRANSFER_ENCODING {
-                s.transfer_encoding = true;
-                s.hop_by_hop = true;
-            } else if name == header::UPGRADE {
-                s.upgrade = true;
-                s.hop_by_hop = true;
-            } else if name == X_FORWARDED_FOR {
-                s.x_forwarded_for = true;
-            } else if name == X_FORWARDED_PROTO {
-                s.x_forwarded_proto = true;
-            } else if name == X_FORWARDED_HOST {
-                s.x_forwarded_host = true;
-            } else if name == header::FORWARDED || name == X_REAL_IP {
-                s.forwarded = true;
-            } else if super::headers::is_hop_by_hop(name) {
-                s.hop_by_hop = true;
-            }
-        }
-        s
-    }
 }
 
 /// The request's authority, from its target and its `Host`.

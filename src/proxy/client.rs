@@ -17,7 +17,7 @@ use std::time::Duration;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use super::body::ReqBody;
+use super::upload::ReqBody;
 use crate::clock;
 
 /// Idle connections to a server are closed after this long.

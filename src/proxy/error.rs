@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use super::body::ResBody;
 use super::end::End;
+use super::upload::ClientFault;
 use crate::decision::NoServer;
 
 /// Why limpet answers a request itself instead of a server.
@@ -137,6 +138,16 @@ impl From<NoServer> for ProxyError {
         match n {
             NoServer::NoneUsable | NoServer::AffineDown => ProxyError::NoServer,
             NoServer::AllFailed | NoServer::AffineFailed => ProxyError::Unreachable,
+        }
+    }
+}
+
+impl From<ClientFault> for ProxyError {
+    fn from(fault: ClientFault) -> ProxyError {
+        match fault {
+            ClientFault::Malformed => ProxyError::BadRequest,
+            ClientFault::Gone => ProxyError::ClientGone,
+            ClientFault::Slow => ProxyError::BodyTimeout,
         }
     }
 }

@@ -31,10 +31,11 @@ use http::request::Parts;
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::{Back, Progress, ReqBody};
+use super::body::Back;
 use super::end::End;
 use super::error::ProxyError;
 use super::local::{Current, Local};
+use super::upload::{Progress, ReqBody};
 use super::verdict::{Attempt, Context, Next, Verdict, classify};
 use crate::decision::{Decision, Outcome};
 use crate::pool::Pool;
@@ -151,7 +152,7 @@ pub async fn send(
                     unsent = Some(back);
                     Attempt::ClosedBeforeWrite
                 } else if let Some(fault) = progress.fault() {
-                    Attempt::ClientFault(fault.error())
+                    Attempt::ClientFault(fault.into())
                 } else if progress.waiting_for_client() {
                     Attempt::ServerGaveUpOnClient
                 } else {

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use super::check::Scan;
 use super::conn::ConnCtx;
 
 // Static names: a `&str` key would build (allocate) a HeaderName per request.
@@ -33,6 +32,69 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Is `name` one of the fixed hop-by-hop headers?
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
+}
+
+/// What one pass over a request header found, for the steps after the check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Size as it came on the wire (names, values, separators).
+    pub bytes: usize,
+    pub hosts: u8,
+    pub transfer_encoding: bool,
+    /// `Connection` or another hop-by-hop header is present.
+    pub hop_by_hop: bool,
+    pub upgrade: bool,
+    /// `Cookie` fields (HTTP/2 sends one per cookie).
+    pub cookies: u16,
+    pub x_forwarded_for: bool,
+    pub x_forwarded_proto: bool,
+    pub x_forwarded_host: bool,
+    /// `Forwarded` or `X-Real-IP`.
+    pub forwarded: bool,
+}
+
+impl Scan {
+    /// How many fields the header has, the cookies counted as the one
+    /// `Cookie` field they are joined into (HTTP/2 sends a crumb per
+    /// cookie; HAProxy counts them once too).
+    pub fn fields(&self, headers: &http::HeaderMap) -> usize {
+        headers.len() - usize::from(self.cookies.saturating_sub(1))
+    }
+
+    pub fn of(headers: &http::HeaderMap) -> Scan {
+        let mut s = Scan::default();
+        for (name, value) in headers {
+            if name == header::COOKIE && s.cookies > 0 {
+                // Another HTTP/2 crumb of the one `Cookie` field: it costs
+                // its value and the `; ` that joins it.
+                s.bytes += value.len() + 2;
+            } else {
+                s.bytes += name.as_str().len() + value.len() + 4;
+            }
+            if name == header::HOST {
+                s.hosts = s.hosts.saturating_add(1);
+            } else if name == header::COOKIE {
+                s.cookies = s.cookies.saturating_add(1);
+            } else if name == header::TRANSFER_ENCODING {
+                s.transfer_encoding = true;
+                s.hop_by_hop = true;
+            } else if name == header::UPGRADE {
+                s.upgrade = true;
+                s.hop_by_hop = true;
+            } else if name == X_FORWARDED_FOR {
+                s.x_forwarded_for = true;
+            } else if name == X_FORWARDED_PROTO {
+                s.x_forwarded_proto = true;
+            } else if name == X_FORWARDED_HOST {
+                s.x_forwarded_host = true;
+            } else if name == header::FORWARDED || name == X_REAL_IP {
+                s.forwarded = true;
+            } else if is_hop_by_hop(name) {
+                s.hop_by_hop = true;
+            }
+        }
+        s
+    }
 }
 
 /// Prepares a request's header for the server: hop-by-hop headers out (the

@@ -10,7 +10,7 @@
 //! which server, and send (and retry)    pool/ (Pool::decide), forward.rs, client.rs
 //!   whom to blame, whether to retry       verdict.rs   (one pure function)
 //! act on the response                   sticky/      (Sticky::respond), headers.rs
-//! stream it back, then log and count    body.rs, end.rs
+//! stream it back, then log and count    body.rs, end.rs (the upload: upload.rs)
 //! ```
 //!
 //! Everything a request needs comes from one runtime snapshot, read once, so
@@ -29,6 +29,7 @@ pub mod headers;
 pub mod local;
 pub mod redirect;
 pub mod route;
+pub mod upload;
 pub mod verdict;
 
 use std::convert::Infallible;
@@ -39,11 +40,12 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use body::{Back, Progress, ReqBody, ResBody};
+use body::{Back, ResBody};
 pub use conn::{ConnCtx, ConnState};
 use end::End;
 use error::ProxyError;
 pub use local::Local;
+use upload::{Progress, ReqBody};
 
 pub async fn handle(
     local: Rc<Local>,
@@ -192,7 +194,7 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpg
 
 /// The request body for the attempts: a small body of an idempotent request
 /// is read whole, so the request can be replayed on another server (see
-/// [`body::REPLAY_LIMIT`]); anything else streams.
+/// [`upload::REPLAY_LIMIT`]); anything else streams.
 /// A streamed body comes with the [`Progress`] it keeps.
 async fn request_body(
     parts: &http::request::Parts,
@@ -206,12 +208,12 @@ async fn request_body(
     let small = body
         .size_hint()
         .exact()
-        .is_some_and(|n| n <= body::REPLAY_LIMIT);
+        .is_some_and(|n| n <= upload::REPLAY_LIMIT);
     if !small || !forward::idempotent(&parts.method) {
         let progress = Rc::new(Progress::default());
         let body = ReqBody::streaming(body, Rc::clone(&progress), client_body);
         return Ok((body, Some(progress)));
     }
-    let whole = body::buffer(body, client_body).await?;
+    let whole = upload::buffer(body, client_body).await?;
     Ok((ReqBody::Full(Some(whole)), None))
 }

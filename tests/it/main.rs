@@ -33,6 +33,7 @@ mod sticky_ip_hash;
 mod sticky_jvm_route;
 mod sticky_learn;
 mod store;
+mod structure;
 mod tls;
 mod tomcat;
 mod upgrade;

@@ -10,7 +10,7 @@ use super::check::{checks, traffic};
 use super::lex::{Kind, Line};
 use super::server::{Params, server};
 use super::value;
-use super::{Cx, Proxy, why_not};
+use super::{Cx, Gathered, Proxy, why_not};
 use crate::import::model::{Cookie, ImportError, Learn, Place, Pool, Sticky, lb_name};
 
 const MS: Duration = Duration::from_millis(1);
@@ -68,22 +68,6 @@ pub fn is_back_only(l: &Line) -> bool {
                     | "abortonclose"
                     | "prefer-last-server"
             ))
-}
-
-/// What the backend's directives said, gathered before the pool is built.
-#[derive(Default)]
-pub struct Gathered<'a> {
-    pub balance: Option<&'a Line>,
-    pub cookie: Option<(&'a Line, bool)>,
-    pub httpchk: Option<&'a Line>,
-    pub check_send: Option<&'a Line>,
-    pub check_expect: Option<&'a Line>,
-    pub check_timeout: Option<&'a Line>,
-    pub retries: Option<(&'a Line, bool)>,
-    pub redispatch: bool,
-    pub stick_table: Option<&'a Line>,
-    pub stick_cookie: Option<(&'a Line, String)>,
-    pub stick_src: Option<&'a Line>,
 }
 
 pub fn pool(cx: &mut Cx<'_>, p: &Proxy<'_>, name: String) -> Result<Option<Pool>, ImportError> {

@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use super::Cx;
-use super::backend::Gathered;
 use super::lex::Line;
 use super::server::Params;
 use super::value;
+use super::{Cx, Gathered};
 use crate::import::model::{HealthCheck, Place, Pool, lb_name};
 
 const MS: Duration = Duration::from_millis(1);
