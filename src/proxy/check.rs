@@ -62,6 +62,16 @@ pub struct Checked {
     pub scan: Scan,
 }
 
+impl Checked {
+    /// The authority without its port: what routes match.
+    pub fn host(&self) -> Option<&str> {
+        self.authority
+            .as_ref()
+            .and_then(|a| a.to_str().ok())
+            .map(super::route::strip_port)
+    }
+}
+
 /// The request's authority, from its target and its `Host`.
 fn authority<B>(
     req: &Request<B>,

@@ -10,6 +10,23 @@ use ipnet::IpNet;
 
 pub const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
+/// The client of a request on a connection from `peer`, and whether that
+/// peer is a trusted proxy whose forwarding headers are believed (it must
+/// be in `trusted_proxies`, and may not be when a PROXY header named the
+/// client: `may_forward`).
+pub fn client(
+    peer: IpAddr,
+    may_forward: bool,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> (IpAddr, bool) {
+    if may_forward && is_trusted(peer, trusted) {
+        (resolve(peer, headers, trusted), true)
+    } else {
+        (peer, false)
+    }
+}
+
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }

@@ -34,11 +34,12 @@ use hyper::body::Incoming;
 use super::body::Back;
 use super::end::End;
 use super::error::ProxyError;
-use super::local::{Current, Local};
+use super::local::Local;
 use super::upload::{Progress, ReqBody};
 use super::verdict::{Attempt, Context, Next, Verdict, classify};
 use crate::decision::{Decision, Outcome};
 use crate::pool::Pool;
+use crate::runtime::Snapshot;
 use crate::sticky::Found;
 
 /// Methods a client may repeat without changing the result (RFC 9110 §9.2.2).
@@ -57,31 +58,28 @@ pub struct Sent {
     pub back: Back,
 }
 
-/// Forwards the request (`parts`, `body`) to the server the pool decides on.
-#[allow(clippy::too_many_arguments)]
+/// Forwards `request` to the server the pool decides for `found`.
 pub async fn send(
     local: &Rc<Local>,
-    current: &Current,
+    snap: &Snapshot,
     pool: &Pool,
-    parts: Parts,
-    body: ReqBody,
-    progress: Option<&Progress>,
     found: &Found,
+    request: Request<ReqBody>,
     end: &mut End,
 ) -> Result<Sent, ProxyError> {
-    let snap = &current.snap;
     // A body that does not stream is sent at once: the server has the turn
     // from the start.
+    let streamed = request.body().progress();
     let fixed;
-    let progress = match progress {
-        Some(p) => p,
+    let progress = match &streamed {
+        Some(p) => &**p,
         None => {
             fixed = Progress::default();
             &fixed
         }
     };
-    let replayable = idempotent(&parts.method) && body.replay().is_some();
-    let mut unsent: Option<Request<ReqBody>> = Some(outgoing(parts, body));
+    let replayable = idempotent(request.method()) && request.body().replay().is_some();
+    let mut unsent: Option<Request<ReqBody>> = Some(request);
     let mut tried: Vec<usize> = Vec::new();
     let mut stale = 0;
     loop {
@@ -135,7 +133,7 @@ pub async fn send(
                                 local: Rc::clone(local),
                                 slot: server.slot,
                                 sender: sender.inner,
-                                request: None,
+                                request: streamed,
                             },
                         });
                     }
@@ -220,7 +218,7 @@ fn log(pool: &Pool, server: &str, what: Attempt, verdict: &Verdict, error: &str)
 }
 
 /// The request as the server gets it: origin-form target, HTTP/1.1.
-fn outgoing(mut parts: Parts, body: ReqBody) -> Request<ReqBody> {
+pub fn outgoing(mut parts: Parts, body: ReqBody) -> Request<ReqBody> {
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         parts.uri = parts
             .uri
@@ -246,7 +244,7 @@ fn duplicate(req: &Request<ReqBody>) -> Request<ReqBody> {
 /// deadline moves with the upload's progress and stands still while limpet
 /// waits for the client. `Err(())` when `backend_response` ran out.
 async fn respond<F: std::future::Future>(
-    snap: &crate::runtime::Snapshot,
+    snap: &Snapshot,
     progress: &Progress,
     response: F,
 ) -> Result<F::Output, ()> {

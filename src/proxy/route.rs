@@ -4,7 +4,42 @@
 //! request cannot slip past a route by spelling its path differently; the
 //! path is forwarded as received.
 
+use super::error::ProxyError;
+use crate::config::sni::Cert;
 use crate::runtime::ListenerRt;
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// This pool (an index into the snapshot's pools).
+    Pool(usize),
+    /// The listener redirects every request to HTTPS (`redirect_https`).
+    ToHttps,
+}
+
+/// The route step: the listener's `redirect_https`, then `strict_sni` (a
+/// `Host` the connection's certificate does not name is 421), then the
+/// pool ([`pick`]; none is 503). `host` is the request's authority without
+/// its port.
+pub fn route(
+    listener: Option<&ListenerRt>,
+    strict_sni: Option<&Cert>,
+    host: Option<&str>,
+    path: &str,
+) -> Result<Routed, ProxyError> {
+    if listener.is_some_and(|l| l.redirect_https) {
+        return Ok(Routed::ToHttps);
+    }
+    if let Some(cert) = strict_sni
+        && !host.is_some_and(|h| cert.serves(h))
+    {
+        return Err(ProxyError::Misdirected);
+    }
+    listener
+        .and_then(|l| pick(l, host, path))
+        .map(Routed::Pool)
+        .ok_or(ProxyError::NoServer)
+}
 
 /// A `Host` or authority without its port (`[v6]:port` → `v6`).
 pub fn strip_port(host: &str) -> &str {

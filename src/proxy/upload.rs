@@ -162,14 +162,23 @@ pub enum ReqBody {
 
 impl ReqBody {
     /// Streams `body` with `client_body` as the longest pause between reads.
-    pub fn streaming(body: Incoming, progress: Rc<Progress>, timeout: Duration) -> ReqBody {
+    pub fn streaming(body: Incoming, timeout: Duration) -> ReqBody {
         ReqBody::Streaming(Box::new(Streaming {
             body,
-            progress,
+            progress: Rc::new(Progress::default()),
             timeout,
             timer: None,
             armed: false,
         }))
+    }
+
+    /// What a streamed body did (None for a body sent at once: the server
+    /// has the turn from the start).
+    pub fn progress(&self) -> Option<Rc<Progress>> {
+        match self {
+            ReqBody::Streaming(s) => Some(Rc::clone(&s.progress)),
+            ReqBody::Empty | ReqBody::Full(_) => None,
+        }
     }
 
     /// A copy for another attempt, when the body can be sent again.

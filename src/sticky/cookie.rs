@@ -64,6 +64,7 @@ impl CookieMode {
                 _ => None,
             },
             recent: None,
+            ..Found::default()
         }
     }
 

@@ -49,6 +49,7 @@ impl IpHash {
             session: None,
             held: None,
             recent: self.recent.get(key),
+            ..Found::default()
         }
     }
 

@@ -80,6 +80,7 @@ impl JvmRoute {
             session: first,
             held: None,
             recent: None,
+            ..Found::default()
         }
     }
 
@@ -103,6 +104,7 @@ impl JvmRoute {
             session: Some(h),
             held: None,
             recent: None,
+            ..Found::default()
         })
     }
 

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod table;
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use http::HeaderMap;
 
@@ -35,6 +36,9 @@ pub struct Found {
     /// ip_hash: the `server_hash` of the server that served this key
     /// recently (a draining server keeps such keys).
     pub recent: Option<u64>,
+    /// How long finding it waited for the shared store (learn mode with
+    /// `learn.store`): what is left of `store_timeout` for writing there.
+    pub waited: Duration,
 }
 
 impl Default for Found {
@@ -45,6 +49,7 @@ impl Default for Found {
             session: None,
             held: None,
             recent: None,
+            waited: Duration::ZERO,
         }
     }
 }
@@ -118,25 +123,42 @@ impl Sticky {
         }
     }
 
-    /// learn mode with a shared store: a session the local table does not
-    /// know is looked up there (within `store_timeout`). Anything else is
-    /// `found` as it is, at once.
-    pub async fn find_shared(&self, found: Found) -> Found {
+    /// [`find`](Self::find), then, in learn mode with a shared store, a
+    /// session the local table does not know is looked up there (within
+    /// `store_timeout`; boxed, so only such requests carry the lookup).
+    pub async fn affinity(
+        &self,
+        servers: &Servers,
+        headers: &HeaderMap,
+        path: &str,
+        client: IpAddr,
+    ) -> Found {
+        let found = self.find(servers, headers, path, client);
         match self {
-            Sticky::Learn(m) if m.wants_lookup(&found) => m.lookup(found).await,
+            Sticky::Learn(m) if m.wants_lookup(&found) => Box::pin(m.lookup(found)).await,
             _ => found,
         }
-    }
-
-    /// Does [`find_shared`](Self::find_shared) have anything to do?
-    pub fn wants_lookup(&self, found: &Found) -> bool {
-        matches!(self, Sticky::Learn(m) if m.wants_lookup(found))
     }
 
     /// Rewrites the request before it goes to the server.
     pub fn prepare(&self, headers: &mut HeaderMap) {
         if let Sticky::Cookie(m) = self {
             m.prepare(headers);
+        }
+    }
+
+    /// [`respond`](Self::respond), then, in learn mode with a shared
+    /// store, writes a session learned or moved there before the client
+    /// can take it to another instance (boxed, as the lookup).
+    pub async fn act_on(
+        &self,
+        servers: &Servers,
+        found: &Found,
+        decision: Decision,
+        headers: &mut HeaderMap,
+    ) {
+        if let Some(write) = self.respond(servers, found, decision, headers) {
+            Box::pin(write.apply(found.waited)).await;
         }
     }
 

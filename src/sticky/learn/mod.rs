@@ -137,6 +137,7 @@ impl Learn {
             session: Some(key),
             held: None,
             recent: None,
+            ..Found::default()
         }
     }
 
@@ -203,7 +204,7 @@ impl Learn {
 
     /// Does `found` call for a look in the shared store (a session id the
     /// local table does not know)?
-    pub fn wants_lookup(&self, found: &Found) -> bool {
+    pub(super) fn wants_lookup(&self, found: &Found) -> bool {
         self.store.is_some() && found.affinity == Affinity::None && found.session.is_some()
     }
 
@@ -213,7 +214,10 @@ impl Learn {
         let (Some(store), Some(key)) = (&self.store, found.session) else {
             return found;
         };
-        if let Lookup::Hit(n) = store.lookup(key).await {
+        let asked = std::time::Instant::now();
+        let answer = store.lookup(key).await;
+        found.waited = asked.elapsed();
+        if let Lookup::Hit(n) = answer {
             found.affinity = match self.servers.get(n as usize) {
                 Some(&i) if i != usize::MAX => Affinity::Server(i),
                 _ => Affinity::Removed,
