@@ -8,6 +8,9 @@
 # It measures the committed tree: with uncommitted changes it refuses to run
 # unless ALLOW_DIRTY=1 (the report then names the diff's sha256).
 #
+# This driver fills in the configurations from templates/ and measures every
+# (scenario, balancer, round) with lib/measure.sh.
+#
 # Environment:
 #   DURATION     wrk -d of each measured run (default 10s)
 #   WARMUP       warm-up before each measured run (default 2s)
@@ -25,7 +28,7 @@
 #   PORT_BASE    demo nodes listen on PORT_BASE+1..+3 (default 19000); the
 #                balancer on PORT_BASE+80 (HTTPS in the tls_* scenarios),
 #                limpet's admin on PORT_BASE+90
-#   OUT          results file (default benches/compare/results-<date>.md)
+#   OUT          the Markdown report (default benches/compare/results-<date>.md)
 #   ALLOW_DIRTY=1  run on a tree with uncommitted changes
 #   KEEP_TMP=1   keep the temporary directory (configs, logs, raw wrk output)
 #   QUIET_IDLE_PCT, WAIT_QUIET   before each measured run, wait up to WAIT_QUIET
@@ -37,12 +40,21 @@
 # requests that went where the scenario says they must not.
 set -euo pipefail
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+exec {LOGFD}>&2   # log() writes here even from inside a redirected block (the EXIT trap may run there)
+log() { printf '%s\n' "$*" >&"$LOGFD"; }
+die() { log "run.sh: $*"; exit 1; }
+
+# shellcheck source=lib/scenarios.sh
+source "$here/lib/scenarios.sh"
+
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 BALANCERS=${BALANCERS:-"limpet haproxy nginx"}
-ALL_SCENARIOS="baseline round_robin cookie jvm_route ip_hash learn_hit learn_new tls_keepalive tls_handshake"
 SCENARIOS=${SCENARIOS:-all}
 [[ $SCENARIOS == all ]] && SCENARIOS=$ALL_SCENARIOS
 PORT_BASE=${PORT_BASE:-19000}
@@ -53,18 +65,10 @@ LB_PORT=$((PORT_BASE + 80))
 LB_ADDR=127.0.0.1:${LB_PORT}
 ADMIN_ADDR=127.0.0.1:$((PORT_BASE + 90))
 HAPROXY_STATS_PORT=$((PORT_BASE + 91))   # HAProxy's runtime API (its counterpart of limpet's admin)
-SCRAPE_URL=    # set while limpet runs: its /metrics, scraped every second
 NODE2=127.0.0.1:$((PORT_BASE + 2))
-
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
 OUT=${OUT:-$here/results-$(date +%F).md}
 QUIET_IDLE_PCT=${QUIET_IDLE_PCT:-90}   # a measured run starts when the machine is this idle...
 WAIT_QUIET=${WAIT_QUIET:-60}           # ...or after waiting this many seconds
-
-exec {LOGFD}>&2   # log() writes here even from inside a redirected block (the EXIT trap may run there)
-log() { printf '%s\n' "$*" >&"$LOGFD"; }
-die() { log "run.sh: $*"; exit 1; }
 
 for d in "$DURATION" "$WARMUP"; do
     [[ $d =~ ^[0-9]+[smh]?$ ]] || die "durations look like 10s, 30s or 1m, not \`$d\`"
@@ -178,83 +182,21 @@ THREADS=${THREADS:-$LOAD_N}
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive number, not \`$THREADS\`"
 
 # --------------------------------------------------------------------------
-# processes, temp dir, cleanup
+# processes, temp dir, cleanup, certificate
 # --------------------------------------------------------------------------
 TMP=$(mktemp -d /tmp/limpet-compare.XXXXXX)
-PIDS=()        # every process this script started (killed on exit)
-SAMPLER_PID=
-
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-cleanup() {
-    local rc=$?
-    set +e
-    [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    if [[ ${KEEP_TMP:-0} == 1 || $rc -ne 0 ]]; then
-        log "run.sh: configs, logs and raw wrk output kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
+# shellcheck source=lib/processes.sh
+source "$here/lib/processes.sh"
+# shellcheck source=lib/tls.sh
+source "$here/lib/tls.sh"
+# shellcheck source=lib/balancers.sh
+source "$here/lib/balancers.sh"
+# shellcheck source=lib/measure.sh
+source "$here/lib/measure.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# One certificate for all three balancers (tls_* scenarios): ECDSA P-256,
-# self-signed for localhost and 127.0.0.1. limpet reads the chain and the
-# (PKCS#8) key, nginx the same two files, HAProxy both in one PEM.
-TLS_CRT=$TMP/tls/lb.crt TLS_KEY=$TMP/tls/lb.key TLS_PEM=$TMP/tls/lb.pem
-if ((TLS)); then
-    mkdir -p "$TMP/tls"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-        -keyout "$TLS_KEY" -out "$TLS_CRT" >"$TMP/tls/openssl.log" 2>&1 ||
-        die "openssl could not make the certificate: $(cat "$TMP/tls/openssl.log")"
-    cat "$TLS_CRT" "$TLS_KEY" >"$TLS_PEM"
-    chmod 600 "$TLS_KEY" "$TLS_PEM"   # limpet check warns about a key every user can read
-fi
-
-forget_pid() { # remove $1 from PIDS
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-stop_pid() { # TERM, wait up to 5 s, KILL
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    forget_pid "$pid"
-}
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_port_free() { # a stopped process's port: free within 5 s
-    for _ in $(seq 50); do port_free "$1" && return 0; sleep 0.1; done
-    die "port $1 is still in use"
-}
-
-wait_http() { # wait_http URL PID NAME: until URL answers (max 10 s)
-    local url=$1 pid=$2 name=$3
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (see $TMP)"
-        # -k: the tls_* scenarios' certificate is self-signed; HTTP/1.1 as wrk speaks
-        curl -sk --http1.1 -o /dev/null --max-time 1 "$url" && return 0
-        sleep 0.1
-    done
-    die "$name did not answer on $url within 10 s (see $TMP)"
-}
+if ((TLS)); then make_certificate; fi
 
 # --------------------------------------------------------------------------
 # build
@@ -287,25 +229,6 @@ fi
 ON_LB_CPUS=()
 if ((PINNED)); then ON_LB_CPUS=(taskset -c "$LB_CPUS"); fi
 
-NODES_PID=
-start_nodes() { # fresh demo nodes for every run: no sessions left from the last one
-    local i
-    for i in $(seq "$NODES"); do wait_port_free $((PORT_BASE + i)); done
-    "$NODES_BIN" --nodes "$NODES" --port-base "$PORT_BASE" >"$TMP/nodes.log" 2>&1 &
-    NODES_PID=$!
-    PIDS+=("$NODES_PID")
-    for _ in $(seq 100); do
-        grep -q '^ready$' "$TMP/nodes.log" 2>/dev/null && return 0
-        kill -0 "$NODES_PID" 2>/dev/null || die "demo_nodes exited: $(cat "$TMP/nodes.log")"
-        sleep 0.1
-    done
-    die "demo_nodes did not start"
-}
-stop_nodes() {
-    [[ -n $NODES_PID ]] && stop_pid "$NODES_PID"
-    NODES_PID=
-}
-
 # A real Tomcat-style session id, issued by node2 itself (32 hex + ".node2").
 start_nodes
 JSESSIONID=$(curl -s -D - -o /dev/null "http://$NODE2/" |
@@ -324,525 +247,8 @@ CPU=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 
 # --------------------------------------------------------------------------
-# scenarios
+# runs: for each scenario, ROUNDS rounds, the balancers' order rotated
 # --------------------------------------------------------------------------
-HIT_ID=   # learn_hit: the id the balancer under test learned from node2 (per run)
-
-scenario_mode() { # the affinity a scenario configures: templates/*/*-<mode>.*
-    case $1 in
-        round_robin | tls_*) echo none ;;
-        cookie | jvm_route | ip_hash) echo "$1" ;;
-        learn_hit | learn_new) echo learn ;;
-        *) die "scenario $1 runs no balancer" ;;
-    esac
-}
-scenario_path() { # the request of the scenario
-    case $1 in
-        learn_new) echo / ;;          # a session path: every cookie-less request creates a session
-        *) echo /static/x ;;          # never creates or reads a session
-    esac
-}
-scenario_header() { # scenario [name] → request header for wrk/curl
-    case $1 in
-        baseline | round_robin | ip_hash | learn_new | tls_keepalive) echo "" ;;
-        tls_handshake) echo "Connection: close" ;;   # a new connection and TLS handshake per request
-        cookie) echo "Cookie: SERVERID=node2" ;;
-        jvm_route) echo "Cookie: JSESSIONID=$JSESSIONID" ;;
-        learn_hit) echo "Cookie: JSESSIONID=$HIT_ID" ;;
-    esac
-}
-scenario_scheme() { # how clients speak to the balancer
-    case $1 in
-        tls_*) echo https ;;
-        *) echo http ;;
-    esac
-}
-balancer_target() { # scenario → host:port clients use for the balancer
-    # Over TLS by name, as clients do: wrk sends the URL's host as SNI, and
-    # an IP address there is not allowed (RFC 6066; rustls logs a warning
-    # for each). localhost resolves to 127.0.0.1; the certificate names it.
-    case $1 in
-        tls_*) echo "localhost:$LB_PORT" ;;
-        *) echo "$LB_ADDR" ;;
-    esac
-}
-scenario_expect() { # which node(s) the requests should reach
-    case $1 in
-        round_robin | learn_new | tls_*) echo "node1+node2+node3" ;;
-        ip_hash) echo "one node, always the same" ;;
-        *) echo "node2" ;;
-    esac
-}
-scenario_balancers() { # who runs in a scenario, in the order of round 1
-    local b who=()
-    case $1 in
-        baseline)
-            who=(direct)
-            # learn_new's request costs the node more (a new session each):
-            # its own direct baseline
-            [[ " $SCENARIOS " == *" learn_new "* ]] && who+=(direct_new)
-            ;;
-        learn_hit | learn_new)
-            for b in $BALANCERS; do [[ $b == nginx ]] || who+=("$b"); done
-            ;;
-        *) read -r -a who <<<"$BALANCERS" ;;
-    esac
-    echo "${who[*]}"
-}
-NGINX_SKIP="open-source nginx cannot learn a session id from a response (that is nginx Plus \`sticky learn\`)"
-
-# --------------------------------------------------------------------------
-# configurations
-# --------------------------------------------------------------------------
-# render TEMPLATE [NAME=VALUE]...: templates/TEMPLATE with every {{NAME}}
-# replaced by VALUE, the settings below included. A line that is only a
-# {{NAME}} whose VALUE is empty is left out; a {{NAME}} without a value is
-# an error.
-render() {
-    local file=$here/templates/$1 kv vars=()
-    shift
-    [[ -f $file ]] || die "no template $file"
-    for kv in SCENARIO="${SCENARIO:-}" WORKERS="$WORKERS" MAXCONN="$MAXCONN" TMP="$TMP" \
-        LB_ADDR="$LB_ADDR" ADMIN_ADDR="$ADMIN_ADDR" HAPROXY_STATS_PORT="$HAPROXY_STATS_PORT" \
-        NODE1_PORT=$((PORT_BASE + 1)) NODE2_PORT=$((PORT_BASE + 2)) NODE3_PORT=$((PORT_BASE + 3)) \
-        TLS_CRT="$TLS_CRT" TLS_KEY="$TLS_KEY" TLS_PEM="$TLS_PEM" "$@"; do
-        vars+=("T_$kv")
-    done
-    # The values travel in the environment (as T_NAME): no quoting to get wrong.
-    # shellcheck disable=SC2016  # an awk program
-    env "${vars[@]}" awk '
-        {
-            line = $0; out = ""
-            while (match(line, /[{][{][A-Z0-9_]+[}][}]/)) {
-                name = substr(line, RSTART + 2, RLENGTH - 4)
-                if (!(("T_" name) in ENVIRON)) {
-                    printf "%s:%d: no value for {{%s}}\n", FILENAME, FNR, name > "/dev/stderr"
-                    exit 2
-                }
-                out = out substr(line, 1, RSTART - 1) ENVIRON["T_" name]
-                line = substr(line, RSTART + RLENGTH)
-            }
-            out = out line
-            if (out == "" && $0 != "") next
-            print out
-        }' "$file" || die "could not fill in $file"
-}
-
-tls_suffix() { # scenario → the file name part of its listener: http or tls
-    case $1 in
-        tls_*) echo tls ;;
-        *) echo http ;;
-    esac
-}
-
-# The configurations: one template per balancer, with the parts that differ
-# between scenarios in files of their own, named by the scenario's mode
-# (scenario_mode) and by http or tls. Each part is filled in on its own
-# line, so that a template that cannot be filled in stops the script.
-
-limpet_config() { # scenario → lb.yaml
-    local SCENARIO=$1 mode tls listener sticky
-    mode=$(scenario_mode "$1")
-    tls=$(tls_suffix "$1")
-    listener=$(render "limpet/listener-$tls.yaml")
-    sticky=$(render "limpet/sticky-$mode.yaml")
-    render limpet/lb.yaml LISTENER="$listener" STICKY="$sticky"
-}
-
-haproxy_config() { # scenario → haproxy.cfg
-    local SCENARIO=$1 mode tls global_tls='' frontend backend
-    mode=$(scenario_mode "$1")
-    tls=$(tls_suffix "$1")
-    if [[ $tls == tls ]]; then global_tls=$(render haproxy/global-tls.cfg); fi
-    frontend=$(render "haproxy/frontend-$tls.cfg")
-    backend=$(render "haproxy/backend-$mode.cfg")
-    render haproxy/haproxy.cfg GLOBAL_TLS="$global_tls" FRONTEND="$frontend" BACKEND="$backend"
-}
-
-# shellcheck disable=SC2016  # $names below are nginx variables
-nginx_config() { # scenario → nginx.conf
-    local SCENARIO=$1 mode upstream listen
-    mode=$(scenario_mode "$1")
-    case $mode in # which of the upstreams in templates/nginx/nginx.conf
-        none) upstream=app ;;
-        cookie) upstream='$by_serverid' ;;
-        jvm_route) upstream='$by_jvm_route' ;;
-        ip_hash) upstream=app_ip_hash ;;
-        *) die "nginx has no configuration for scenario $1" ;;
-    esac
-    listen=$(render "nginx/listen-$(tls_suffix "$1").conf")
-    render nginx/nginx.conf UPSTREAM="$upstream" LISTEN="$listen" \
-        RLIMIT_NOFILE=$((4 * MAXCONN)) WORKER_CONNECTIONS=$((2 * MAXCONN))
-}
-
-start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
-    local name=$1 scenario=$2 conf
-    SCRAPE_URL=
-    wait_port_free "$LB_PORT"
-    case $name in
-        limpet)
-            wait_port_free $((PORT_BASE + 90))
-            conf=$TMP/lb-$scenario.yaml
-            limpet_config "$scenario" >"$conf"
-            mkdir -p "$TMP/limpet-state"
-            "$LIMPET_BIN" check --config "$conf" >"$TMP/limpet-check.log" 2>&1 ||
-                die "limpet rejected $conf: $(cat "$TMP/limpet-check.log")"
-            "${ON_LB_CPUS[@]}" "$LIMPET_BIN" --config "$conf" >"$TMP/limpet-$scenario.log" 2>&1 &
-            LB_PID=$!
-            SCRAPE_URL="http://$ADMIN_ADDR/metrics"
-            ;;
-        haproxy)
-            wait_port_free "$HAPROXY_STATS_PORT"
-            conf=$TMP/haproxy-$scenario.cfg
-            haproxy_config "$scenario" >"$conf"
-            haproxy -c -q -f "$conf" >"$TMP/haproxy-check.log" 2>&1 ||
-                die "haproxy rejected $conf: $(cat "$TMP/haproxy-check.log")"
-            # -db: foreground, no master process: one process with nbthread threads
-            "${ON_LB_CPUS[@]}" haproxy -db -f "$conf" >"$TMP/haproxy-$scenario.log" 2>&1 &
-            LB_PID=$!
-            ;;
-        nginx)
-            conf=$TMP/nginx-$scenario.conf
-            nginx_config "$scenario" >"$conf"
-            mkdir -p "$TMP/nginx-tmp"
-            nginx -t -q -p "$TMP" -e "$TMP/nginx-error.log" -c "$conf" >"$TMP/nginx-check.log" 2>&1 ||
-                die "nginx rejected $conf: $(cat "$TMP/nginx-check.log")"
-            # daemon off: the master stays in the foreground, so $! is the master
-            "${ON_LB_CPUS[@]}" nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$conf" >"$TMP/nginx-$scenario.log" 2>&1 &
-            LB_PID=$!
-            ;;
-    esac
-    PIDS+=("$LB_PID")
-    wait_http "$(scenario_scheme "$scenario")://$(balancer_target "$scenario")/static/ready" "$LB_PID" "$name"
-    [[ -z $SCRAPE_URL ]] || wait_http "$SCRAPE_URL" "$LB_PID" "$name admin endpoint"
-}
-
-learned_sessions() { # learned_sessions NAME: entries in the balancer's learned table now
-    local n=
-    case $1 in
-        limpet)
-            n=$(curl -s --max-time 5 "http://$ADMIN_ADDR/metrics" |
-                awk '/^limpet_learned_sessions[ {]/ { s += $NF; found = 1 } END { if (found) print s }' || true)
-            ;;
-        haproxy)
-            # "# table: app, type: string, size:1048576, used:123"
-            n=$( (exec 3<>"/dev/tcp/127.0.0.1/$HAPROXY_STATS_PORT" && echo "show table" >&3 &&
-                timeout 5 cat <&3) 2>/dev/null | sed -n 's/^# table: app,.*used:\([0-9]*\).*/\1/p' || true)
-            ;;
-    esac
-    echo "${n:-?}"
-}
-
-# tls_probe ADDR: what an OpenSSL 3 client (as wrk) negotiates, and whether
-# the balancer resumes a session, in one line.
-tls_probe() {
-    local addr=$1 out new kx alpn verify r13=no r12 sess=$TMP/tls/session.pem
-    out=$(timeout 10 openssl s_client -connect "$addr" -CAfile "$TLS_CRT" -verify_hostname "${addr%:*}" \
-        -alpn h2,http/1.1 </dev/null 2>&1 || true)
-    new=$(sed -n 's/^New, \(.*\), Cipher is \(.*\)$/\1 \2/p' <<<"$out" | head -1)
-    if [[ -z $new || $new == *NONE* ]]; then
-        echo "no handshake: $(grep -m1 -i -E 'error|errno|alert' <<<"$out" || echo "openssl s_client failed")"
-        return 0
-    fi
-    kx=$(sed -n 's/^Server Temp Key: \([^,]*\).*/\1/p' <<<"$out" | head -1)
-    alpn=$(sed -n 's/^ALPN protocol: //p' <<<"$out" | head -1)
-    verify=$(sed -n 's/^ *Verify return code: //p' <<<"$out" | head -1)
-    [[ $verify == "0 (ok)" ]] && verify=verified
-    # TLS 1.3: the tickets come after the handshake, so read a whole response
-    # before saving the session, then offer it on a new connection.
-    rm -f "$sess"
-    printf 'GET /static/x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$addr" |
-        timeout 10 openssl s_client -connect "$addr" -CAfile "$TLS_CRT" -tls1_3 -ign_eof -sess_out "$sess" >/dev/null 2>&1 || true
-    if [[ -s $sess ]] && timeout 10 openssl s_client -connect "$addr" -CAfile "$TLS_CRT" -tls1_3 -sess_in "$sess" </dev/null 2>&1 |
-        grep -q '^Reused, '; then
-        r13=yes
-    fi
-    # TLS 1.2: the session id, 5 reconnections
-    r12=$(timeout 20 openssl s_client -connect "$addr" -CAfile "$TLS_CRT" -tls1_2 -reconnect </dev/null 2>&1 |
-        grep -c '^Reused, ' || true)
-    echo "$new, $kx, ALPN ${alpn:-none} (offered h2,http/1.1), certificate ${verify:-not checked};" \
-        "resumes a session: TLS 1.3 $r13, TLS 1.2 $r12/5"
-}
-
-haproxy_handshakes() { # "FULL RESUMED": TLS handshakes HAProxy's frontend counted so far
-    ( (exec 3<>"/dev/tcp/127.0.0.1/$HAPROXY_STATS_PORT" && echo "show stat typed" >&3 &&
-        timeout 5 cat <&3) 2>/dev/null || true) |
-        awk -F'[.:]' '$1 == "F" && $5 == "ssl_sess" { f += $NF } $1 == "F" && $5 == "ssl_reused_sess" { r += $NF }
-            END { print f + 0, r + 0 }'
-}
-
-prime_learn() { # prime_learn TARGET: a session node2 issues through the balancer → HIT_ID
-    local hdrs node id
-    HIT_ID=
-    for _ in $(seq 12); do
-        hdrs=$(curl -s -D - -o /dev/null --max-time 5 "http://$1/" | tr -d '\r' || true)
-        node=$(awk -F': ' 'tolower($1)=="x-demo-node"{print $2}' <<<"$hdrs")
-        id=$(sed -n 's/^[Ss]et-[Cc]ookie: JSESSIONID=\([^;]*\).*/\1/p' <<<"$hdrs" | head -1)
-        if [[ $node == node2 && -n $id ]]; then
-            HIT_ID=$id
-            return 0
-        fi
-    done
-    die "no session from node2 through $1 in 12 requests"
-}
-
-# --------------------------------------------------------------------------
-# measurement helpers
-# --------------------------------------------------------------------------
-proc_tree() { # PID and its children (nginx master + workers)
-    echo "$1"
-    pgrep -P "$1" 2>/dev/null || true
-}
-rss_kib() { # current RSS of PID + children, KiB
-    local total=0 p r
-    for p in $(proc_tree "$1"); do
-        r=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || true)
-        total=$((total + ${r:-0}))
-    done
-    echo "$total"
-}
-hwm_kib() { # sum of VmHWM (peak RSS) of PID + children, KiB
-    local total=0 p r
-    for p in $(proc_tree "$1"); do
-        r=$(awk '/^VmHWM:/{print $2}' "/proc/$p/status" 2>/dev/null || true)
-        total=$((total + ${r:-0}))
-    done
-    echo "$total"
-}
-start_sampler() { # start_sampler PID FILE: max of RSS samples every 0.5 s into FILE
-    local pid=$1 file=$2
-    echo 0 >"$file"
-    (
-        trap 'exit 0' TERM
-        max=0
-        tick=0
-        while kill -0 "$pid" 2>/dev/null; do
-            cur=$(rss_kib "$pid")
-            if ((cur > max)); then max=$cur; echo "$max" >"$file"; fi
-            # Like Prometheus, only more often: the cost of metrics is in the run.
-            if [[ -n $SCRAPE_URL ]] && ((tick % 2 == 0)); then
-                curl -s -o /dev/null --max-time 1 "$SCRAPE_URL" || true
-            fi
-            tick=$((tick + 1))
-            sleep 0.5
-        done
-    ) &
-    SAMPLER_PID=$!
-}
-stop_sampler() {
-    [[ -n $SAMPLER_PID ]] || return 0
-    kill -TERM "$SAMPLER_PID" 2>/dev/null || true
-    wait "$SAMPLER_PID" 2>/dev/null || true
-    SAMPLER_PID=
-}
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-
-# wrk latency "123.45us" / "1.23ms" / "1.02s" → milliseconds
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.2f", v }
-        else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.0f", v * 60000 }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.0f", v * 1000 }
-        else printf "?"
-    }'
-}
-run_wrk() { # run_wrk URL DURATION OUTFILE HEADER [wrk args...]; wrk's own CPU seconds → OUTFILE.cpu
-    local url=$1 dur=$2 out=$3 header=$4
-    shift 4
-    local args=(-t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency --timeout 5s)
-    [[ -n $header ]] && args+=(-H "$header")
-    local TIMEFORMAT='%3U %3S' rc=0
-    { time wrk "${args[@]}" "$@" "$url" >"$out" 2>&1 || rc=$?; } 2>"$out.cpu"
-    if ((rc != 0)); then
-        log "wrk failed: $(cat "$out")"
-        return 1
-    fi
-}
-
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { # utime + stime of PID and its children (all threads), in clock ticks
-    local total=0 p t
-    for p in $(proc_tree "$1"); do
-        # fields after the ")" of the command name: utime is the 12th, stime the 13th
-        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
-        total=$((total + ${t:-0}))
-    done
-    echo "$total"
-}
-system_busy_ticks() { # busy ticks of all CPUs since boot (everything but idle and iowait)
-    awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
-}
-system_idle_pct() { # share of the machine idle over 1 s
-    local a b ta tb
-    read -r a ta < <(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
-    sleep 1
-    read -r b tb < <(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
-    awk -v i=$((b - a)) -v t=$((tb - ta)) 'BEGIN { printf "%.0f", (t > 0 ? 100 * i / t : 100) }'
-}
-wait_quiet() { # other work on the machine (compiles...) distorts the numbers: wait for it
-    local waited=0 idle
-    while :; do
-        idle=$(system_idle_pct)
-        ((idle >= QUIET_IDLE_PCT)) && return 0
-        if ((waited >= WAIT_QUIET)); then
-            log "  warning: the machine is busy (only ${idle}% idle) after waiting ${WAIT_QUIET}s; measuring anyway (see the 'other CPU' column)"
-            return 0
-        fi
-        ((waited == 0)) && log "  waiting for the machine to be quiet (${idle}% idle, need ${QUIET_IDLE_PCT}%)..."
-        waited=$((waited + 1))
-    done
-}
-
-# routing_ok SCENARIO NODE... : did the requests go where the scenario says?
-routing_ok() {
-    local scenario=$1
-    shift
-    local distinct
-    distinct=$(printf '%s\n' "$@" | sort -u | tr '\n' ' ')
-    distinct=${distinct% }
-    case $scenario in
-        round_robin | learn_new | tls_*) [[ $distinct == "node1 node2 node3" ]] ;;
-        ip_hash) [[ $distinct =~ ^node[0-9]+$ ]] ;;
-        *) [[ $distinct == node2 ]] ;;
-    esac
-}
-
-# Per-run results, keyed "scenario|balancer|round".
-declare -A R_RPS R_P50 R_P99 R_US R_PCT R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY R_TLS
-PROBLEMS=()   # one line per run that saw errors or misrouted requests
-
-# measure NAME SCENARIO ROUND POS PID TARGET
-measure() {
-    local name=$1 scenario=$2 round=$3 pos=$4 pid=$5 target=$6
-    local key="$scenario|$name|$round" tag="$scenario-$name-r$round"
-    local header path url
-    header=$(scenario_header "$scenario")
-    path=$(scenario_path "$scenario")
-    [[ $name == direct_new ]] && path=/
-    url=$(scenario_scheme "$scenario")://$target$path
-
-    # sanity: 6 single requests with curl, which node answered each
-    # (-k: self-signed; HTTP/1.1, as wrk speaks)
-    local seen=() n
-    for _ in $(seq 6); do
-        local curl_args=(-sk --http1.1 -o /dev/null -D - --max-time 5)
-        [[ -n $header ]] && curl_args+=(-H "$header")
-        n=$(curl "${curl_args[@]}" "$url" | tr -d '\r' |
-            awk -F': ' 'tolower($1)=="x-demo-node"{print $2}' || true)
-        seen+=("${n:-none}")
-    done
-    local expect
-    expect=$(scenario_expect "$scenario")
-    [[ $name == direct* ]] && expect=node2
-    R_SANITY[$key]="$scenario / $name (round $round): GET $path${header:+ with $header} → curl x6: ${seen[*]} (expected: $expect)"
-    if [[ $scenario == tls_* ]]; then
-        local tls
-        tls=$(tls_probe "$target")
-        R_TLS[$key]=$tls
-        R_SANITY[$key]+="; TLS: $tls"
-        [[ $tls == "no handshake"* ]] && PROBLEMS+=("$scenario / $name, round $round: openssl s_client: $tls")
-    fi
-    log "  sanity: ${R_SANITY[$key]}"
-
-    local idle=0
-    [[ $pid != - ]] && idle=$(rss_kib "$pid")
-    [[ $pid != - ]] && start_sampler "$pid" "$TMP/rss-$tag"
-
-    # warm-up (counts where responses went), then the measured run
-    run_wrk "$url" "$WARMUP" "$TMP/warmup-$tag.txt" "$header" -s "$here/templates/count_nodes.lua" ||
-        die "wrk failed ($scenario / $name)"
-    local dist
-    dist=$(sed -n 's/^NODES //p' "$TMP/warmup-$tag.txt")
-
-    wait_quiet
-    # HAProxy counts full and resumed handshakes: whether wrk resumed (tls_*)
-    local hs0=
-    [[ $scenario == tls_* && $name == haproxy ]] && hs0=$(haproxy_handshakes)
-    local lb0=0 nodes0 sys0 lb1=0 nodes1 sys1
-    [[ $pid != - ]] && lb0=$(cpu_ticks "$pid")
-    nodes0=$(cpu_ticks "$NODES_PID")
-    sys0=$(system_busy_ticks)
-    run_wrk "$url" "$DURATION" "$TMP/wrk-$tag.txt" "$header" || die "wrk failed ($scenario / $name)"
-    sys1=$(system_busy_ticks)
-    nodes1=$(cpu_ticks "$NODES_PID")
-    [[ $pid != - ]] && lb1=$(cpu_ticks "$pid")
-    if [[ -n $hs0 ]]; then
-        local f0 r0 f1 r1
-        read -r f0 r0 <<<"$hs0"
-        read -r f1 r1 <<<"$(haproxy_handshakes)"
-        R_SANITY[$key]+="; HAProxy's TLS handshakes in the measured run: $((f1 - f0)) full, $((r1 - r0)) resumed"
-        log "  HAProxy's TLS handshakes in the measured run: $((f1 - f0)) full, $((r1 - r0)) resumed"
-    fi
-
-    if [[ $scenario == learn_* ]]; then
-        local learned
-        learned=$(learned_sessions "$name")
-        R_SANITY[$key]+="; learned table after the run: $learned entries"
-    fi
-
-    local peak=0 hwm=0
-    if [[ $pid != - ]]; then
-        stop_sampler
-        peak=$(cat "$TMP/rss-$tag")
-        local now
-        now=$(rss_kib "$pid")
-        ((now > peak)) && peak=$now
-        hwm=$(hwm_kib "$pid")
-    fi
-
-    local f=$TMP/wrk-$tag.txt
-    local rps p50 p99 non2xx sockerr reqs secs
-    rps=$(awk '/^Requests\/sec:/{printf "%.0f", $2}' "$f")
-    reqs=$(awk '/requests in/{print $1}' "$f")
-    secs=$(awk '/requests in/{sub(/s,$/, "", $4); print $4}' "$f")
-    p50=$(to_ms "$(awk '$1=="50%"{print $2}' "$f")")
-    p99=$(to_ms "$(awk '$1=="99%"{print $2}' "$f")")
-    non2xx=$(awk -F': ' '/Non-2xx or 3xx responses/{print $2}' "$f")
-    non2xx=${non2xx:-0}
-    sockerr=$(awk '/Socket errors/{gsub(/,/,""); print $4+$6+$8+$10}' "$f")
-    sockerr=${sockerr:-0}
-
-    # CPU: the balancer's own (µs per request, % of one core), and what the
-    # rest of the machine (not wrk, not the nodes, not the balancer) used
-    local wrk_cpu lb_us lb_pct other_pct
-    wrk_cpu=$(awk '{print $1 + $2}' "$f.cpu")
-    lb_us=$(awk -v t=$((lb1 - lb0)) -v hz="$CLK_TCK" -v r="$reqs" 'BEGIN { printf "%.1f", (r > 0 ? t / hz * 1e6 / r : 0) }')
-    lb_pct=$(awk -v t=$((lb1 - lb0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
-    other_pct=$(awk -v sys=$((sys1 - sys0)) -v lb=$((lb1 - lb0)) -v nodes=$((nodes1 - nodes0)) \
-        -v w="$wrk_cpu" -v hz="$CLK_TCK" -v s="$secs" -v n="$NCPU" \
-        'BEGIN { o = (sys - lb - nodes) / hz - w; if (o < 0) o = 0; printf "%.0f", 100 * o / (s * n) }')
-    [[ $pid == - ]] && { lb_us=-; lb_pct=-; }
-
-    local mem_idle=- mem_peak=- mem_hwm=-
-    if [[ $pid != - ]]; then
-        mem_idle=$(mib "$idle")
-        mem_peak=$(mib "$peak")
-        mem_hwm=$(mib "$hwm")
-    fi
-    R_RPS[$key]=$rps R_P50[$key]=$p50 R_P99[$key]=$p99 R_US[$key]=$lb_us R_PCT[$key]=$lb_pct
-    R_OTHER[$key]=$other_pct R_IDLE[$key]=$mem_idle R_PEAK[$key]=$mem_peak R_HWM[$key]=$mem_hwm
-    R_NON2XX[$key]=$non2xx R_SOCK[$key]=$sockerr R_REQS[$key]=$reqs R_DIST[$key]=${dist:-?} R_POS[$key]=$pos
-
-    # where did the requests go (curl and warm-up), and did anything fail?
-    local warm_nodes=()
-    local w
-    for w in ${dist:-none}; do warm_nodes+=("${w%%=*}"); done
-    local mode=$scenario
-    [[ $name == direct* ]] && mode=baseline
-    if ! routing_ok "$mode" "${seen[@]}" "${warm_nodes[@]}"; then
-        PROBLEMS+=("$scenario / $name, round $round: requests went to ${seen[*]} (curl) and ${dist:-?} (warm-up); expected $expect")
-    fi
-    if [[ $non2xx != 0 || $sockerr != 0 ]]; then
-        PROBLEMS+=("$scenario / $name, round $round: $non2xx non-2xx responses, $sockerr socket errors")
-    fi
-    if [[ ${reqs:-0} == 0 ]]; then
-        PROBLEMS+=("$scenario / $name, round $round: not a single response in the measured run")
-    fi
-    log "  $scenario / $name (round $round): ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx}, socket errors ${sockerr}," \
-        "balancer CPU ${lb_us} µs/req (${lb_pct}% of a core), other load ${other_pct}%, RSS ${mem_idle} → ${mem_peak} MiB; warm-up: ${dist}"
-}
-
 run_one() { # run_one NAME SCENARIO ROUND POS: fresh nodes, fresh balancer, one measurement
     local name=$1 scenario=$2 round=$3 pos=$4
     log "$scenario / $name (round $round, position $pos)"
@@ -858,9 +264,6 @@ run_one() { # run_one NAME SCENARIO ROUND POS: fresh nodes, fresh balancer, one 
     stop_nodes
 }
 
-# --------------------------------------------------------------------------
-# runs: for each scenario, ROUNDS rounds, the balancers' order rotated
-# --------------------------------------------------------------------------
 log "demo nodes on 127.0.0.1:$((PORT_BASE + 1))-$((PORT_BASE + NODES)); balancers on $LB_ADDR; $WORKERS worker(s) each"
 log "pinning: $PINNING"
 log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $ROUNDS round(s) per scenario"
