@@ -4,12 +4,15 @@
 #
 #   sudo benches/compare/run.sh                        # the reference run (~19 min on 2 CPUs + build)
 #   sudo ALLOW_DIRTY=1 ROUNDS=1 DURATION=5s benches/compare/run.sh   # a quick look
+#   benches/compare/report.sh results-<date>.jsonl     # the table again, also of a run that stopped
 #
 # It measures the committed tree: with uncommitted changes it refuses to run
 # unless ALLOW_DIRTY=1 (the report then names the diff's sha256).
 #
-# This driver fills in the configurations from templates/ and measures every
-# (scenario, balancer, round) with lib/measure.sh.
+# This driver fills in the configurations from templates/, measures every
+# (scenario, balancer, round) with lib/measure.sh and appends each result to
+# RESULTS as one JSON line as soon as it is taken; at the end report.sh turns
+# those lines into the Markdown report.
 #
 # Environment:
 #   DURATION     wrk -d of each measured run (default 10s)
@@ -29,6 +32,8 @@
 #                balancer on PORT_BASE+80 (HTTPS in the tls_* scenarios),
 #                limpet's admin on PORT_BASE+90
 #   OUT          the Markdown report (default benches/compare/results-<date>.md)
+#   RESULTS      one JSON line per run (default: OUT with .jsonl for .md);
+#                started afresh by every run of this script
 #   ALLOW_DIRTY=1  run on a tree with uncommitted changes
 #   KEEP_TMP=1   keep the temporary directory (configs, logs, raw wrk output)
 #   QUIET_IDLE_PCT, WAIT_QUIET   before each measured run, wait up to WAIT_QUIET
@@ -67,6 +72,8 @@ ADMIN_ADDR=127.0.0.1:$((PORT_BASE + 90))
 HAPROXY_STATS_PORT=$((PORT_BASE + 91))   # HAProxy's runtime API (its counterpart of limpet's admin)
 NODE2=127.0.0.1:$((PORT_BASE + 2))
 OUT=${OUT:-$here/results-$(date +%F).md}
+RESULTS=${RESULTS:-${OUT%.md}.jsonl}
+REPORTED=      # set once report.sh has run
 QUIET_IDLE_PCT=${QUIET_IDLE_PCT:-90}   # a measured run starts when the machine is this idle...
 WAIT_QUIET=${WAIT_QUIET:-60}           # ...or after waiting this many seconds
 
@@ -117,7 +124,7 @@ fi
 # --------------------------------------------------------------------------
 TLS=0   # 1 when a tls_* scenario runs: a certificate, and openssl to make and probe it
 [[ " $SCENARIOS " == *" tls_"* ]] && TLS=1
-tools=(haproxy nginx wrk curl taskset)
+tools=(haproxy nginx wrk curl taskset jq)
 ((TLS)) && tools+=(openssl)
 missing=()
 for tool in "${tools[@]}"; do
@@ -237,14 +244,29 @@ JSESSIONID=$(curl -s -D - -o /dev/null "http://$NODE2/" |
 stop_nodes
 
 # --------------------------------------------------------------------------
-# versions, machine
+# what the report names: versions, machine, settings (the first JSON line)
 # --------------------------------------------------------------------------
 V_LIMPET=$("$LIMPET_BIN" --version 2>&1 | head -1)
 V_HAPROXY=$({ haproxy -v 2>&1 || true; } | head -1 | awk '{print $1, $3}')
 V_NGINX=$({ nginx -v 2>&1 || true; } | head -1 | sed 's/^nginx version: //')
 V_WRK=$({ wrk -v 2>&1 || true; } | head -1 | awk '{print $1, $2}')
+V_OPENSSL=
+if ((TLS)); then V_OPENSSL=$(openssl version | awk '{print $1, $2}'); fi
 CPU=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
+
+STARTED=$(date +%s)
+jq -nc --arg commit "$V_GIT" --arg tree "$TREE" --argjson cpus "$NCPU" --arg cpu "$CPU" --arg mem "$MEM" \
+    --arg kernel "$(uname -r)" --arg limpet "$V_LIMPET" --arg haproxy "$V_HAPROXY" --arg nginx "$V_NGINX" \
+    --arg wrk "$V_WRK" --arg openssl "$V_OPENSSL" --argjson workers "$WORKERS" --arg pinning "$PINNING" \
+    --argjson threads "$THREADS" --argjson connections "$CONNECTIONS" --arg duration "$DURATION" \
+    --arg warmup "$WARMUP" --argjson rounds "$ROUNDS" --arg scenarios "$SCENARIOS" \
+    --arg balancers "$BALANCERS" --argjson lb_port "$LB_PORT" --argjson t "$STARTED" \
+    '{kind: "setup", $commit, $tree, $cpus, $cpu, $mem, $kernel,
+      versions: {$limpet, $haproxy, $nginx, $wrk, openssl: (if $openssl == "" then null else $openssl end)},
+      $workers, $pinning, $threads, $connections, $duration, $warmup, $rounds,
+      scenarios: ($scenarios | split(" ") | map(select(. != ""))),
+      balancers: ($balancers | split(" ") | map(select(. != ""))), $lb_port, $t}' >"$RESULTS"
 
 # --------------------------------------------------------------------------
 # runs: for each scenario, ROUNDS rounds, the balancers' order rotated
@@ -267,8 +289,8 @@ run_one() { # run_one NAME SCENARIO ROUND POS: fresh nodes, fresh balancer, one 
 log "demo nodes on 127.0.0.1:$((PORT_BASE + 1))-$((PORT_BASE + NODES)); balancers on $LB_ADDR; $WORKERS worker(s) each"
 log "pinning: $PINNING"
 log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $ROUNDS round(s) per scenario"
+log "results, one JSON line per run: $RESULTS"
 
-STARTED=$(date +%s)
 for scenario in $SCENARIOS; do
     read -r -a who <<<"$(scenario_balancers "$scenario")"
     ((${#who[@]})) || continue
@@ -278,227 +300,19 @@ for scenario in $SCENARIOS; do
         done
     done
 done
-ELAPSED=$(($(date +%s) - STARTED))
+ENDED=$(date +%s)
+jq -nc --argjson t "$ENDED" --argjson elapsed $((ENDED - STARTED)) '{kind: "done", $t, $elapsed}' >>"$RESULTS"
 
 # --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
-median() { # median of the numeric arguments ("-" when none)
-    printf '%s\n' "$@" | awk '/^[0-9]+([.][0-9]+)?$/' | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-column() { # column ARRAY SCENARIO NAME → the values of every round
-    local -n arr=$1
-    local r
-    for ((r = 1; r <= ROUNDS; r++)); do echo "${arr[$2|$3|$r]:--}"; done
-}
-# shellcheck disable=SC2046  # one word per round
-med() { median $(column "$@"); }
-total() { column "$@" | awk '$1 ~ /^[0-9]+$/ { s += $1 } END { print s + 0 }'; }
-fmt() { # fmt FORMAT VALUE ("-" stays)
-    [[ $2 == - ]] && { echo -; return; }
-    awk -v f="$1" -v v="$2" 'BEGIN { printf f, v }'
-}
-fmt_ms() {
-    [[ $1 == - ]] && { echo -; return; }
-    awk -v v="$1" 'BEGIN { if (v < 1) printf "%.3f", v; else if (v < 100) printf "%.2f", v; else printf "%.0f", v }'
-}
-ratio() { # a / b with 2 decimals, "-" when either is missing
-    [[ $1 == - || $2 == - || -z $1 || -z $2 ]] && { echo -; return; }
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
-}
-
-tls_report() { # what each balancer negotiated, from round 1 of the tls_* scenarios
-    local name scenario t kinds params=()
-    cat <<EOF
-
-TLS: one certificate for all three (ECDSA P-256, self-signed for localhost and
-127.0.0.1; wrk connects to \`https://localhost:$LB_PORT\`); TLS 1.2 and 1.3 and ALPN
-h2 + http/1.1 offered by all three, each with its default cipher suites. Resumption
-by session tickets and a session cache in all three, since wrk resumes whenever it may
-and limpet always lets it: HAProxy's defaults (tickets, \`tune.ssl.cachesize 20000\`),
-nginx \`ssl_session_tickets on\` + \`ssl_session_cache shared:tls:10m\`.
-What \`openssl s_client\` ($(openssl version | awk '{print $1, $2}'),
-the library wrk uses, with its defaults) negotiates with each balancer, and whether
-the balancer resumes a session (round 1; every run's probe is in its sanity line):
-
-| balancer | negotiated, resumption |
-|---|---|
-EOF
-    for name in $BALANCERS; do
-        t=
-        for scenario in $SCENARIOS; do
-            [[ $scenario == tls_* ]] || continue
-            t=${R_TLS[$scenario|$name|1]:-}
-            [[ -n $t ]] && break
-        done
-        echo "| $name | ${t:-?} |"
-        # protocol, suite, group and resumption must match; ALPN is not used by wrk
-        [[ -n $t ]] && params+=("${t%%, ALPN*} ${t#*resumes a session: }")
-    done
-    kinds=$(printf '%s\n' "${params[@]}" | sort -u | wc -l)
-    if ((kinds > 1)); then
-        echo
-        echo "**Not alike**: the balancers negotiated different parameters (above); their TLS numbers are not comparable one to one."
-    fi
-}
-
-report() {
-    local rounds_word=rounds
-    ((ROUNDS == 1)) && rounds_word=round
-    cat <<EOF
-# limpet vs HAProxy vs nginx — $(date '+%F %R %Z')
-
-* Commit: **$V_GIT**, $TREE
-* Machine: $NCPU CPUs ($CPU), $MEM RAM, Linux $(uname -r)
-* Versions: $V_LIMPET, $V_HAPROXY, $V_NGINX, $V_WRK
-* Workers: $WORKERS for every balancer (limpet \`workers: $WORKERS\`, HAProxy \`nbthread $WORKERS\`,
-  nginx \`worker_processes $WORKERS\`); keep-alive to the backends, access logs off;
-  limpet with its admin endpoint on and \`/metrics\` scraped every second.
-* Pinning: $PINNING.
-* Load: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency --timeout 5s\` after a $WARMUP warm-up;
-  3 demo nodes (one \`demo_nodes\` process). Fresh demo nodes and a freshly started
-  balancer for every run; $ROUNDS $rounds_word per scenario, the balancers' order rotated
-  each round; the table shows the **median over rounds** (errors: the sum).
-* Took $((ELAPSED / 60)) min $((ELAPSED % 60)) s.
-
-| scenario | balancer | req/s | req/s ÷ HAProxy | req/s ÷ baseline | p50 ms | p99 ms | CPU µs/req | CPU/req ÷ HAProxy | peak RSS MiB | non-2xx | socket errors |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-EOF
-    local scenario name base_rps hap_rps hap_us rps us who_list
-    local base_static=- base_new=-
-    base_static=$(med R_RPS baseline direct)
-    base_new=$(med R_RPS baseline direct_new)
-    for scenario in $SCENARIOS; do
-        base_rps=$base_static
-        [[ $scenario == learn_new ]] && base_rps=$base_new
-        hap_rps=$(med R_RPS "$scenario" haproxy)
-        hap_us=$(med R_US "$scenario" haproxy)
-        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
-        for name in "${who_list[@]}"; do
-            local b=$base_rps
-            [[ $name == direct_new ]] && b=$base_new
-            rps=$(med R_RPS "$scenario" "$name")
-            us=$(med R_US "$scenario" "$name")
-            echo "| $scenario | $name | $(fmt %.0f "$rps") | $(ratio "$rps" "$hap_rps") | $(ratio "$rps" "$b") |" \
-                "$(fmt_ms "$(med R_P50 "$scenario" "$name")") | $(fmt_ms "$(med R_P99 "$scenario" "$name")") |" \
-                "$(fmt %.1f "$us") | $(ratio "$us" "$hap_us") | $(fmt %.1f "$(med R_PEAK "$scenario" "$name")") |" \
-                "$(total R_NON2XX "$scenario" "$name") | $(total R_SOCK "$scenario" "$name") |"
-        done
-        if [[ ($scenario == learn_hit || $scenario == learn_new) && " $BALANCERS " == *" nginx "* ]]; then
-            echo "| $scenario | nginx | not run | | | | | | | | | |"
-        fi
-    done
-    cat <<EOF
-
-* \`baseline\`: wrk straight to node2, no balancer: \`direct\` with \`GET /static/x\`
-  (the reference of every scenario but \`learn_new\`), \`direct_new\` with \`GET /\`
-  and no cookie (a new session per request: the reference of \`learn_new\`).
-* \`round_robin\`: \`GET /static/x\`, no cookie, no affinity.
-* \`cookie\`: \`Cookie: SERVERID=node2\` (limpet \`sticky: { mode: cookie }\`; HAProxy
-  \`cookie SERVERID insert indirect nocache\`; nginx \`map \$cookie_SERVERID\` → node2's upstream).
-* \`jvm_route\`: \`Cookie: JSESSIONID=<32 hex>.node2\` (limpet \`sticky: { mode: jvm_route }\`;
-  HAProxy \`use-server nodeN if { req.cook(JSESSIONID) -m end .nodeN }\`; nginx regex map).
-* \`ip_hash\`: no cookie, all from 127.0.0.1 (limpet \`sticky: { mode: ip_hash }\`; HAProxy
-  \`balance source\` + \`hash-type consistent\`; nginx \`ip_hash\`).
-* \`learn_hit\`: \`Cookie: JSESSIONID=<id>\` of a session node2 issued through the balancer
-  just before (limpet \`sticky: { mode: learn }\`, \`persist: false\`; HAProxy
-  \`stick-table type string len 64 size 1m expire 5h\`, \`stick on req.cook(JSESSIONID)\`,
-  \`stick store-response res.cook(JSESSIONID)\`).
-* \`learn_new\`: \`GET /\` without a cookie: every response sets a new JSESSIONID that the
-  balancer learns (same configurations; limpet \`capacity: 1000000\`).
-* nginx does not run \`learn_hit\` and \`learn_new\`: $NGINX_SKIP.
-* \`tls_keepalive\`: \`GET /static/x\` over HTTPS with keep-alive, round robin, no affinity
-  (limpet \`tls: { cert, key }\`; HAProxy \`bind … ssl crt … alpn h2,http/1.1\`; nginx
-  \`listen … ssl http2\`): the cost of TLS records on top of \`round_robin\`.
-* \`tls_handshake\`: the same with \`Connection: close\`: a new TCP connection and TLS
-  handshake per request, so req/s = handshakes/s and CPU µs/req = per handshake. wrk
-  resumes the session of each connection's previous connection and all three let it:
-  these are **resumed** handshakes (TLS 1.3 PSK + ECDHE, no certificate), alike in all three.
-  The \`baseline\` of both is plain HTTP (the demo nodes speak no TLS).
-EOF
-    if ((TLS)); then
-        tls_report
-    fi
-    cat <<EOF
-
-Columns: *req/s*, *p50*, *p99* from wrk; *÷ HAProxy* the ratio to HAProxy in the same
-scenario (CPU: above 1 means more CPU per request than HAProxy); *÷ baseline* the share
-of the direct baseline's req/s that gets through the balancer; *CPU µs/req* the
-balancer's user + system time (\`/proc/PID/stat\`, nginx master + workers) over the
-measured run divided by its requests; *peak RSS* the largest resident-memory sample
-(every 0.5 s during warm-up and run, nginx summed over its processes); *non-2xx* and
-*socket errors* summed over the rounds. See README.md.
-EOF
-    if ((${#PROBLEMS[@]})); then
-        echo
-        echo "**Problems:**"
-        echo
-        printf -- '* %s\n' "${PROBLEMS[@]}"
-    fi
-    cat <<EOF
-
-Sanity (\`x-demo-node\` of 6 curl requests through each balancer in round 1, before the
-warm-up; \`learn_*\`: the size of the learned table after the measured run). Every
-run's warm-up counts are in the per-round table, and every run is checked:
-
-\`\`\`
-EOF
-    for scenario in $SCENARIOS; do
-        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
-        for name in "${who_list[@]}"; do
-            echo "${R_SANITY[$scenario|$name|1]:-}"
-        done
-    done
-    cat <<EOF
-\`\`\`
-
-<details><summary>Every run ($ROUNDS $rounds_word per scenario; <i>order</i> is the run's place in its round)</summary>
-
-| scenario | round | order | balancer | req/s | p50 ms | p99 ms | CPU µs/req | balancer CPU % of a core | other CPU % | RSS idle MiB | RSS peak MiB | VmHWM MiB | non-2xx | socket errors | requests | warm-up responses per node |
-|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
-EOF
-    local r k
-    for scenario in $SCENARIOS; do
-        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
-        for ((r = 1; r <= ROUNDS; r++)); do
-            for name in "${who_list[@]}"; do
-                k="$scenario|$name|$r"
-                [[ -n ${R_RPS[$k]:-} ]] || continue
-                echo "| $scenario | $r | ${R_POS[$k]} | $name | ${R_RPS[$k]} | ${R_P50[$k]} | ${R_P99[$k]} | ${R_US[$k]} |" \
-                    "${R_PCT[$k]} | ${R_OTHER[$k]} | ${R_IDLE[$k]} | ${R_PEAK[$k]} | ${R_HWM[$k]} | ${R_NON2XX[$k]} |" \
-                    "${R_SOCK[$k]} | ${R_REQS[$k]} | ${R_DIST[$k]} |"
-            done
-        done
-    done
-    cat <<EOF
-
-*other CPU %*: the share of the whole machine used during the run by anything
-but wrk, the demo nodes and the balancer (other jobs); above a few percent,
-distrust that run. *RSS idle*: after start-up and the curl checks; *VmHWM*: the
-kernel's high-water mark at the end of the run.
-
-Sanity lines of every run:
-
-\`\`\`
-EOF
-    for scenario in $SCENARIOS; do
-        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
-        for ((r = 1; r <= ROUNDS; r++)); do
-            for name in "${who_list[@]}"; do
-                [[ -n ${R_SANITY[$scenario|$name|$r]:-} ]] && echo "${R_SANITY[$scenario|$name|$r]}"
-            done
-        done
-    done
-    cat <<EOF
-\`\`\`
-
-</details>
-EOF
-}
-
-report | tee "$OUT"
-log "written: $OUT"
+set +e
+"$here/report.sh" "$RESULTS" | tee "$OUT"
+status=${PIPESTATUS[0]}
+set -e
+REPORTED=1
+((status <= 1)) || die "report.sh could not make the report of $RESULTS"
+log "written: $OUT (from $RESULTS)"
 
 if ((${#PROBLEMS[@]})); then
     printf 'run.sh: %s\n' "${PROBLEMS[@]}" >&"$LOGFD"

@@ -1,8 +1,11 @@
 # Taking the numbers of one run: CPU time and memory of the balancer, wrk's
-# report, and the sanity checks.
-# Sourced by run.sh; reads here, TMP, THREADS, CONNECTIONS, DURATION, WARMUP,
-# NCPU, QUIET_IDLE_PCT, WAIT_QUIET and NODES_PID.
-# shellcheck shell=bash disable=SC2154,SC2034  # globals shared with run.sh
+# report, and the sanity checks; `measure` appends them to RESULTS as one
+# JSON line the moment the run is over.
+# Sourced by run.sh; reads here, TMP, RESULTS, THREADS, CONNECTIONS,
+# DURATION, WARMUP, NCPU, QUIET_IDLE_PCT, WAIT_QUIET and NODES_PID.
+# shellcheck shell=bash disable=SC2154  # globals set by run.sh
+
+PROBLEMS=()   # one line per run that saw errors or misrouted requests
 
 proc_tree() { # PID and its children (nginx master + workers)
     echo "$1"
@@ -110,14 +113,10 @@ wait_quiet() { # other work on the machine (compiles...) distorts the numbers: w
     done
 }
 
-# Per-run results, keyed "scenario|balancer|round".
-declare -A R_RPS R_P50 R_P99 R_US R_PCT R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY R_TLS
-PROBLEMS=()   # one line per run that saw errors or misrouted requests
-
 # measure NAME SCENARIO ROUND POS PID TARGET
 measure() {
     local name=$1 scenario=$2 round=$3 pos=$4 pid=$5 target=$6
-    local key="$scenario|$name|$round" tag="$scenario-$name-r$round"
+    local tag="$scenario-$name-r$round" sanity tls='' learned='' problems=()
     local header path url
     header=$(scenario_header "$scenario")
     path=$(scenario_path "$scenario")
@@ -137,15 +136,13 @@ measure() {
     local expect
     expect=$(scenario_expect "$scenario")
     [[ $name == direct* ]] && expect=node2
-    R_SANITY[$key]="$scenario / $name (round $round): GET $path${header:+ with $header} → curl x6: ${seen[*]} (expected: $expect)"
+    sanity="$scenario / $name (round $round): GET $path${header:+ with $header} → curl x6: ${seen[*]} (expected: $expect)"
     if [[ $scenario == tls_* ]]; then
-        local tls
         tls=$(tls_probe "$target")
-        R_TLS[$key]=$tls
-        R_SANITY[$key]+="; TLS: $tls"
-        [[ $tls == "no handshake"* ]] && PROBLEMS+=("$scenario / $name, round $round: openssl s_client: $tls")
+        sanity+="; TLS: $tls"
+        [[ $tls == "no handshake"* ]] && problems+=("$scenario / $name, round $round: openssl s_client: $tls")
     fi
-    log "  sanity: ${R_SANITY[$key]}"
+    log "  sanity: $sanity"
 
     local idle=0
     [[ $pid != - ]] && idle=$(rss_kib "$pid")
@@ -173,14 +170,13 @@ measure() {
         local f0 r0 f1 r1
         read -r f0 r0 <<<"$hs0"
         read -r f1 r1 <<<"$(haproxy_handshakes)"
-        R_SANITY[$key]+="; HAProxy's TLS handshakes in the measured run: $((f1 - f0)) full, $((r1 - r0)) resumed"
+        sanity+="; HAProxy's TLS handshakes in the measured run: $((f1 - f0)) full, $((r1 - r0)) resumed"
         log "  HAProxy's TLS handshakes in the measured run: $((f1 - f0)) full, $((r1 - r0)) resumed"
     fi
 
     if [[ $scenario == learn_* ]]; then
-        local learned
         learned=$(learned_sessions "$name")
-        R_SANITY[$key]+="; learned table after the run: $learned entries"
+        sanity+="; learned table after the run: $learned entries"
     fi
 
     local peak=0 hwm=0
@@ -222,10 +218,6 @@ measure() {
         mem_peak=$(mib "$peak")
         mem_hwm=$(mib "$hwm")
     fi
-    R_RPS[$key]=$rps R_P50[$key]=$p50 R_P99[$key]=$p99 R_US[$key]=$lb_us R_PCT[$key]=$lb_pct
-    R_OTHER[$key]=$other_pct R_IDLE[$key]=$mem_idle R_PEAK[$key]=$mem_peak R_HWM[$key]=$mem_hwm
-    R_NON2XX[$key]=$non2xx R_SOCK[$key]=$sockerr R_REQS[$key]=$reqs R_DIST[$key]=${dist:-?} R_POS[$key]=$pos
-
     # where did the requests go (curl and warm-up), and did anything fail?
     local warm_nodes=()
     local w
@@ -233,14 +225,39 @@ measure() {
     local mode=$scenario
     [[ $name == direct* ]] && mode=baseline
     if ! routing_ok "$mode" "${seen[@]}" "${warm_nodes[@]}"; then
-        PROBLEMS+=("$scenario / $name, round $round: requests went to ${seen[*]} (curl) and ${dist:-?} (warm-up); expected $expect")
+        problems+=("$scenario / $name, round $round: requests went to ${seen[*]} (curl) and ${dist:-?} (warm-up); expected $expect")
     fi
     if [[ $non2xx != 0 || $sockerr != 0 ]]; then
-        PROBLEMS+=("$scenario / $name, round $round: $non2xx non-2xx responses, $sockerr socket errors")
+        problems+=("$scenario / $name, round $round: $non2xx non-2xx responses, $sockerr socket errors")
     fi
     if [[ ${reqs:-0} == 0 ]]; then
-        PROBLEMS+=("$scenario / $name, round $round: not a single response in the measured run")
+        problems+=("$scenario / $name, round $round: not a single response in the measured run")
     fi
     log "  $scenario / $name (round $round): ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx}, socket errors ${sockerr}," \
         "balancer CPU ${lb_us} µs/req (${lb_pct}% of a core), other load ${other_pct}%, RSS ${mem_idle} → ${mem_peak} MiB; warm-up: ${dist}"
+    PROBLEMS+=("${problems[@]}")
+
+    # One line of JSON per run, appended at once: a run that stops later
+    # keeps what was measured so far. report.sh reads these lines.
+    jq -nc --arg scenario "$scenario" --arg balancer "$name" --argjson round "$round" --arg order "$pos" \
+        --argjson rps "$(num "$rps")" --argjson p50_ms "$(num "$p50")" --argjson p99_ms "$(num "$p99")" \
+        --argjson cpu_us_per_req "$(num "$lb_us")" --argjson cpu_pct_of_core "$(num "$lb_pct")" \
+        --argjson other_cpu_pct "$(num "$other_pct")" --argjson rss_idle_mib "$(num "$mem_idle")" \
+        --argjson rss_peak_mib "$(num "$mem_peak")" --argjson vmhwm_mib "$(num "$mem_hwm")" \
+        --argjson non2xx "$(num "$non2xx")" --argjson socket_errors "$(num "$sockerr")" \
+        --argjson requests "$(num "$reqs")" --argjson seconds "$(num "$secs")" \
+        --argjson curl "$(jq -nc '$ARGS.positional' --args "${seen[@]}")" --arg expected "$expect" \
+        --arg warmup "${dist:-?}" --arg tls "$tls" --arg learned "$learned" --arg sanity "$sanity" \
+        --argjson problems "$(jq -nc '$ARGS.positional' --args "${problems[@]}")" --argjson t "$(date +%s)" \
+        '{kind: "run", $scenario, $balancer, $round, $order, $rps, $p50_ms, $p99_ms, $cpu_us_per_req,
+          $cpu_pct_of_core, $other_cpu_pct, $rss_idle_mib, $rss_peak_mib, $vmhwm_mib, $non2xx,
+          $socket_errors, $requests, $seconds, $curl, $expected, $warmup,
+          tls: (if $tls == "" then null else $tls end),
+          learned: (if $learned == "" then null else ($learned | tonumber? // .) end),
+          $sanity, $problems, $t}' \
+        >>"$RESULTS"
+}
+
+num() { # a number as JSON; null for "-" (not measured) or anything else
+    if [[ $1 =~ ^-?[0-9]+([.][0-9]+)?$ ]]; then echo "$1"; else echo null; fi
 }

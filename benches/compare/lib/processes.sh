@@ -1,6 +1,7 @@
 # The processes run.sh starts (demo nodes, balancers, samplers), their ports,
 # and stopping every one of them on exit, also on failure or Ctrl-C.
-# Sourced by run.sh; reads TMP, PORT_BASE, NODES, NODES_BIN.
+# Sourced by run.sh; reads here, TMP, RESULTS, REPORTED, PORT_BASE, NODES,
+# NODES_BIN.
 # shellcheck shell=bash disable=SC2154,SC2153  # globals set by run.sh
 
 PIDS=()        # every process this script started (killed on exit)
@@ -25,6 +26,10 @@ cleanup() {
         log "run.sh: configs, logs and raw wrk output kept in $TMP"
     else
         rm -rf "$TMP"
+    fi
+    # stopped before the report: what was measured is in RESULTS all the same
+    if [[ -z $REPORTED && -s ${RESULTS:-} ]] && grep -q '"kind":"run"' "$RESULTS"; then
+        log "run.sh: the runs measured so far are in $RESULTS; \`$here/report.sh $RESULTS\` makes their table"
     fi
     exit "$rc"
 }
