@@ -17,6 +17,7 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_util::either::Either;
 
 pub use io::TimedIo;
 
@@ -223,7 +224,7 @@ impl Edge {
         // balancer fronts trusted L7 proxies. A header that named no client
         // (UNKNOWN, LOCAL) leaves the L4 balancer as the peer: never believed.
         ctx.may_forward = !self.proxy_protocol || (said && self.trust_forwarded);
-        if let (Some(certs), EdgeIo::Tls(tls)) = (&self.strict_sni, &io) {
+        if let (Some(certs), Either::Right(tls)) = (&self.strict_sni, &io) {
             ctx.strict_sni = Some(Arc::clone(certs.pick(tls.get_ref().1.server_name())));
         }
         let ctx = Rc::new(ctx);
@@ -231,19 +232,9 @@ impl Edge {
         // The configuration as it is now (a reload may have come during the
         // handshake), used to set the connection up and not kept.
         let current = local.current();
-        let done = match io {
-            EdgeIo::Plain(io) => {
-                let conn = http(&current, local, ctx, io);
-                drop(current);
-                watcher.watch(conn, &state).await
-            }
-            EdgeIo::Tls(io) => {
-                let conn = http(&current, local, ctx, *io);
-                drop(current);
-                watcher.watch(conn, &state).await
-            }
-        };
-        if let Err(e) = done {
+        let conn = http(&current, local, ctx, io);
+        drop(current);
+        if let Err(e) = watcher.watch(conn, &state).await {
             tracing::debug!(%peer, error = %e, "client connection ended with an error");
         }
     }
@@ -270,21 +261,20 @@ impl Edge {
         };
         let io = Prefixed::new(rest, stream);
         match &self.tls {
-            None => Ok((EdgeIo::Plain(io), client, said)),
+            None => Ok((Either::Left(io), client, said)),
             Some(config) => {
                 let handshake = tokio_rustls::TlsAcceptor::from(Arc::clone(config)).accept(io);
                 let tls = tokio::time::timeout_at(deadline, handshake)
                     .await
                     .map_err(|_| PreludeError::Timeout("TLS handshake"))?
                     .map_err(PreludeError::Tls)?;
-                Ok((EdgeIo::Tls(Box::new(tls)), client, said))
+                Ok((Either::Right(Box::new(tls)), client, said))
             }
         }
     }
 }
 
-/// A connection ready for HTTP.
-enum EdgeIo {
-    Plain(Prefixed<TcpStream>),
-    Tls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
-}
+/// A connection ready for HTTP, after its prelude: plain (`Left`) or TLS
+/// (`Right`).
+type EdgeIo =
+    Either<Prefixed<TcpStream>, Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>>;
