@@ -1,10 +1,11 @@
 //! Persistence of learned session tables in `state_dir`: one JSON file per
-//! pool, written atomically (temporary file, fsync, rename) periodically and
-//! on shutdown, restored on start. Entries keep their remaining idle time,
+//! pool, written atomically (temporary file, fsync, rename, fsync of the
+//! directory) periodically and on shutdown, restored on start. Entries keep their remaining idle time,
 //! less the time limpet was down. A corrupt or foreign file is reported and
 //! set aside (renamed `*.corrupt-<unix ms>`), never a crash.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Learned, Table};
+use crate::clock::{to_ms, unix_ms as now_ms};
 
 const FORMAT: &str = "limpet-learned-sessions-v1";
 
@@ -62,8 +64,6 @@ pub fn path_for(dir: &Path, pool: &str) -> PathBuf {
     dir.join(format!("learned-{pool}.json"))
 }
 
-use crate::clock::unix_ms as now_ms;
-
 /// Writes the table atomically. Returns the number of entries written.
 pub fn save(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError> {
     let path = path_for(dir, pool);
@@ -78,7 +78,7 @@ pub fn save(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError
         .map(|e| Record {
             key: e.key,
             server: e.server.to_string(),
-            remaining_ms: u64::try_from(e.remaining.as_millis()).unwrap_or(u64::MAX),
+            remaining_ms: to_ms(e.remaining),
             probation: e.probation,
         })
         .collect();
@@ -89,18 +89,23 @@ pub fn save(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError
         saved_at_ms: now_ms(),
         entries,
     };
-    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    // A temporary file that is not persisted is removed when dropped.
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&mut f, &file).map_err(std::io::Error::other)?;
-        f.flush()?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!("learned-{pool}.json.tmp-"))
+            // As `File::create` would (less the umask), not tempfile's 0600.
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)?;
+        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+        serde_json::to_writer(&mut out, &file).map_err(std::io::Error::other)?;
+        out.flush()?;
+        drop(out);
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        // The rename itself survives a crash once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        werr(e)
-    })?;
+    write().map_err(werr)?;
     Ok(n)
 }
 
@@ -171,6 +176,13 @@ mod tests {
         t.insert_number(1, t.number("node1"));
         t.insert_number(2, t.number("node2"));
         assert_eq!(save(&d, "app", &t).ok(), Some(2));
+        let files: Vec<_> = std::fs::read_dir(&d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(files, ["learned-app.json"], "no temporary file is left");
         let restored = Table::new(100, Duration::from_secs(3600));
         assert_eq!(load(&d, "app", &restored).ok(), Some(2));
         assert_eq!(
