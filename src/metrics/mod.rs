@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
+
 use crate::decision::Outcome;
 
 /// Upper bounds (seconds) of the latency histogram buckets, 0.5 ms to 30 s.
@@ -59,34 +61,25 @@ fn shard() -> usize {
     })
 }
 
-/// Keeps each shard on its own cache lines.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded<T>(T);
-
-fn sharded<T: Default>() -> Box<[Padded<T>]> {
-    (0..shards()).map(|_| Padded(T::default())).collect()
-}
-
 /// A value per shard (per worker thread), each on its own cache lines:
 /// a worker writes its own, readers add them up.
 #[derive(Debug)]
-pub struct Sharded<T>(Box<[Padded<T>]>);
+pub struct Sharded<T>(Box<[CachePadded<T>]>);
 
 impl<T: Default> Default for Sharded<T> {
     fn default() -> Self {
-        Sharded(sharded())
+        Sharded((0..shards()).map(|_| CachePadded::default()).collect())
     }
 }
 
 impl<T> Sharded<T> {
     /// This thread's value.
     pub fn mine(&self) -> &T {
-        &self.0[shard()].0
+        &self.0[shard()]
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.0.iter().map(|p| &p.0)
+        self.0.iter().map(|p| &**p)
     }
 }
 
@@ -117,15 +110,9 @@ impl Default for RequestShard {
 
 /// Requests answered through one server (or, for a pool, answered before a
 /// server was chosen): counts by status code and a latency histogram.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RequestStats {
-    shards: Box<[Padded<RequestShard>]>,
-}
-
-impl Default for RequestStats {
-    fn default() -> Self {
-        RequestStats { shards: sharded() }
-    }
+    shards: Sharded<RequestShard>,
 }
 
 /// A histogram read at scrape time: cumulative bucket counts, sum, count.
@@ -182,7 +169,7 @@ impl RequestStats {
     /// Counts one answered request. `status` is what the access log says
     /// (499 for a client that went away).
     pub fn record(&self, status: u16, took: Duration) {
-        let s = &self.shards[shard()].0;
+        let s = self.shards.mine();
         if let Some(c) = usize::from(status)
             .checked_sub(100)
             .and_then(|i| s.codes.get(i))
@@ -205,7 +192,7 @@ impl RequestStats {
             let n: u64 = self
                 .shards
                 .iter()
-                .map(|s| s.0.codes[i].load(Ordering::Relaxed))
+                .map(|s| s.codes[i].load(Ordering::Relaxed))
                 .sum();
             if n > 0 {
                 out.push((i as u16 + 100, n));
@@ -218,7 +205,7 @@ impl RequestStats {
     pub fn total(&self) -> u64 {
         self.shards
             .iter()
-            .flat_map(|s| s.0.buckets.iter())
+            .flat_map(|s| s.buckets.iter())
             .map(|b| b.load(Ordering::Relaxed))
             .sum()
     }
@@ -230,7 +217,7 @@ impl RequestStats {
             cumulative += self
                 .shards
                 .iter()
-                .map(|s| s.0.buckets[i].load(Ordering::Relaxed))
+                .map(|s| s.buckets[i].load(Ordering::Relaxed))
                 .sum::<u64>();
             let le = BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
             buckets.push((le, cumulative));
@@ -238,7 +225,7 @@ impl RequestStats {
         let micros: u64 = self
             .shards
             .iter()
-            .map(|s| s.0.sum_micros.load(Ordering::Relaxed))
+            .map(|s| s.sum_micros.load(Ordering::Relaxed))
             .sum();
         Histogram {
             buckets,
@@ -269,19 +256,10 @@ struct OutcomeShard {
 
 /// What one pool counts beyond its servers: sticky decisions by outcome,
 /// and requests it answered before a server was chosen.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PoolStats {
-    outcomes: Box<[Padded<OutcomeShard>]>,
+    outcomes: Sharded<OutcomeShard>,
     pub unplaced: RequestStats,
-}
-
-impl Default for PoolStats {
-    fn default() -> Self {
-        PoolStats {
-            outcomes: sharded(),
-            unplaced: RequestStats::default(),
-        }
-    }
 }
 
 fn outcome_index(o: Outcome) -> usize {
@@ -303,13 +281,13 @@ pub const OUTCOMES: [Outcome; 4] = [
 
 impl PoolStats {
     pub fn decided(&self, outcome: Outcome) {
-        self.outcomes[shard()].0.outcomes[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
+        self.outcomes.mine().outcomes[outcome_index(outcome)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn decisions(&self, outcome: Outcome) -> u64 {
         self.outcomes
             .iter()
-            .map(|s| s.0.outcomes[outcome_index(outcome)].load(Ordering::Relaxed))
+            .map(|s| s.outcomes[outcome_index(outcome)].load(Ordering::Relaxed))
             .sum()
     }
 }
