@@ -21,15 +21,19 @@ use crossbeam_utils::CachePadded;
 
 use crate::decision::Outcome;
 
-/// Upper bounds (seconds) of the latency histogram buckets, 0.5 ms to 30 s.
-pub const BUCKETS: [f64; 15] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-const BUCKET_MICROS: [u64; 15] = [
+/// Upper bounds of the latency histogram buckets, 0.5 ms to 30 s, in the
+/// microseconds a request is counted in; exported in seconds ([`le`]).
+const BUCKETS: [u64; 15] = [
     500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
     2_500_000, 5_000_000, 10_000_000, 30_000_000,
 ];
+
+/// The upper bound of bucket `i` in seconds; `+Inf` past the last.
+fn le(i: usize) -> f64 {
+    BUCKETS
+        .get(i)
+        .map_or(f64::INFINITY, |&micros| micros as f64 / 1e6)
+}
 
 /// Status codes 100..=599 each have a counter.
 const CODES: usize = 500;
@@ -177,7 +181,7 @@ impl RequestStats {
             c.fetch_add(1, Ordering::Relaxed);
         }
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let i = BUCKET_MICROS
+        let i = BUCKETS
             .iter()
             .position(|&b| micros <= b)
             .unwrap_or(BUCKETS.len());
@@ -219,8 +223,7 @@ impl RequestStats {
                 .iter()
                 .map(|s| s.buckets[i].load(Ordering::Relaxed))
                 .sum::<u64>();
-            let le = BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
-            buckets.push((le, cumulative));
+            buckets.push((le(i), cumulative));
         }
         let micros: u64 = self
             .shards
@@ -386,6 +389,18 @@ mod tests {
         assert_eq!(h.buckets[15].1, 4);
         assert!((h.sum - 40.0044).abs() < 1e-6, "{}", h.sum);
         assert_eq!(s.total(), 4);
+    }
+
+    #[test]
+    fn bucket_bounds_are_exported_in_seconds() {
+        let bounds: Vec<String> = (0..=BUCKETS.len()).map(|i| le(i).to_string()).collect();
+        assert_eq!(
+            bounds,
+            [
+                "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+                "0.5", "1", "2.5", "5", "10", "30", "inf"
+            ]
+        );
     }
 
     #[test]
