@@ -64,9 +64,7 @@ mod tests {
         assert!(p.resident_bytes > 0);
         assert!(p.open_fds > 0);
         assert!(p.max_fds >= p.open_fds);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let now = crate::clock::unix_ms() as f64 / 1000.0;
         assert!(p.start_time_seconds > now - 3600.0 && p.start_time_seconds <= now + 1.0);
     }
 }

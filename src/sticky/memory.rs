@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Sticky;
 use super::table::{Kept, SessionTable};
+use crate::clock::to_ms;
 
 /// A pool's sticky memory.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +45,6 @@ pub struct Recent {
     pub remaining_ms: u64,
 }
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A table of key → server-name number, as named sessions.
 fn named(table: &SessionTable) -> Vec<Session> {
     table
@@ -57,7 +54,7 @@ fn named(table: &SessionTable) -> Vec<Session> {
             Some(Session {
                 key: e.key,
                 server: table.names.name(e.value)?.to_string(),
-                remaining_ms: ms(e.remaining),
+                remaining_ms: to_ms(e.remaining),
                 probation: e.probation,
             })
         })
@@ -77,7 +74,7 @@ impl Sticky {
                     .map(|e| Session {
                         key: e.key,
                         server: e.server.to_string(),
-                        remaining_ms: ms(e.remaining),
+                        remaining_ms: to_ms(e.remaining),
                         probation: e.probation,
                     })
                     .collect(),
@@ -96,7 +93,7 @@ impl Sticky {
                     .map(|e| Recent {
                         key: e.key,
                         server_hash: e.value,
-                        remaining_ms: ms(e.remaining),
+                        remaining_ms: to_ms(e.remaining),
                     })
                     .collect(),
             },

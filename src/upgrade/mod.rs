@@ -70,7 +70,7 @@ pub async fn hand_over(limpet: &Limpet, exe: &Path) -> Result<u32, UpgradeError>
     let name = format!(
         "limpet-upgrade-{}-{}",
         std::process::id(),
-        crate::sticky::table::now_ms()
+        crate::clock::unix_ms()
     );
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
         .map_err(UpgradeError::Socket)?;

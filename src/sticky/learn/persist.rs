@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Learned, Table};
-use crate::clock::{to_ms, unix_ms as now_ms};
+use crate::clock::{to_ms, unix_ms};
 
 const FORMAT: &str = "limpet-learned-sessions-v1";
 
@@ -86,7 +86,7 @@ pub fn save(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError
     let file = StateFile {
         format: FORMAT.to_owned(),
         pool: pool.to_owned(),
-        saved_at_ms: now_ms(),
+        saved_at_ms: unix_ms(),
         entries,
     };
     // A temporary file that is not persisted is removed when dropped.
@@ -132,7 +132,7 @@ pub fn load(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError
     let file = match parsed {
         Ok(f) => f,
         Err(reason) => {
-            let aside = path.with_extension(format!("json.corrupt-{}", now_ms()));
+            let aside = path.with_extension(format!("json.corrupt-{}", unix_ms()));
             let _ = std::fs::rename(&path, &aside);
             return Err(PersistError::Corrupt {
                 path,
@@ -142,7 +142,7 @@ pub fn load(dir: &Path, pool: &str, table: &Table) -> Result<usize, PersistError
             });
         }
     };
-    let down = Duration::from_millis(now_ms().saturating_sub(file.saved_at_ms));
+    let down = Duration::from_millis(unix_ms().saturating_sub(file.saved_at_ms));
     let mut n = 0;
     for r in file.entries {
         let remaining = Duration::from_millis(r.remaining_ms).min(table.idle);

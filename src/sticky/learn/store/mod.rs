@@ -323,7 +323,7 @@ fn micros(d: Duration) -> u64 {
 /// `idle_timeout` is under two seconds.
 fn ttl_and_refresh(idle: Duration) -> (u64, u32) {
     let refresh_s = u32::try_from((idle / 10).as_secs().clamp(1, 60)).unwrap_or(60);
-    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let idle_ms = crate::clock::to_ms(idle);
     (idle_ms.max(2_000 * u64::from(refresh_s)), refresh_s)
 }
 

@@ -376,7 +376,7 @@ impl Link {
         for chunk in entries.chunks(1000) {
             let mut pipe = redis::pipe();
             for e in chunk {
-                let ms = u64::try_from(e.remaining.as_millis()).unwrap_or(1).max(1);
+                let ms = crate::clock::to_ms(e.remaining).max(1);
                 self.add_set_nx(&mut pipe, e.key, &e.server, ms);
             }
             if !self.run(&pipe).await {
