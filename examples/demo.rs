@@ -7,17 +7,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::PathBuf;
 
+use clap::Parser;
 use limpet::Limpet;
 use limpet_demo::DemoNode;
 
+/// Three Tomcat-like demo nodes on 127.0.0.1:9001-9003 (control port 9000)
+/// and limpet in front of them.
+#[derive(Parser)]
+#[command(name = "demo")]
+struct Args {
+    /// limpet's configuration.
+    #[arg(default_value = "lb.yaml")]
+    config: PathBuf,
+}
+
 #[tokio::main]
 async fn main() {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "lb.yaml".to_owned());
-    let config = match limpet::config::load(Path::new(&path)) {
+    let args = Args::parse();
+    let config = match limpet::config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("demo: {e}");

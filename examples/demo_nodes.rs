@@ -14,64 +14,35 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser};
 use limpet_demo::DemoNode;
 use tokio::signal::unix::{SignalKind, signal};
 
-const USAGE: &str =
-    "usage: demo_nodes [--nodes N] [--port-base PORT]   (nodes on 127.0.0.1:PORT+1..PORT+N)";
-
+/// N demo backends (Tomcat-like nodes) on 127.0.0.1:PORT+1..PORT+N, routes
+/// node1..nodeN.
+#[derive(Parser)]
+#[command(name = "demo_nodes")]
 struct Args {
+    /// How many nodes.
+    #[arg(short, long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..))]
     nodes: u16,
+    /// Node i listens on 127.0.0.1:PORT+i.
+    #[arg(short, long, value_name = "PORT", default_value_t = 19000)]
     port_base: u16,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        nodes: 3,
-        port_base: 19000,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (key, inline) = match arg.split_once('=') {
-            Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<u16, String> {
-            let v = inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse::<u16>()
-                .map_err(|_| format!("{name}: `{v}` is not a number between 0 and 65535"))
-        };
-        match key.as_str() {
-            "--nodes" | "-n" => args.nodes = value("--nodes")?,
-            "--port-base" | "-p" => args.port_base = value("--port-base")?,
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    if args.nodes == 0 {
-        return Err("--nodes must be at least 1".to_owned());
-    }
-    if u32::from(args.port_base) + u32::from(args.nodes) > u32::from(u16::MAX) {
-        return Err("--port-base + --nodes must stay below 65536".to_owned());
-    }
-    Ok(args)
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("demo_nodes: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
+    if u32::from(args.port_base) + u32::from(args.nodes) > u32::from(u16::MAX) {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                "--port-base + --nodes must stay below 65536",
+            )
+            .exit();
+    }
 
     let mut nodes = Vec::with_capacity(usize::from(args.nodes));
     for i in 1..=args.nodes {
