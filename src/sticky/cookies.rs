@@ -156,7 +156,9 @@ fn parse_set_cookie<'a>(line: &'a [u8], name: &str) -> Option<SetCookie<'a>> {
     })
 }
 
-/// Is an `Expires` date in the past? Unparseable dates are not.
+/// Is an `Expires` date in the past? Unparseable dates are not. Read by
+/// the cookie crate, which takes the dashed dates servers still send
+/// (`Thu, 01-Jan-1970 00:00:10 GMT`) as well as HTTP dates.
 fn expired(date: &[u8]) -> bool {
     let Ok(date) = std::str::from_utf8(date) else {
         return false;
@@ -238,6 +240,15 @@ mod tests {
         assert_eq!(
             parse_set_cookie(
                 b"JSESSIONID=A; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "JSESSIONID"
+            ),
+            Some(SetCookie::Deleted(&b"A"[..]))
+        );
+        // Tomcat's and Jetty's form, dashes and a four-digit year: not an
+        // HTTP date (httpdate refuses it), but a cookie date.
+        assert_eq!(
+            parse_set_cookie(
+                b"JSESSIONID=A; Expires=Thu, 01-Jan-1970 00:00:10 GMT",
                 "JSESSIONID"
             ),
             Some(SetCookie::Deleted(&b"A"[..]))
