@@ -134,21 +134,24 @@ fn parse_set_cookie<'a>(line: &'a [u8], name: &str) -> Option<SetCookie<'a>> {
         return None;
     }
     let value = unquote(v);
-    let mut deleted = value.is_empty();
+    // RFC 6265 §5.3: a valid `Max-Age` wins over `Expires`, and of each
+    // the last one counts.
+    let mut max_age = None;
+    let mut expires_past = false;
     for attr in parts {
         let (k, v) = split_pair(attr).unwrap_or((attr.trim_ascii(), b""));
         if k.eq_ignore_ascii_case(b"max-age") {
-            if std::str::from_utf8(v)
+            if let Some(age) = std::str::from_utf8(v)
                 .ok()
                 .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|age| age <= 0)
             {
-                deleted = true;
+                max_age = Some(age);
             }
-        } else if k.eq_ignore_ascii_case(b"expires") && expired(v) {
-            deleted = true;
+        } else if k.eq_ignore_ascii_case(b"expires") {
+            expires_past = expired(v);
         }
     }
+    let deleted = value.is_empty() || max_age.map_or(expires_past, |age| age <= 0);
     Some(if deleted {
         SetCookie::Deleted(value)
     } else {
@@ -261,6 +264,22 @@ mod tests {
             Some(SetCookie::Set(&b"A"[..]))
         );
         assert_eq!(parse_set_cookie(b"other=A", "JSESSIONID"), None);
+        // Max-Age wins over Expires (RFC 6265 §5.3): a server whose clock
+        // is behind still sets a live session; the last Max-Age counts.
+        assert_eq!(
+            parse_set_cookie(
+                b"JSESSIONID=A; Max-Age=3600; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                "JSESSIONID"
+            ),
+            Some(SetCookie::Set(&b"A"[..]))
+        );
+        assert_eq!(
+            parse_set_cookie(
+                b"JSESSIONID=A; Max-Age=3600; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Max-Age=0",
+                "JSESSIONID"
+            ),
+            Some(SetCookie::Deleted(&b"A"[..]))
+        );
     }
 
     proptest! {
