@@ -281,8 +281,25 @@ async fn a_ca_file_renewed_in_place_is_read_again_on_reload() {
         .await,
         "still verifying against the old CA after the reload"
     );
-    // And it stays so: the health checks pass with the new CA.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(lb.live("app", "node1").is_healthy());
+    // And it stays so: the next health checks pass with the new CA (fall
+    // is 1: one failure would show).
+    let live = lb.live("app", "node1");
+    let (passed, failed) = (&live.checks.success, &live.checks.failure);
+    let (p0, f0) = (
+        passed.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    assert!(
+        harness::eventually(Duration::from_secs(5), || async {
+            passed.load(Ordering::Relaxed) >= p0 + 3
+        })
+        .await
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        f0,
+        "a check failed with the new CA"
+    );
+    assert!(live.is_healthy());
     assert_eq!(harness::get_json(&c, &lb.url("/")).await.0, 200);
 }

@@ -1,5 +1,6 @@
 //! Active and passive health checks, slow start, on_server_down: error.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -87,7 +88,11 @@ async fn a_tcp_check_follows_the_listener() {
     let lb = Lb::start(&checked(&n, check, "")).await;
     let node2 = live(&lb, "app", "node2");
     n[1].set_health(500); // a tcp check does not care
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Three more checks (fall is 2): every one passed.
+    let passed = || node2.checks.success.load(Ordering::Relaxed);
+    let before = passed();
+    assert!(eventually(Duration::from_secs(5), || async { passed() >= before + 3 }).await);
+    assert_eq!(node2.checks.failure.load(Ordering::Relaxed), 0);
     assert!(node2.is_up());
     n[1].stop().await;
     assert!(eventually(Duration::from_secs(5), || async { !node2.is_up() }).await);

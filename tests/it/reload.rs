@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::harness::*;
@@ -39,14 +39,16 @@ async fn a_reload_under_load_applies_the_whole_file_without_a_failed_request() {
     let sessions = Arc::new(sessions);
 
     // Steady load: every session, round after round, until told to stop
-    // (at most 300 rounds).
+    // (at most 300 rounds). `done` counts the answered requests.
     let stop = Arc::new(AtomicBool::new(false));
     let reloaded = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn({
-        let (sessions, stop, reloaded, url) = (
+        let (sessions, stop, reloaded, done, url) = (
             Arc::clone(&sessions),
             Arc::clone(&stop),
             Arc::clone(&reloaded),
+            Arc::clone(&done),
             lb.url("/"),
         );
         async move {
@@ -59,12 +61,26 @@ async fn a_reload_under_load_applies_the_whole_file_without_a_failed_request() {
                     let after = reloaded.load(Ordering::Relaxed);
                     let (code, v) = get_json(b, &url).await;
                     seen.push((i, after, code, server_of(&v)));
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
             }
             seen
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // `n` more requests of the load answered: as the load goes round the
+    // sessions in turn, 15 of them are one request of every session.
+    let answered = |n: usize| {
+        let from = done.load(Ordering::Relaxed);
+        let done = Arc::clone(&done);
+        async move {
+            eventually(Duration::from_secs(10), || async {
+                done.load(Ordering::Relaxed) >= from + n
+            })
+            .await
+        }
+    };
+    // The load is under way: a whole round before the reload.
+    assert!(answered(sessions.len()).await, "the load did not start");
 
     // The reload: node1 weight 3, node2 removed, node4 added, a listener added.
     let checks_before = n[3].health_checks();
@@ -99,7 +115,8 @@ async fn a_reload_under_load_applies_the_whole_file_without_a_failed_request() {
     // A request that began before the reload has ended by now.
     let node2_served = n[1].requests();
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every session (node2's among them) sends one more request.
+    assert!(answered(sessions.len()).await, "the load stopped");
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.unwrap();
 

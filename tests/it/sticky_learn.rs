@@ -144,7 +144,10 @@ async fn unused_entries_expire_after_idle_timeout() {
     let b = browser(None);
     servers_seen(&b, &lb.url("/"), 2).await;
     assert_eq!(learned(&lb), 1);
-    // Used within the timeout, it stays.
+    // Used within the timeout, it stays: four uses 150 ms apart outlast the
+    // 400 ms timeout only if each use renews the entry. The pauses are the
+    // scenario (time passing while the table's clock is the real one), not
+    // a wait for something to happen.
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(150)).await;
         servers_seen(&b, &lb.url("/"), 1).await;

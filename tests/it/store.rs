@@ -90,6 +90,21 @@ impl Redis {
             .unwrap()
     }
 
+    /// The ids of the connections subscribed to a channel.
+    async fn subscribers(&self) -> Vec<u64> {
+        let mut c = self.conn().await;
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        list.lines()
+            .filter_map(|l| l.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+            .collect()
+    }
+
     /// The session keys of pool `app`.
     async fn sessions(&self) -> Vec<String> {
         let mut c = self.conn().await;
@@ -654,6 +669,7 @@ async fn a_subscriber_on_a_connection_gone_silent_subscribes_again() {
 
     // B's connections go silent. Its commands time out and reconnect by
     // themselves; its subscription must notice too.
+    let subscribed = redis.subscribers().await;
     freezer.freeze();
     assert!(
         eventually(Duration::from_secs(15), || async {
@@ -664,9 +680,17 @@ async fn a_subscriber_on_a_connection_gone_silent_subscribes_again() {
         b.proc.log()
     );
     b.wait_store(true).await;
-    // Give the new subscription a moment, then a failover that only the
-    // announcement can tell B about (the cookie survives it).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // B's new subscription is in place (a subscriber Redis did not have
+    // before), then a failover that only the announcement can tell B about
+    // (the cookie survives it).
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let now = redis.subscribers().await;
+            now.iter().any(|id| !subscribed.contains(id))
+        })
+        .await,
+        "B did not subscribe again"
+    );
     failover_through_a(&a, &b, &nodes, &browser, &home).await;
 }
 
@@ -950,17 +974,39 @@ async fn rediss_with_a_password_from_a_file() {
         &env,
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(!c.store_up().await);
-    let (status, _) = visit(&harness::browser(None), &c.url("/")).await;
-    assert_eq!(status, 200);
     assert!(
         eventually(Duration::from_secs(10), || async {
             c.proc.log().contains("unreachable")
         })
         .await
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!c.store_up().await);
+    let (status, _) = visit(&harness::browser(None), &c.url("/")).await;
+    assert_eq!(status, 200);
+    // Said once: three more failed checks (250 ms, 500 ms, 1 s apart) add
+    // no line. A request's access line, logged after them, shows that
+    // every line before it has reached the log.
+    let errors = || async {
+        harness::metric(
+            &c.metrics().await,
+            "limpet_store_errors_total",
+            "pool=\"app\"",
+        )
+    };
+    let first = errors().await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            errors().await >= first + 3.0
+        })
+        .await
+    );
+    assert_eq!(
+        visit(&harness::browser(None), &c.url("/after-retries"))
+            .await
+            .0,
+        200
+    );
+    assert!(c.proc.logged("/after-retries", 1).await, "{}", c.proc.log());
     let log = c.proc.log();
     assert_eq!(log.matches("unreachable").count(), 1, "{log}");
     assert!(!log.contains("s3cret") && !log.contains("wrong"), "{log}");
