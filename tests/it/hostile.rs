@@ -55,8 +55,10 @@ async fn normal_traffic(lb: &Lb) -> HashMap<String, usize> {
 #[tokio::test]
 async fn a_malformed_or_abandoned_body_per_server_takes_no_server_out() {
     let n = nodes(3).await;
-    let lb = Lb::start(&config(&n, "", "")).await;
-    // Round robin gives each server at least one of each kind.
+    // One worker, so one round-robin cursor (each worker has its own): the
+    // three malformed bodies go to node1, node2 and node3 in some order,
+    // and so do the three abandoned ones.
+    let lb = Lb::start(&config(&n, "", "workers: 1\n")).await;
     for _ in 0..3 {
         let head = raw_head(
             lb.addr,
@@ -65,22 +67,44 @@ async fn a_malformed_or_abandoned_body_per_server_takes_no_server_out() {
         .await;
         assert_eq!(status(&head), 400, "{head}");
     }
+    let reached = || n.iter().map(|n| n.requests()).sum::<u64>();
     for _ in 0..3 {
+        let before = reached();
         let mut s = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
         s.write_all(
             b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789",
         )
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        drop(s); // the client hangs up mid-upload
+        // The upload is under way on its server, then the client hangs up.
+        assert!(
+            eventually(Duration::from_secs(5), || async { reached() > before }).await,
+            "the upload reached no server"
+        );
+        drop(s);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let seen = normal_traffic(&lb).await;
-    assert_eq!(seen.len(), 3, "a server was taken out: {seen:?}");
+    // Each server ended one request of each kind: a 400 and an abandoned
+    // one (499).
+    let ended = |node: &str| {
+        let mut codes = live(&lb, "app", node).stats.by_code();
+        codes.sort_unstable();
+        codes
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            ["node1", "node2", "node3"]
+                .iter()
+                .all(|node| ended(node) == [(400, 1), (499, 1)])
+        })
+        .await,
+        "per server, not one 400 and one 499: {:?}",
+        ["node1", "node2", "node3"].map(ended)
+    );
     for node in ["node1", "node2", "node3"] {
         assert!(live(&lb, "app", node).is_up(), "{node} is marked down");
     }
+    let seen = normal_traffic(&lb).await;
+    assert_eq!(seen.len(), 3, "a server was taken out: {seen:?}");
 }
 
 #[tokio::test]
@@ -100,7 +124,8 @@ async fn a_slow_600k_upload_outlasts_backend_response_and_succeeds() {
     assert_eq!(v["body_bytes"], 600_000);
 }
 
-/// `count` chunks of `size` bytes, `every` apart.
+/// `count` chunks of `size` bytes, `every` apart: a slow client, whose
+/// pauses are the scenario rather than a wait for something to happen.
 fn futures_stream(
     count: usize,
     size: usize,
