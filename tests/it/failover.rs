@@ -27,6 +27,8 @@ struct Drill {
     lb: Lb,
     nodes: Vec<DemoNode>,
     sessions: Vec<reqwest::Client>,
+    /// each session's cookie jar
+    jars: Vec<std::sync::Arc<reqwest::cookie::Jar>>,
     /// per session, the server of each request
     history: Vec<Vec<String>>,
     failed: usize,
@@ -41,13 +43,14 @@ impl Drill {
             "{sticky}    retries: 2\n    health_check:\n      interval: 100ms\n      timeout: 300ms\n      rise: 2\n      fall: 2\n"
         );
         let lb = Lb::start(&sticky_config(&nodes, &extra, &[], "")).await;
-        let sessions = (0..30)
-            .map(|i| browser(by_address.then(|| source_ip(i))))
-            .collect();
+        let (sessions, jars) = (0..30)
+            .map(|i| browser_with_jar(by_address.then(|| source_ip(i))))
+            .unzip();
         Drill {
             lb,
             nodes,
             sessions,
+            jars,
             history: vec![Vec::new(); 30],
             failed: 0,
         }
@@ -170,21 +173,23 @@ async fn cookie_mode_survives_a_dead_server_and_reissues_the_cookie() {
     let (mut d, moved) = drill(sticky, true, How::Stop).await;
     // The replacement is chosen from the client address: deterministic and spread.
     assert_eq!(spread_over_survivors(&moved).len(), 2, "{moved:?}");
-    // The cookie now names the replacement: a cookie-less request with it goes there.
-    let (i, r) = moved
-        .iter()
-        .enumerate()
-        .find_map(|(i, (_, r))| r.clone().map(|r| (i, r)))
-        .unwrap();
-    let res = d.sessions[i].get(d.lb.url("/")).send().await.unwrap();
-    assert!(
-        set_cookies(&res).is_empty(),
-        "the client should already hold the reissued cookie"
-    );
-    assert_eq!(
-        server_with_cookie(&client(), &d.lb.url("/"), &format!("SERVERID={r}")).await,
-        r
-    );
+    // Every moved client holds a cookie reissued for the server that has
+    // answered it since (as the demo node names itself), and that cookie
+    // alone, from another client, leads there.
+    for (i, (_, r)) in moved.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let held = jar_cookie(&d.jars[i], &d.lb.url("/"), "SERVERID");
+        assert_eq!(held, Some(format!("SERVERID={r}")), "session {i}");
+        let res = d.sessions[i].get(d.lb.url("/")).send().await.unwrap();
+        assert!(
+            set_cookies(&res).is_empty(),
+            "the client should already hold the reissued cookie"
+        );
+        assert_eq!(
+            &server_with_cookie(&client(), &d.lb.url("/"), &held.unwrap()).await,
+            r
+        );
+    }
     recover(&mut d, &moved, false).await;
     new_sessions_reach(&d, "node2", false).await;
 }
@@ -195,22 +200,39 @@ async fn jvm_route_mode_moves_the_session_and_follows_the_id_the_cluster_re_suff
     // jvm_route_binding_wins_over_the_old_route_after_the_node_returns.)
     let sticky = "    sticky:\n      mode: jvm_route\n";
     let (mut d, moved) = drill(sticky, false, How::Stop).await;
+    let mut old_ids = Vec::new();
     for (i, (_, r)) in moved.iter().enumerate() {
         if let Some(r) = r {
             // The cluster re-suffixed the id (JvmRouteBinderValve); the counter went on.
             let (_, v) = get_json(&d.sessions[i], &d.lb.url("/cart")).await;
-            assert!(
-                v["session"].as_str().unwrap().ends_with(&format!(".{r}")),
-                "{v}"
-            );
+            let id = v["session"].as_str().unwrap();
+            assert!(id.ends_with(&format!(".{r}")), "{v}");
             assert_eq!(
                 v["counter"],
                 d.history[i].len() as u64 + 1,
                 "the session was not continued: {v}"
             );
+            old_ids.push(format!("{}.node2", id.split('.').next().unwrap()));
         }
     }
+    // Routing follows the new ids: the bindings made at the failover were
+    // released when the cluster issued them.
+    assert_eq!(jvm_route_bindings(&d.lb, "app"), 0);
     recover(&mut d, &moved, false).await;
+    // So an old id, sent again, follows its own route home (a request that
+    // touches no session: no new id).
+    for old in &old_ids {
+        assert_eq!(
+            server_with_cookie(
+                &client(),
+                &d.lb.url("/static/app.js"),
+                &format!("JSESSIONID={old}")
+            )
+            .await,
+            "node2",
+            "{old} is still bound"
+        );
+    }
     new_sessions_reach(&d, "node2", false).await;
 }
 
@@ -235,12 +257,15 @@ async fn jvm_route_binding_wins_over_the_old_route_after_the_node_returns() {
     nodes[1].set_health(500);
     let node2 = live(&lb, "app", "node2");
     assert!(eventually(Duration::from_secs(5), || async { !node2.is_up() }).await);
+    assert_eq!(jvm_route_bindings(&lb, "app"), 0);
     let mut replacement = HashMap::new();
     for id in &ids {
         let r = server_with_cookie(&c, &lb.url("/static/app.js"), id).await;
         assert_ne!(r, "node2");
         replacement.insert(id.clone(), r);
     }
+    // One binding per moved session.
+    assert_eq!(jvm_route_bindings(&lb, "app"), ids.len() as u64);
     assert_eq!(
         replacement.values().collect::<HashSet<_>>().len(),
         2,
@@ -268,7 +293,36 @@ async fn jvm_route_binding_wins_over_the_old_route_after_the_node_returns() {
 async fn learn_mode_rewrites_the_table_entry() {
     let sticky = "    sticky:\n      mode: learn\n      learn:\n        persist: false\n";
     let (mut d, moved) = drill(sticky, false, How::Stop).await;
+    // Each moved session's entry, under the id node2 issued, now names the
+    // server that has answered the session since (as the demo node names
+    // itself). The cluster re-suffixed the id too (`<hex>.node2` became
+    // `<hex>.<replacement>`), which limpet learned as a new entry.
+    let mut old_ids = Vec::new();
+    for (i, (_, r)) in moved.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let (_, v) = get_json(&d.sessions[i], &d.lb.url("/cart")).await;
+        let hex = v["session"].as_str().unwrap().split('.').next().unwrap();
+        let old = format!("{hex}.node2");
+        assert_eq!(
+            learned_server(&d.lb, "app", &old).as_deref(),
+            Some(r.as_str()),
+            "session {i}: the entry of {old}"
+        );
+        old_ids.push((old, r.clone()));
+    }
     recover(&mut d, &moved, false).await;
+    // With node2 back, the old id still leads to the replacement.
+    for (old, r) in &old_ids {
+        assert_eq!(
+            &server_with_cookie(
+                &client(),
+                &d.lb.url("/static/app.js"),
+                &format!("JSESSIONID={old}")
+            )
+            .await,
+            r
+        );
+    }
     new_sessions_reach(&d, "node2", false).await;
 }
 

@@ -198,14 +198,34 @@ pub fn config(nodes: &[DemoNode], pool_extra: &str, top_extra: &str) -> String {
 
 /// A client like a browser: keeps cookies, optionally from a given source address.
 pub fn browser(source: Option<IpAddr>) -> reqwest::Client {
+    browser_with_jar(source).0
+}
+
+/// A [`browser`], and its cookie jar for the test to read.
+pub fn browser_with_jar(
+    source: Option<IpAddr>,
+) -> (reqwest::Client, std::sync::Arc<reqwest::cookie::Jar>) {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     let mut b = reqwest_builder()
         .no_proxy()
-        .cookie_store(true)
+        .cookie_provider(std::sync::Arc::clone(&jar))
         .timeout(Duration::from_secs(10));
     if let Some(ip) = source {
         b = b.local_address(ip);
     }
-    b.build().unwrap()
+    (b.build().unwrap(), jar)
+}
+
+/// The cookie `name=value` that `jar` holds for `url`, if any.
+pub fn jar_cookie(jar: &reqwest::cookie::Jar, url: &str, name: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore;
+    let header = jar.cookies(&url.parse().unwrap())?;
+    header
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find(|pair| pair.split_once('=').is_some_and(|(n, _)| n == name))
+        .map(str::to_owned)
 }
 
 /// A client without a cookie jar.
@@ -370,6 +390,28 @@ pub fn live(lb: &Lb, pool: &str, server: &str) -> std::sync::Arc<limpet::server:
     let p = snap.pool(pool).unwrap();
     let i = p.servers.by_name(server).unwrap();
     std::sync::Arc::clone(&p.servers[i].live)
+}
+
+/// The server that pool `pool`'s learned table (learn mode) names for the
+/// session id `id`.
+pub fn learned_server(lb: &Lb, pool: &str, id: &str) -> Option<String> {
+    let snap = lb.limpet.as_ref().unwrap().snapshot();
+    let limpet::sticky::Sticky::Learn(learn) = &snap.pool(pool).unwrap().sticky else {
+        panic!("pool {pool} is not in learn mode");
+    };
+    learn
+        .table
+        .get(learn.key(id.as_bytes()))
+        .map(|s| s.to_string())
+}
+
+/// The failover bindings that pool `pool` (jvm_route mode) holds.
+pub fn jvm_route_bindings(lb: &Lb, pool: &str) -> u64 {
+    let snap = lb.limpet.as_ref().unwrap().snapshot();
+    let limpet::sticky::Sticky::JvmRoute(j) = &snap.pool(pool).unwrap().sticky else {
+        panic!("pool {pool} is not in jvm_route mode");
+    };
+    j.bindings()
 }
 
 /// A client (no cookie jar) whose connections come from `ip`.
