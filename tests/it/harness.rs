@@ -280,7 +280,11 @@ where
     }
 }
 
-/// A free port, for a process that binds it itself (bound, then closed).
+/// A free port for a program that binds it itself (bound here, then
+/// closed): the real `limpet` binary, whose configuration refuses port 0,
+/// and redis-server, HAProxy, nginx and Apache. Another program may take
+/// the port in between: everything that can be handed a bound socket is
+/// (`Lb`), and a server that must refuse connections is `refusing_port`.
 pub fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()

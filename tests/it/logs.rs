@@ -177,7 +177,7 @@ async fn the_access_line_has_host_retries_upstream_time_and_the_user_agent() {
     let log = dir.join("access.json");
     // A server that refuses connections first (round robin): the request
     // is retried on node1.
-    let dead = closed_port();
+    let (dead, _refusing) = refusing_port();
     let servers = format!(
         "      - {{ name: dead, address: \"{dead}\" }}\n{}",
         servers_yaml(&n)
