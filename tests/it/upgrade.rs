@@ -15,11 +15,28 @@ use crate::harness::*;
 
 /// A directory for test `name` with the binary copied into it (an upgrade
 /// replaces this copy): the directory and the copy.
-fn installed(name: &str) -> (PathBuf, PathBuf) {
+fn installed(name: &str) -> (Installed, PathBuf) {
     let dir = temp_dir(&format!("{name}-bin"));
     let exe = dir.join("limpet");
     std::fs::copy(env!("CARGO_BIN_EXE_limpet"), &exe).unwrap();
-    (dir, exe)
+    (Installed(dir), exe)
+}
+
+/// The directory of [`installed`], removed when the test ends: it holds
+/// copies of the binary, a few hundred megabytes a test.
+struct Installed(PathBuf);
+
+impl std::ops::Deref for Installed {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Replaces `exe` as a package manager does: a new file, renamed over it.
@@ -105,7 +122,7 @@ fn learn_yaml(nodes: &[limpet_demo::DemoNode], extra: &str) -> String {
 #[tokio::test]
 async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits() {
     let n = nodes(2).await;
-    let (_, exe) = installed("upgrade-load");
+    let (_installed, exe) = installed("upgrade-load");
     let yaml = info(proc_config(&n, "timeouts:\n  shutdown_grace: 10s\n"));
     let mut p = Proc::start_exe("upgrade-load", &yaml, &exe, &[]).await;
     let base = format!("http://{}", p.addr);
@@ -194,7 +211,7 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits() {
 #[tokio::test]
 async fn learned_sessions_a_drain_and_a_server_found_down_survive_an_upgrade() {
     let n = nodes(3).await;
-    let (_, exe) = installed("upgrade-state");
+    let (_installed, exe) = installed("upgrade-state");
     // node3's checks fail; the old process finds it down at once.
     let check = "    health_check:\n      type: http\n      path: /health\n      rise: 1\n      fall: 1\n      interval: 100ms\n";
     let yaml = learn_yaml(
@@ -286,7 +303,7 @@ async fn learned_sessions_a_drain_and_a_server_found_down_survive_an_upgrade() {
 #[tokio::test]
 async fn a_jvm_route_failover_binding_survives_an_upgrade() {
     let n = nodes(3).await;
-    let (_, exe) = installed("upgrade-jvm");
+    let (_installed, exe) = installed("upgrade-jvm");
     let yaml = learn_yaml(&n, "    sticky:\n      mode: jvm_route\n");
     let mut p = Proc::start_exe("upgrade-jvm", &yaml, &exe, &[]).await;
     let c = client();
