@@ -159,6 +159,22 @@ async fn run(
     inherited: Option<crate::upgrade::Inherited>,
 ) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
+    // SIGPIPE is ignored (Rust's runtime does so before `main`): a closed
+    // pipe is an error on that write, never the end of limpet. Every other
+    // signal an operator sends has a meaning below. The handlers are in place
+    // before the listeners and READY=1: a signal sent as soon as limpet
+    // serves (a SIGHUP from a unit's ExecReload, a test's SIGTERM) is never
+    // met by the default action, which would kill it.
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut usr2)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        eprintln!("limpet: cannot install signal handlers");
+        return ExitCode::from(1);
+    };
     let started = match inherited {
         Some(mut i) => {
             let bound = std::mem::take(&mut i.bound);
@@ -188,19 +204,6 @@ async fn run(
             eprintln!("limpet: {e}");
             return ExitCode::from(1);
         }
-    };
-    // SIGPIPE is ignored (Rust's runtime does so before `main`): a closed
-    // pipe is an error on that write, never the end of limpet. Every other
-    // signal an operator sends has a meaning below.
-    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut usr2)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::user_defined2()),
-    ) else {
-        eprintln!("limpet: cannot install signal handlers");
-        return ExitCode::from(1);
     };
     // An upgrade under way (SIGUSR2): the new process being started.
     let mut upgrade: Option<Upgrading<'_>> = None;
