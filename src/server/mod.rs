@@ -181,13 +181,7 @@ impl Live {
 
     /// Up: healthy by the active checks and not marked down by real traffic.
     pub fn is_up(&self) -> bool {
-        self.is_up_at(clock_ms())
-    }
-
-    /// [`Live::is_up`] at clock reading `now` (timers are tested this way,
-    /// without waiting).
-    pub fn is_up_at(&self, now: u64) -> bool {
-        self.healthy.load(Ordering::Relaxed) && !self.passively_down(now)
+        self.healthy.load(Ordering::Relaxed) && !self.passively_down(clock_ms())
     }
 
     fn passively_down(&self, now: u64) -> bool {
@@ -213,27 +207,20 @@ impl Live {
 
     /// Records the active checks' verdict.
     pub fn set_healthy(&self, up: bool) {
-        self.set_healthy_at(up, clock_ms());
-    }
-
-    fn set_healthy_at(&self, up: bool, now: u64) {
         self.checked.store(true, Ordering::Relaxed);
         let was = self.healthy.swap(up, Ordering::Relaxed);
         if up && !was {
-            self.recovered_at.store(now, Ordering::Relaxed);
+            self.recovered_at.store(clock_ms(), Ordering::Relaxed);
         }
     }
 
     /// Counts a failure seen on real traffic. Returns true when it marks the
     /// server down (max_fails within fail_timeout).
     pub fn record_failure(&self, cfg: PassiveConfig) -> bool {
-        self.record_failure_at(cfg, clock_ms())
-    }
-
-    fn record_failure_at(&self, cfg: PassiveConfig, now: u64) -> bool {
         if cfg.max_fails == 0 {
             return false;
         }
+        let now = clock_ms();
         let window = ms(cfg.fail_timeout);
         let start = self.window_start.load(Ordering::Relaxed);
         let fails = if start == 0 || now.saturating_sub(start) > window {
@@ -258,10 +245,6 @@ impl Live {
     /// The share of its weight a server gets for new placements while it
     /// ramps up after coming back (1.0 = full weight).
     pub fn ramp(&self, slow_start: Duration) -> f64 {
-        self.ramp_at(slow_start, clock_ms())
-    }
-
-    fn ramp_at(&self, slow_start: Duration, now: u64) -> f64 {
         if slow_start.is_zero() {
             return 1.0;
         }
@@ -269,6 +252,7 @@ impl Live {
         if since == 0 {
             return 1.0;
         }
+        let now = clock_ms();
         if now < since {
             return 0.0;
         }
@@ -325,14 +309,19 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
+
+    fn passive(max_fails: u32, fail_timeout_s: u64) -> PassiveConfig {
+        PassiveConfig {
+            max_fails,
+            fail_timeout: Duration::from_secs(fail_timeout_s),
+        }
+    }
 
     #[test]
     fn max_fails_within_fail_timeout_marks_down_and_zero_turns_it_off() {
         let live = Live::new(ServerState::Active);
-        let cfg = PassiveConfig {
-            max_fails: 3,
-            fail_timeout: Duration::from_secs(60),
-        };
+        let cfg = passive(3, 60);
         assert!(!live.record_failure(cfg));
         assert!(!live.record_failure(cfg));
         assert!(live.is_up());
@@ -340,10 +329,7 @@ mod tests {
         assert!(!live.is_up());
 
         let off = Live::new(ServerState::Active);
-        let cfg = PassiveConfig {
-            max_fails: 0,
-            fail_timeout: Duration::from_secs(60),
-        };
+        let cfg = passive(0, 60);
         for _ in 0..10 {
             assert!(!off.record_failure(cfg));
         }
@@ -352,40 +338,67 @@ mod tests {
 
     #[test]
     fn a_passively_downed_server_is_tried_again_after_fail_timeout() {
+        let clock = clock::pause();
+        let step = |ms| clock.advance(Duration::from_millis(ms));
         let live = Live::new(ServerState::Active);
-        let cfg = PassiveConfig {
-            max_fails: 2,
-            fail_timeout: Duration::from_secs(10),
-        };
+        let cfg = passive(2, 10);
         // Two failures 11 s apart are in different windows: still up.
-        assert!(!live.record_failure_at(cfg, 1_000));
-        assert!(!live.record_failure_at(cfg, 12_001));
+        assert!(!live.record_failure(cfg));
+        step(11_001);
+        assert!(!live.record_failure(cfg));
         // A second one within the window marks it down for fail_timeout.
-        assert!(live.record_failure_at(cfg, 13_000));
-        assert!(!live.is_up_at(13_000));
-        assert!(!live.is_up_at(22_999));
-        assert!(live.is_up_at(23_000));
+        step(999);
+        assert!(live.record_failure(cfg));
+        assert!(!live.is_up());
+        step(9_999);
+        assert!(!live.is_up());
+        // Failures while down do not make the mark-down longer.
+        assert!(!live.record_failure(cfg));
+        assert!(!live.record_failure(cfg));
+        step(1);
+        assert!(live.is_up());
     }
 
     #[test]
     fn the_ramp_grows_linearly_over_slow_start_after_recovery() {
+        let clock = clock::pause();
+        let step = |ms| clock.advance(Duration::from_millis(ms));
         let live = Live::new(ServerState::Active);
         let ten = Duration::from_secs(10);
-        assert_eq!(live.ramp_at(ten, 5_000), 1.0);
-        live.set_healthy_at(false, 1_000);
-        live.set_healthy_at(true, 2_000);
-        assert_eq!(live.ramp_at(ten, 2_000), 0.0);
-        assert!((live.ramp_at(ten, 4_500) - 0.25).abs() < 1e-9);
-        assert!((live.ramp_at(ten, 9_500) - 0.75).abs() < 1e-9);
-        assert_eq!(live.ramp_at(ten, 12_000), 1.0);
-        assert_eq!(live.ramp_at(Duration::ZERO, 2_000), 1.0);
+        assert_eq!(live.ramp(ten), 1.0);
+        live.set_healthy(false);
+        step(1_000);
+        live.set_healthy(true);
+        assert_eq!(live.ramp(ten), 0.0);
+        assert_eq!(live.ramp(Duration::ZERO), 1.0);
+        step(2_500);
+        assert!((live.ramp(ten) - 0.25).abs() < 1e-9);
+        step(5_000);
+        assert!((live.ramp(ten) - 0.75).abs() < 1e-9);
+        step(2_500);
+        assert_eq!(live.ramp(ten), 1.0);
         // After a passive mark-down it ramps from the end of fail_timeout.
-        let cfg = PassiveConfig {
-            max_fails: 1,
-            fail_timeout: Duration::from_secs(10),
-        };
-        assert!(live.record_failure_at(cfg, 20_000));
-        assert_eq!(live.ramp_at(ten, 25_000), 0.0);
-        assert!((live.ramp_at(ten, 35_000) - 0.5).abs() < 1e-9);
+        step(8_000);
+        assert!(live.record_failure(passive(1, 10)));
+        step(5_000);
+        assert_eq!(live.ramp(ten), 0.0);
+        step(10_000);
+        assert!((live.ramp(ten) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_mark_down_handed_to_the_next_process_keeps_its_remaining_time() {
+        let clock = clock::pause();
+        let live = Live::new(ServerState::Active);
+        assert!(live.record_failure(passive(1, 30)));
+        clock.advance(Duration::from_secs(10));
+        let vitals = live.vitals();
+        assert_eq!(vitals.down_ms, 20_000);
+        let next = Live::new(ServerState::Active);
+        next.recall(&vitals);
+        clock.advance(Duration::from_millis(19_999));
+        assert!(!next.is_up());
+        clock.advance(Duration::from_millis(1));
+        assert!(next.is_up());
     }
 }

@@ -17,6 +17,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use crate::clock::{to_ms, unix_ms};
+
 /// Keys are hashes already: the index uses them as they are.
 #[derive(Default)]
 struct Identity(u64);
@@ -39,25 +41,17 @@ impl Hasher for Identity {
 
 type Index = HashMap<u64, u32, BuildHasherDefault<Identity>>;
 
-/// Wall-clock milliseconds (coarse): an entry's idle time must survive a
-/// restart, which a monotonic reading would not.
-pub fn now_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-    u64::try_from(t.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1000)
-        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000)
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     key: u64,
     value: u64,
-    /// `now_ms` of the last use.
+    /// Wall-clock ms ([`crate::clock::unix_ms`]) of the last use: an
+    /// entry's idle time must survive a restart, which a monotonic reading
+    /// would not.
     used: u64,
     /// Used since the clock hand last passed.
     referenced: bool,
-    /// Seconds (`now_ms / 1000`, wrapping) when a shared store last got
+    /// Seconds (`unix_ms / 1000`, wrapping) when a shared store last got
     /// this entry: written or its expiry refreshed. Fits beside
     /// `referenced`: a slot stays 32 bytes.
     synced: u32,
@@ -152,7 +146,7 @@ impl SessionTable {
     }
 
     fn idle_ms(&self) -> u64 {
-        u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX)
+        to_ms(self.idle)
     }
 
     /// The value for `key`, if it is there and not expired; marks it used.
@@ -169,7 +163,7 @@ impl SessionTable {
     }
 
     fn lookup(&self, key: u64, sync_every_s: Option<u32>) -> Option<(u64, bool)> {
-        let now = now_ms();
+        let now = unix_ms();
         let idle = self.idle_ms();
         let mut s = lock(self.shard(key));
         let at = *s.index.get(&key)?;
@@ -199,7 +193,7 @@ impl SessionTable {
 
     /// Sets a confirmed entry (moving it out of probation if it was there).
     pub fn insert(&self, key: u64, value: u64) {
-        self.put(key, value, false, now_ms());
+        self.put(key, value, false, unix_ms());
     }
 
     /// Sets an entry on probation, unless `key` is confirmed already.
@@ -208,7 +202,7 @@ impl SessionTable {
         if s.index.get(&key).is_some_and(|at| at & PROBATION == 0) {
             return;
         }
-        s.put(key, value, true, now_ms());
+        s.put(key, value, true, unix_ms());
     }
 
     /// Changes the value of `key` where it is (confirmed or on probation),
@@ -216,7 +210,7 @@ impl SessionTable {
     pub fn rewrite(&self, key: u64, value: u64) {
         let mut s = lock(self.shard(key));
         let probation = s.index.get(&key).is_some_and(|at| at & PROBATION != 0);
-        s.put(key, value, probation, now_ms());
+        s.put(key, value, probation, unix_ms());
     }
 
     fn put(&self, key: u64, value: u64, probation: bool, used: u64) {
@@ -226,7 +220,7 @@ impl SessionTable {
     /// Puts back an entry saved with `remaining` idle time.
     pub fn restore(&self, saved: Kept) {
         let remaining = u64::try_from(saved.remaining.as_millis()).unwrap_or(0);
-        let used = now_ms().saturating_sub(self.idle_ms().saturating_sub(remaining));
+        let used = unix_ms().saturating_sub(self.idle_ms().saturating_sub(remaining));
         self.put(saved.key, saved.value, saved.probation, used);
     }
 
@@ -256,7 +250,7 @@ impl SessionTable {
 
     /// Forgets every expired entry.
     pub fn purge(&self) {
-        let now = now_ms();
+        let now = unix_ms();
         let idle = self.idle_ms();
         for shard in self.shards.iter() {
             let mut s = lock(shard);
@@ -276,7 +270,7 @@ impl SessionTable {
 
     /// Every live entry with its remaining idle time.
     pub fn entries(&self) -> Vec<Kept> {
-        let now = now_ms();
+        let now = unix_ms();
         let idle = self.idle_ms();
         let mut all = Vec::new();
         for shard in self.shards.iter() {
@@ -448,20 +442,63 @@ impl ServerNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
 
     #[test]
     fn a_busy_entry_is_due_a_store_refresh_once_per_period_and_probation_never() {
+        let clock = clock::pause();
         let t = SessionTable::new(1000, 100, Duration::from_secs(3600));
         t.insert(1, 7);
-        // Just written: the store has it.
-        assert_eq!(t.get_synced(1, 1), Some((7, false)));
-        // With a period of 0 s every read is due, and marks it refreshed.
-        assert_eq!(t.get_synced(1, 0), Some((7, true)));
-        assert_eq!(t.get_synced(1, 60), Some((7, false)));
         t.insert_probation(2, 8);
-        assert_eq!(t.get_synced(2, 0), Some((8, false)));
+        // Just written: the store has it.
+        assert_eq!(t.get_synced(1, 30), Some((7, false)));
+        clock.advance(Duration::from_secs(29));
+        assert_eq!(t.get_synced(1, 30), Some((7, false)));
+        clock.advance(Duration::from_secs(1));
+        // Due once per period, however busy: a due refresh counts as done.
+        assert_eq!(t.get_synced(1, 30), Some((7, true)));
+        assert_eq!(t.get_synced(1, 30), Some((7, false)));
+        clock.advance(Duration::from_secs(30));
+        // A write (rewrite, failover) is a sync too.
+        t.rewrite(1, 9);
+        assert_eq!(t.get_synced(1, 30), Some((9, false)));
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(t.get_synced(1, 30), Some((9, true)));
+        // Probation is never in the store.
+        assert_eq!(t.get_synced(2, 30), Some((8, false)));
         assert_eq!(t.get_synced(3, 0), None);
         assert_eq!(std::mem::size_of::<Slot>(), 32);
+    }
+
+    #[test]
+    fn an_entry_is_forgotten_idle_after_its_last_use_in_either_area() {
+        let clock = clock::pause();
+        let t = SessionTable::new(100, 10, Duration::from_secs(60));
+        t.insert(1, 7);
+        t.insert_probation(2, 8);
+        t.insert(3, 9);
+        t.insert_probation(4, 6);
+        clock.advance(Duration::from_secs(30));
+        // A use restarts the idle time, in either area.
+        assert_eq!(t.get(3), Some(9));
+        assert_eq!(t.get(4), Some(6));
+        clock.advance(Duration::from_millis(29_999));
+        assert_eq!(t.entries().len(), 4);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(t.get(1), None);
+        assert_eq!(t.get(2), None);
+        let mut left = t.entries();
+        left.sort_by_key(|e| e.key);
+        let remaining: Vec<_> = left.iter().map(|e| (e.key, e.remaining)).collect();
+        assert_eq!(
+            remaining,
+            [(3, Duration::from_secs(30)), (4, Duration::from_secs(30))]
+        );
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(t.len(), 2, "expired entries are held until a purge");
+        t.purge();
+        assert!(t.is_empty());
+        assert_eq!(t.on_probation(), 0);
     }
 
     #[test]
@@ -502,6 +539,7 @@ mod tests {
 
     #[test]
     fn entries_expire_and_survive_a_save_with_their_remaining_time() {
+        let clock = clock::pause();
         let t = SessionTable::new(100, 10, Duration::from_secs(3600));
         t.restore(Kept {
             key: 1,
@@ -516,13 +554,15 @@ mod tests {
             probation: true,
         });
         assert_eq!(t.get(2), None, "an entry with no time left expired");
+        clock.advance(Duration::from_secs(100));
         let saved = t.entries();
         assert_eq!(saved.len(), 1);
         assert_eq!(saved[0].value, 3);
-        let left = saved[0].remaining.as_secs();
-        assert!((595..=600).contains(&left), "{left}");
+        assert_eq!(saved[0].remaining, Duration::from_secs(500));
         t.purge();
         assert_eq!(t.len(), 1);
+        clock.advance(Duration::from_secs(500));
+        assert_eq!(t.get(1), None);
     }
 
     #[test]
