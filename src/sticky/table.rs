@@ -12,34 +12,13 @@
 //! index from key to ring slot finds entries; keys are already hashes, so
 //! the index does not hash them again.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use crate::clock::{to_ms, unix_ms};
 
 /// Keys are hashes already: the index uses them as they are.
-#[derive(Default)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Index = HashMap<u64, u32, BuildHasherDefault<Identity>>;
+type Index = nohash_hasher::IntMap<u64, u32>;
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
