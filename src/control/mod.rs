@@ -26,7 +26,11 @@ use crate::config::{self, Config};
 use crate::memory::PoolMemory;
 use crate::runtime::{Bound, Shared, Snapshot};
 use crate::worker::{self, Workers};
-use crate::{admin, health, listener, logging, sticky};
+use crate::{admin, health, listener, logging};
+
+mod learned;
+pub use learned::{PERSIST_EVERY, persist_learned};
+use learned::{persist_periodically, restore_learned};
 
 /// Why a configuration could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -404,7 +408,6 @@ impl Control {
         persist_learned(&self.shared.snapshot.load());
     }
 
-    /// The address of each listener, in configuration order.
     /// Copies of every listening socket with the address it was bound for
     /// and whether it is the admin endpoint's, to hand to a new process.
     pub async fn sockets(&self) -> std::io::Result<Vec<(SocketAddr, bool, std::net::TcpListener)>> {
@@ -419,6 +422,7 @@ impl Control {
         Ok(all)
     }
 
+    /// The address of each listener, in configuration order.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.shared
             .snapshot
@@ -450,28 +454,6 @@ fn resize(st: &mut State, total: usize) {
     st.permits_total = total;
 }
 
-/// Restores learned tables from `state_dir` for pools that are new in this
-/// snapshot (all of them at start).
-fn restore_learned(snapshot: &Snapshot, previous: &Snapshot, first: bool) {
-    for pool in snapshot.pools.iter().filter(|p| p.persist) {
-        let known = !first && previous.pool(&pool.name).is_some_and(|p| p.persist);
-        let Some(table) = pool.sticky.learned().filter(|_| !known) else {
-            continue;
-        };
-        match sticky::learn::persist::load(&snapshot.state_dir, &pool.name, table) {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(pool = %pool.name, sessions = n, "learned sessions restored");
-                if let Some(store) = pool.sticky.store() {
-                    store.check_restored();
-                }
-            }
-            Err(e) => tracing::warn!(pool = %pool.name, "{e}"),
-        }
-    }
-}
-
-/// Writes the learned tables of pools with `persist: true` to `state_dir`.
 /// Does any listener serve other certificates than before? Sessions
 /// resumed from tickets of the old ones would outlive a renewal (a
 /// compromised key, say), so the ticket keys start anew.
@@ -481,33 +463,6 @@ fn certificates_changed(previous: &Config, next: &Config) -> bool {
     };
     let (before, after) = (certs(previous), certs(next));
     before.len() != after.len() || before.iter().zip(&after).any(|(a, b)| !a.same_chains(b))
-}
-
-pub fn persist_learned(snapshot: &Snapshot) {
-    for pool in snapshot.pools.iter().filter(|p| p.persist) {
-        let Some(table) = pool.sticky.learned() else {
-            continue;
-        };
-        match sticky::learn::persist::save(&snapshot.state_dir, &pool.name, table) {
-            Ok(n) => tracing::debug!(pool = %pool.name, sessions = n, "learned sessions saved"),
-            Err(e) => tracing::error!(pool = %pool.name, "{e}"),
-        }
-    }
-}
-
-/// How often learned tables are written to `state_dir`.
-pub const PERSIST_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
-async fn persist_periodically(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(PERSIST_EVERY) => {}
-            _ = stop.changed() => return,
-        }
-        let snapshot = shared.snapshot.load_full();
-        // File writes and fsync block: keep them off the runtime's workers.
-        let _ = tokio::task::spawn_blocking(move || persist_learned(&snapshot)).await;
-    }
 }
 
 impl admin::Reload for Control {
