@@ -22,7 +22,10 @@ pub fn validate(
     let bind = match &file.bind {
         Some(b) => {
             let addr = c.address(b, "admin.bind")?;
-            if let Some(l) = listeners.iter().find(|l| super::conflicts(l.bind, addr)) {
+            if let Some(l) = listeners
+                .iter()
+                .find(|l| super::listeners::conflicts(l.bind, addr))
+            {
                 return Err(c.err(
                     b,
                     "admin.bind",
@@ -38,7 +41,10 @@ pub fn validate(
             let addr: SocketAddr = DEFAULT_BIND
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9090)));
-            if let Some(l) = listeners.iter().find(|l| super::conflicts(l.bind, addr)) {
+            if let Some(l) = listeners
+                .iter()
+                .find(|l| super::listeners::conflicts(l.bind, addr))
+            {
                 return Err(ConfigError::at(
                     c.path,
                     serde_saphyr::Location::UNKNOWN,
@@ -87,7 +93,7 @@ fn host(c: &Checker<'_>, h: &S<String>, key: &str) -> Result<String, ConfigError
         "the admin endpoint always answers to IP addresses; list only names"
     } else if v.starts_with("*.") {
         "no wildcard: list each name"
-    } else if !super::valid_route_host(v) {
+    } else if !super::listeners::valid_route_host(v) {
         "it must be a host name such as limpet-admin.example.net, without a port or a scheme"
     } else {
         return Ok(v.to_ascii_lowercase());
