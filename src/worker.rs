@@ -9,20 +9,24 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::listener;
 use crate::proxy::Local;
 use crate::runtime::Shared;
 
 enum Cmd {
-    /// Accept on `socket` (this worker's copy) until `stop`; then say `done`.
+    /// Accept on `socket` (this worker's copy) until `stop`; `done` is
+    /// held until its connections are closed.
     Listen {
         id: u64,
         socket: std::net::TcpListener,
         permits: Arc<Semaphore>,
-        stop: watch::Receiver<bool>,
-        done: mpsc::UnboundedSender<()>,
+        stop: CancellationToken,
+        done: TaskTrackerToken,
     },
 }
 
@@ -72,15 +76,16 @@ impl Workers {
         self.workers.is_empty()
     }
 
-    /// Makes every worker accept on `socket` until `stop` turns true. Each
-    /// worker sends one message on `done` once its connections are closed.
+    /// Makes every worker accept on `socket` until `stop` is cancelled.
+    /// `done` tracks each worker's accept loop until its connections are
+    /// closed (counted from now, before the worker has even begun).
     pub fn listen(
         &self,
         id: u64,
         socket: &std::net::TcpListener,
         permits: &Arc<Semaphore>,
-        stop: &watch::Receiver<bool>,
-        done: &mpsc::UnboundedSender<()>,
+        stop: &CancellationToken,
+        done: &TaskTracker,
     ) -> std::io::Result<()> {
         for w in &self.workers {
             let copy = socket.try_clone()?;
@@ -90,7 +95,7 @@ impl Workers {
                 socket: copy,
                 permits: Arc::clone(permits),
                 stop: stop.clone(),
-                done: done.clone(),
+                done: done.token(),
             });
         }
         Ok(())
@@ -134,7 +139,7 @@ fn run(id: usize, shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                         Ok(l) => l,
                         Err(e) => {
                             tracing::error!(worker = id, error = %e, "cannot accept on a listener");
-                            let _ = done.send(());
+                            drop(done);
                             continue;
                         }
                     };
@@ -147,7 +152,7 @@ fn run(id: usize, shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                     });
                     tokio::task::spawn_local(async move {
                         serve.await;
-                        let _ = done.send(());
+                        drop(done);
                     });
                 }
             }

@@ -80,17 +80,17 @@ impl History {
     }
 }
 
-/// Reads the counters every [`EVERY`] until `stop` turns true.
+/// Reads the counters every [`EVERY`] until `stop` is cancelled.
 pub async fn run(
     history: Arc<History>,
     shared: Arc<Shared>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(EVERY);
     loop {
         tokio::select! {
             _ = ticks.tick() => history.sample(&shared),
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
         }
     }
 }

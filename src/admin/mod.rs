@@ -42,7 +42,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::runtime::Shared;
 
@@ -62,7 +63,7 @@ pub struct Endpoint {
     pub listener: TcpListener,
     pub shared: Arc<Shared>,
     pub reload: Arc<dyn Reload>,
-    pub stop: watch::Receiver<bool>,
+    pub stop: CancellationToken,
 }
 
 struct Ctx {
@@ -77,13 +78,13 @@ struct Ctx {
 /// it may stay idle between requests.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts admin connections until `stop` turns true. (Boxed: the admin
+/// Accepts admin connections until `stop` is cancelled. (Boxed: the admin
 /// API reloads the configuration, which may start a new admin endpoint.)
 pub fn serve(s: Endpoint) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(accept(s))
 }
 
-async fn accept(mut s: Endpoint) {
+async fn accept(s: Endpoint) {
     let history = Arc::new(history::History::default());
     tokio::spawn(history::run(
         Arc::clone(&history),
@@ -104,6 +105,7 @@ async fn accept(mut s: Endpoint) {
         .header_read_timeout(HEADER_TIMEOUT);
     let conns = Arc::new(conns::Conns::default());
     let slots = Arc::new(tokio::sync::Semaphore::new(conns::MAX));
+    let open = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             r = s.listener.accept() => match r {
@@ -114,7 +116,7 @@ async fn accept(mut s: Endpoint) {
                     continue;
                 }
             },
-            _ = s.stop.changed() => break,
+            () = s.stop.cancelled() => break,
         };
         let Some(entry) = conns.enter(peer.ip()) else {
             tracing::debug!(%peer, "admin connection refused: {} already open from this address", conns::PER_PEER);
@@ -133,7 +135,7 @@ async fn accept(mut s: Endpoint) {
             tokio::select! {
                 slot = Arc::clone(&slots).acquire_owned() => break slot.ok(),
                 _ = went_idle, if !closing => {}
-                _ = s.stop.changed() => break None,
+                () = s.stop.cancelled() => break None,
             }
         };
         let Some(slot) = slot else { break };
@@ -150,8 +152,8 @@ async fn accept(mut s: Endpoint) {
             }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), svc);
-        let mut stop = s.stop.clone();
-        tokio::spawn(async move {
+        let stop = s.stop.clone();
+        open.spawn(async move {
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -159,7 +161,7 @@ async fn accept(mut s: Endpoint) {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
-                _ = stop.changed() => {
+                () = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
@@ -169,10 +171,9 @@ async fn accept(mut s: Endpoint) {
         });
     }
     drop(s.listener);
-    // Open connections finish their request (graceful shutdown) and give
-    // their slot back.
-    let all = conns::MAX as u32;
-    let _ = tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(all)).await;
+    // Open connections finish their request (graceful shutdown).
+    open.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), open.wait()).await;
 }
 
 /// What a request asks for.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Shared, Snapshot};
 use crate::sticky;
@@ -46,11 +46,11 @@ pub fn persist_learned(snapshot: &Snapshot) {
 /// How often learned tables are written to `state_dir`.
 pub const PERSIST_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub(super) async fn persist_periodically(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn persist_periodically(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PERSIST_EVERY) => {}
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
         }
         let snapshot = shared.snapshot.load_full();
         // File writes and fsync block: keep them off the runtime's workers.

@@ -19,8 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, Semaphore, mpsc, watch};
+use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::memory::PoolMemory;
@@ -57,9 +59,11 @@ struct Accepting {
     name: String,
     bind: SocketAddr,
     addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    /// One message per worker once its connections on this socket are closed.
-    done: mpsc::UnboundedReceiver<()>,
+    /// Cancelled to stop accepting (and when this is dropped).
+    stop: DropGuard,
+    /// Every worker's accept loop on this socket, until its connections
+    /// are closed.
+    done: TaskTracker,
     /// A copy of the socket, to hand to a new process (upgrade).
     socket: std::net::TcpListener,
 }
@@ -69,7 +73,8 @@ struct Accepting {
 struct Admin {
     bind: SocketAddr,
     addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    /// Cancelled to stop serving (and when this is dropped).
+    stop: DropGuard,
     task: JoinHandle<()>,
     /// A copy of the socket, to hand to a new process (upgrade).
     socket: std::net::TcpListener,
@@ -92,7 +97,8 @@ struct State {
 pub struct Control {
     pub shared: Arc<Shared>,
     state: Mutex<State>,
-    stop: watch::Sender<bool>,
+    /// Stops the periodic save of the learned tables (also when dropped).
+    stop: DropGuard,
     persist: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -114,7 +120,6 @@ impl Control {
         let shared = Arc::new(Shared::new(empty));
         let workers = Workers::start(config.workers.unwrap_or_else(worker::auto), &shared)
             .map_err(ApplyError::Workers)?;
-        let (stop, _) = watch::channel(false);
         let control = Arc::new(Control {
             shared,
             state: Mutex::new(State {
@@ -127,13 +132,13 @@ impl Control {
                 next_id: 1,
                 workers: Some(workers),
             }),
-            stop,
+            stop: CancellationToken::new().drop_guard(),
             persist: std::sync::Mutex::new(None),
         });
         control.apply(config, bound, memory).await?;
         let task = tokio::spawn(persist_periodically(
             Arc::clone(&control.shared),
-            control.stop.subscribe(),
+            control.stop.token().clone(),
         ));
         if let Ok(mut p) = control.persist.lock() {
             *p = Some(task);
@@ -240,7 +245,7 @@ impl Control {
                 None => retire.push(a),
             }
         }
-        let mut start: Vec<(u64, std::net::TcpListener, mpsc::UnboundedSender<()>)> = Vec::new();
+        let mut start: Vec<(u64, std::net::TcpListener)> = Vec::new();
         let mut admin_socket = None;
         for (name, bind, socket, copy) in fresh {
             let addr = socket.local_addr().unwrap_or(bind);
@@ -250,18 +255,16 @@ impl Control {
             }
             let id = st.next_id;
             st.next_id += 1;
-            let (stop, _) = watch::channel(false);
-            let (done_tx, done) = mpsc::unbounded_channel();
             keep.push(Accepting {
                 id,
                 name,
                 bind,
                 addr,
-                stop,
-                done,
+                stop: CancellationToken::new().drop_guard(),
+                done: TaskTracker::new(),
                 socket: copy,
             });
-            start.push((id, socket, done_tx));
+            start.push((id, socket));
         }
         let by_name: Bound = keep
             .iter()
@@ -294,24 +297,24 @@ impl Control {
 
         // Every worker accepts on the new sockets; retired ones stop.
         let permits = Arc::clone(&st.permits);
-        for (id, socket, done) in start {
+        for (id, socket) in start {
             if let (Some(a), Some(workers)) = (keep.iter().find(|a| a.id == id), &st.workers) {
                 tracing::info!(listener = %a.name, addr = %a.addr, workers = workers.len(), "listening");
-                if let Err(e) = workers.listen(id, &socket, &permits, &a.stop.subscribe(), &done) {
+                if let Err(e) = workers.listen(id, &socket, &permits, a.stop.token(), &a.done) {
                     tracing::error!(listener = %a.name, error = %e, "cannot hand the listener to the workers");
                 }
             }
         }
         for a in retire {
             tracing::info!(addr = %a.addr, "listener removed: no new connections, in-flight requests finish");
-            let _ = a.stop.send(true);
+            a.stop.token().cancel();
         }
         st.listeners = keep;
 
         match (admin_socket, config.admin.is_some()) {
             (Some((bind, addr, socket, copy)), _) => {
                 if let Some(old) = st.admin.take() {
-                    let _ = old.stop.send(true);
+                    old.stop.token().cancel();
                 }
                 let listener =
                     TcpListener::from_std(socket).map_err(|source| ApplyError::Bind {
@@ -319,19 +322,19 @@ impl Control {
                         addr: bind,
                         source,
                     })?;
-                let (stop, _) = watch::channel(false);
+                let stop = CancellationToken::new();
                 tracing::info!(%addr, "admin endpoint listening");
                 let reload: Arc<dyn admin::Reload> = Arc::clone(self) as Arc<dyn admin::Reload>;
                 let task = tokio::spawn(admin::serve(admin::Endpoint {
                     listener,
                     shared: Arc::clone(&self.shared),
                     reload,
-                    stop: stop.subscribe(),
+                    stop: stop.clone(),
                 }));
                 st.admin = Some(Admin {
                     bind,
                     addr,
-                    stop,
+                    stop: stop.drop_guard(),
                     task,
                     socket: copy,
                 });
@@ -339,7 +342,7 @@ impl Control {
             (None, false) => {
                 if let Some(old) = st.admin.take() {
                     tracing::info!("admin endpoint removed");
-                    let _ = old.stop.send(true);
+                    old.stop.token().cancel();
                 }
             }
             (None, true) => {}
@@ -377,26 +380,22 @@ impl Control {
     pub async fn shutdown(&self) {
         let mut st = self.state.lock().await;
         st.checks.stop();
-        let _ = self.stop.send(true);
+        self.stop.token().cancel();
         let workers = st.workers.take();
-        let n = workers.as_ref().map_or(0, Workers::len);
-        let mut listeners: Vec<Accepting> = st.listeners.drain(..).collect();
+        let listeners: Vec<Accepting> = st.listeners.drain(..).collect();
         for a in &listeners {
-            let _ = a.stop.send(true);
+            a.stop.token().cancel();
         }
         if let Some(admin) = st.admin.take() {
-            let _ = admin.stop.send(true);
+            admin.stop.token().cancel();
             let _ = admin.task.await;
         }
         drop(st);
-        // Each worker says when its connections on a listener are closed
-        // (within shutdown_grace).
-        for a in &mut listeners {
-            for _ in 0..n {
-                if a.done.recv().await.is_none() {
-                    break;
-                }
-            }
+        // Every worker's connections on every listener closed (within
+        // shutdown_grace).
+        for a in &listeners {
+            a.done.close();
+            a.done.wait().await;
         }
         if let Some(w) = workers {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;

@@ -13,11 +13,13 @@
 //! connection closed under it. Only a connection idle for the whole grace
 //! is closed as it is.
 
+use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::proxy::ConnState;
 
@@ -25,45 +27,45 @@ use crate::proxy::ConnState;
 /// listener stops.
 pub const IDLE_GRACE: Duration = Duration::from_secs(1);
 
-/// The stop signal of one listener's connections, and their count.
+/// The stop signal of one listener's connections, and their tasks.
 pub struct Drain {
-    stop: watch::Sender<bool>,
-    alive: mpsc::Sender<()>,
-    gone: mpsc::Receiver<()>,
+    stop: CancellationToken,
+    conns: TaskTracker,
 }
 
-/// Held by each connection until it ends.
+/// What a connection watches for its listener's stop.
 pub struct Watcher {
-    stop: watch::Receiver<bool>,
-    _alive: mpsc::Sender<()>,
+    stop: CancellationToken,
 }
 
 impl Drain {
     pub fn new() -> Drain {
-        let (stop, _) = watch::channel(false);
-        let (alive, gone) = mpsc::channel(1);
-        Drain { stop, alive, gone }
+        Drain {
+            stop: CancellationToken::new(),
+            conns: TaskTracker::new(),
+        }
     }
 
     pub fn watcher(&self) -> Watcher {
         Watcher {
-            stop: self.stop.subscribe(),
-            _alive: self.alive.clone(),
+            stop: self.stop.clone(),
         }
+    }
+
+    /// Runs a connection's task on this worker's thread; [`shutdown`]
+    /// waits for it.
+    ///
+    /// [`shutdown`]: Self::shutdown
+    pub fn spawn(&self, conn: impl Future<Output = ()> + 'static) {
+        self.conns.spawn_local(conn);
     }
 
     /// Tells every connection to close between two requests, and waits
     /// until all have.
     pub async fn shutdown(self) {
-        let Drain {
-            stop,
-            alive,
-            mut gone,
-        } = self;
-        let _ = stop.send(true);
-        drop(alive);
-        // Every watcher's sender dropped: no connection is left.
-        let _ = gone.recv().await;
+        self.stop.cancel();
+        self.conns.close();
+        self.conns.wait().await;
     }
 }
 
@@ -76,14 +78,14 @@ impl Default for Drain {
 impl Watcher {
     /// Serves `conn` until it ends; once the listener stops, closes it as
     /// the module documentation says. `state` is the connection's.
-    pub async fn watch<C>(mut self, conn: C, state: &ConnState) -> Result<(), C::Error>
+    pub async fn watch<C>(self, conn: C, state: &ConnState) -> Result<(), C::Error>
     where
         C: GracefulConnection,
     {
         let mut conn = pin!(conn);
         tokio::select! {
             r = conn.as_mut() => return r,
-            _ = self.stop.wait_for(|stop| *stop) => {}
+            () = self.stop.cancelled() => {}
         }
         state.start_draining();
         let mut idle = pin!(tokio::time::sleep(IDLE_GRACE));

@@ -7,6 +7,7 @@ mod io;
 pub mod prelude;
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +17,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
 
 pub use io::TimedIo;
 
@@ -52,21 +54,22 @@ pub struct Acceptor {
     pub id: u64,
     pub local: Rc<Local>,
     pub permits: Arc<Semaphore>,
-    pub stop: watch::Receiver<bool>,
+    pub stop: CancellationToken,
 }
 
-/// Accepts connections until `stop` turns true, then lets in-flight requests
+/// Accepts connections until `stop` is cancelled, then lets in-flight requests
 /// finish within the configuration's `shutdown_grace` and closes the rest.
 /// Every connection is served on this worker's thread.
-pub async fn serve(mut s: Acceptor) {
+pub async fn serve(s: Acceptor) {
     let graceful = Drain::new();
+    let mut stopped = pin!(s.stop.cancelled());
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&s.permits).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
-            _ = s.stop.changed() => break,
+            () = stopped.as_mut() => break,
         };
         let (stream, peer) = tokio::select! {
             r = s.listener.accept() => match r {
@@ -83,7 +86,7 @@ pub async fn serve(mut s: Acceptor) {
                     continue;
                 }
             },
-            _ = s.stop.changed() => break,
+            () = stopped.as_mut() => break,
         };
         let _ = stream.set_nodelay(true);
         let current = s.local.current();
@@ -98,7 +101,7 @@ pub async fn serve(mut s: Acceptor) {
             let state = Arc::clone(&ctx.state);
             let conn = http(&current, &s.local, ctx, stream);
             let watcher = graceful.watcher();
-            tokio::task::spawn_local(async move {
+            graceful.spawn(async move {
                 if let Err(e) = watcher.watch(conn, &state).await {
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");
                 }
@@ -122,7 +125,7 @@ pub async fn serve(mut s: Acceptor) {
         // The snapshot is taken again after the prelude: a long-lived
         // connection must not keep this one alive across reloads.
         drop(current);
-        tokio::task::spawn_local(async move {
+        graceful.spawn(async move {
             edge.serve(stream, peer, id, request_header, &local, watcher)
                 .await;
             stats.closed();
@@ -130,8 +133,8 @@ pub async fn serve(mut s: Acceptor) {
         });
     }
     drop(s.listener);
-    // Connections still in their PROXY header or TLS handshake hold a
-    // watcher too; they end within `request_header`.
+    // Connections still in their PROXY header or TLS handshake are waited
+    // for too; they end within `request_header`.
     let grace = s.local.current().snap.timeouts.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
