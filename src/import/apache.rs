@@ -11,9 +11,9 @@ pub mod conf;
 use std::path::Path;
 
 use balancer::{Balancer, Member, RouteCookie};
-use conf::Directive;
 
 use super::Options;
+use super::directive::Directive;
 use super::model::{ImportError, Lb, Listener, Note, Place, Pool, Route, Server, Tls, lb_name};
 
 /// Reads `file` (and what it includes) into the model.
@@ -144,7 +144,7 @@ impl Walk {
         }
         match name.as_str() {
             "ifmodule" | "ifdefine" | "ifversion" => {
-                for inner in d.body.iter().flatten() {
+                for inner in d.children() {
                     self.server(inner, location, scope)?;
                 }
             }
@@ -152,7 +152,7 @@ impl Walk {
                 let i = self.vhosts.len();
                 let addrs = d.args.iter().map(|a| bind(a)).collect();
                 self.vhosts.push(VHost { addrs, ..VHost::default() });
-                for inner in d.body.iter().flatten() {
+                for inner in d.children() {
                     self.server(inner, None, Scope::VHost(i))?;
                 }
                 let left = std::mem::take(&mut self.vhosts[i].conds);
@@ -162,13 +162,13 @@ impl Walk {
             }
             "location" if location.is_none() => {
                 let path = d.arg(0).to_owned();
-                for inner in d.body.iter().flatten() {
+                for inner in d.children() {
                     self.server(inner, Some(&path), scope)?;
                 }
             }
             "proxy" if d.arg(0).to_ascii_lowercase().starts_with("balancer://") => {
                 let b = self.balancer(d.arg(0), d);
-                for inner in d.body.iter().flatten() {
+                for inner in d.children() {
                     if inner.is("BalancerMember") {
                         self.balancers[b].members.push(Member {
                             url: inner.arg(0).to_owned(),

@@ -1,9 +1,10 @@
 //! `limpet import`: another balancer's configuration translated into
 //! `lb.yaml`, so that moving to limpet logs nobody out. One module per
 //! source format (`haproxy.rs`, `nginx.rs`, `apache.rs`, `mod_jk.rs`), each
-//! reading its own grammar (with `FILE:LINE` for every directive) into the
-//! one [`model::Lb`]; one writer ([`write`]) prints it with a `# import:`
-//! comment for everything not carried over.
+//! reading its own grammar (with `FILE:LINE` for every directive; nginx and
+//! httpd into one [`directive::Directive`]) into the one [`model::Lb`]; one
+//! writer ([`write`]) prints it with a `# import:` comment for everything
+//! not carried over.
 //!
 //! Exit codes: 0 everything carried over; 2 a valid `lb.yaml` was printed,
 //! but something was not carried over (listed on stderr too), or a file it
@@ -11,6 +12,7 @@
 //! cannot be read or parsed (`FILE:LINE: why` on stderr, nothing on stdout).
 
 pub mod apache;
+pub mod directive;
 pub mod haproxy;
 pub mod mod_jk;
 pub mod model;

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Options;
+use super::directive::Directive;
 use super::model::{ImportError, Lb, Note, Place, Pool, lb_name};
-use parse::Directive;
 
 /// Directives that change nothing a balancer in front of Tomcat does
 /// (processes, files, MIME types, kernel tuning): skipped without a note.
@@ -191,7 +191,7 @@ impl Map {
             used: false,
             file: d.file.to_path_buf(),
             line: d.line,
-            text: d.text(),
+            text: d.text.clone(),
         }
     }
 }
@@ -212,13 +212,7 @@ pub(crate) struct Cx {
 
 impl Cx {
     pub fn note(&mut self, d: &Directive, place: Place, why: &str) {
-        self.lb.notes.push(Note {
-            file: d.file.to_path_buf(),
-            line: d.line,
-            directive: d.text(),
-            why: why.to_owned(),
-            place,
-        });
+        self.lb.notes.push(d.note(why, place));
     }
 
     /// A directive of the `http`, `server` or `location` context that is

@@ -505,7 +505,7 @@ mod tokenizer {
             if let Ok(list) = parse_str(&text, Path::new("nginx.conf")) {
                 // Every directive names a line within the text.
                 let lines = text.lines().count().max(1);
-                fn check(list: &[limpet::import::nginx::parse::Directive], lines: usize) {
+                fn check(list: &[limpet::import::directive::Directive], lines: usize) {
                     for d in list {
                         assert!(d.line >= 1 && d.line <= lines, "{d:?}");
                         check(d.children(), lines);

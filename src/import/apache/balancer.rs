@@ -4,8 +4,8 @@
 //! `route=` → route), `lbmethod` → balance, `stickysession` → `jvm_route`,
 //! or `cookie` mode when the vhost sets `ROUTEID=.%{BALANCER_WORKER_ROUTE}e`.
 
-use super::conf::Directive;
 use crate::import::Options;
+use crate::import::directive::Directive;
 use crate::import::model::{
     Cookie, ImportError, JvmRoute, Lb, Note, Place, Pool, Server, Sticky, lb_name,
 };

@@ -1,53 +1,19 @@
 //! httpd.conf's grammar, in one place: directives one per line with `\`
 //! continuation, `#` comment lines, quoted arguments, `<Section args>` …
 //! `</Section>` blocks, and `Include`/`IncludeOptional` (globs, relative to
-//! `ServerRoot` or else the main file's directory) expanded in place. Every
-//! directive keeps the `FILE:LINE` where it was written.
+//! `ServerRoot` or else the main file's directory) expanded in place. Each
+//! directive becomes the [`Directive`] nginx's tokenizer also makes, with
+//! the `FILE:LINE` where it was written.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::import::model::{ImportError, Note, Place};
-
-/// One directive, or one section with what it encloses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Directive {
-    pub file: PathBuf,
-    pub line: usize,
-    /// As written (`ProxyPass`, `VirtualHost`); compare with [`Directive::is`].
-    pub name: String,
-    pub args: Vec<String>,
-    /// The directive as written, continuation lines joined, on one line.
-    pub text: String,
-    /// `Some` for a `<Section>`: the directives inside it.
-    pub body: Option<Vec<Directive>>,
-}
-
-impl Directive {
-    pub fn is(&self, name: &str) -> bool {
-        self.name.eq_ignore_ascii_case(name)
-    }
-
-    pub fn arg(&self, i: usize) -> &str {
-        self.args.get(i).map_or("", String::as_str)
-    }
-
-    pub fn note(&self, why: impl Into<String>, place: Place) -> Note {
-        Note {
-            file: self.file.clone(),
-            line: self.line,
-            directive: self.text.clone(),
-            why: why.into(),
-            place,
-        }
-    }
-
-    pub fn error(&self, why: impl Into<String>) -> ImportError {
-        ImportError::new(&self.file, self.line, why)
-    }
-}
+use crate::import::directive::Directive;
+use crate::import::model::ImportError;
 
 /// Parses one file's text (no include expansion). Never panics.
 pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ImportError> {
+    let path: Arc<Path> = Arc::from(file);
     // (the section's opening directive, what it holds so far)
     let mut open: Vec<(Directive, Vec<Directive>)> = Vec::new();
     let mut top = Vec::new();
@@ -88,7 +54,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ImportError> {
                 )));
             }
             let done = Directive {
-                body: Some(body),
+                block: Some(body),
                 ..section
             };
             match open.last_mut() {
@@ -109,12 +75,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Vec<Directive>, ImportError> {
             return Err(here("a section without a name".into()));
         };
         let d = Directive {
-            file: file.to_path_buf(),
+            file: path.clone(),
             line,
             name,
             args: words.collect(),
             text: logical.clone(),
-            body: None,
+            block: None,
         };
         if section {
             open.push((d, Vec::new()));
@@ -215,8 +181,8 @@ impl Loader {
                 }
                 continue;
             }
-            if let Some(body) = d.body.take() {
-                d.body = Some(self.expand(body, depth)?);
+            if let Some(body) = d.block.take() {
+                d.block = Some(self.expand(body, depth)?);
             }
             out.push(d);
         }
@@ -326,7 +292,7 @@ mod tests {
         assert_eq!((d[0].line, d[0].arg(0)), (2, "80"));
         let vh = &d[1];
         assert_eq!((vh.line, vh.arg(0)), (3, "*:80"));
-        let h = &vh.body.as_ref().unwrap()[0];
+        let h = &vh.children()[0];
         assert_eq!(h.line, 4);
         assert_eq!(h.args, ["add", "Set-Cookie", "A=.x; path=/", "env=B"]);
         assert_eq!(h.text, "Header add Set-Cookie \"A=.x; path=/\" env=B");

@@ -1,48 +1,15 @@
 //! nginx's grammar, read once: words and quoted strings, directives ended
-//! by `;`, blocks in `{ }`, `#` comments, `$variables` kept as text. Every
-//! directive keeps the FILE:LINE it was written at, also when it came
-//! through an `include` (resolved against the main file's directory, as
-//! nginx resolves against its configuration prefix; globs sorted).
+//! by `;`, blocks in `{ }`, `#` comments, `$variables` kept as text, into
+//! the [`Directive`] httpd's tokenizer also makes. Every directive keeps
+//! the FILE:LINE it was written at, also when it came through an `include`
+//! (resolved against the main file's directory, as nginx resolves against
+//! its configuration prefix; globs sorted).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::import::directive::Directive;
 use crate::import::model::ImportError;
-
-/// One directive: `name args...;` or `name args... { block }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Directive {
-    pub file: Arc<Path>,
-    pub line: usize,
-    pub name: String,
-    pub args: Vec<String>,
-    /// The name and arguments as written (quotes kept), on one line.
-    pub written: String,
-    /// `Some` for a block directive (`http`, `server`, `location`...).
-    pub block: Option<Vec<Directive>>,
-}
-
-impl Directive {
-    /// The directive as written, on one line (the block as `{ … }`).
-    pub fn text(&self) -> String {
-        let mut s = self.written.clone();
-        if self.block.is_some() {
-            s.push_str(" { … }");
-        } else {
-            s.push(';');
-        }
-        s
-    }
-
-    /// The block's directives (none for a simple directive).
-    pub fn children(&self) -> &[Directive] {
-        self.block.as_deref().unwrap_or(&[])
-    }
-
-    pub fn error(&self, why: impl Into<String>) -> ImportError {
-        ImportError::new(self.file.to_path_buf(), self.line, why)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
@@ -232,7 +199,7 @@ fn block(
                     line: first_line,
                     name,
                     args: w.collect(),
-                    written: written(from, to),
+                    text: written(from, to) + ";",
                     block: None,
                 });
             }
@@ -242,14 +209,14 @@ fn block(
                     return Err(err(*line, "unexpected `{`".into()));
                 };
                 let line = first_line;
-                let written = written(from, to);
+                let as_written = written(from, to) + " { … }";
                 let children = block(text, tokens, at, file, Some((line, &name)))?;
                 list.push(Directive {
                     file: file.clone(),
                     line,
                     name,
                     args: w.collect(),
-                    written,
+                    text: as_written,
                     block: Some(children),
                 });
             }

@@ -6,8 +6,8 @@
 
 use md5::{Digest, Md5};
 
-use super::parse::Directive;
 use super::{Address, Cx, address, duration, server_name, show};
+use crate::import::directive::Directive;
 use crate::import::model::lb_name;
 use crate::import::model::{Cookie, ImportError, JvmRoute, Learn, Place, Pool, Server, Sticky};
 
