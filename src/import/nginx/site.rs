@@ -9,7 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use super::{Address, Cx, address};
+use super::Cx;
+use super::value::{Address, address};
 use crate::import::directive::Directive;
 use crate::import::model::lb_name;
 use crate::import::model::{ImportError, Listener, Note, Place, Route, Tls};

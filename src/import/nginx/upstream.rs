@@ -6,7 +6,8 @@
 
 use md5::{Digest, Md5};
 
-use super::{Address, Cx, address, duration, server_name, show};
+use super::Cx;
+use super::value::{Address, address, duration, server_name, show};
 use crate::import::directive::Directive;
 use crate::import::model::lb_name;
 use crate::import::model::{Cookie, ImportError, JvmRoute, Learn, Place, Pool, Server, Sticky};
