@@ -1,12 +1,14 @@
 //! nginx → `lb.yaml`. [`parse`] reads `nginx.conf` and what it includes
 //! into directives that remember their FILE:LINE; [`upstream`] turns each
 //! `upstream` block into a pool (servers, balance, sticky mode, passive
-//! limits); [`site`] turns the `server` blocks into listeners (one per
-//! distinct `listen` address, routes by `server_name` and location prefix,
-//! TLS, redirects); [`value`] reads times and addresses. This file walks
-//! the main and `http` contexts: global timeouts, limits and trusted
-//! proxies, and a note for every directive that is not carried over.
+//! limits); [`site`] reads each `server` block and [`listener`] makes
+//! listeners of them (one per distinct `listen` address, routes by
+//! `server_name` and location prefix, TLS, redirects); [`value`] reads times
+//! and addresses. This file walks the main and `http` contexts: global
+//! timeouts, limits and trusted proxies, and a note for every directive that
+//! is not carried over.
 
+mod listener;
 pub mod parse;
 mod site;
 mod upstream;
@@ -148,7 +150,7 @@ pub fn import(file: &Path, _options: &Options) -> Result<Lb, ImportError> {
             }
         }
     }
-    site::listeners(&mut cx, &http, &servers)?;
+    listener::build(&mut cx, &http, &servers)?;
     for m in std::mem::take(&mut cx.maps) {
         if !m.used && !m.to.eq_ignore_ascii_case("$connection_upgrade") {
             cx.lb.notes.push(Note {
