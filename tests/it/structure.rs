@@ -1,5 +1,5 @@
 //! The shape of the source tree, checked: no two modules import each other,
-//! directly or around a circle.
+//! directly or around a circle, and no file grows past what one idea needs.
 //!
 //! The import graph is read from the source (every `crate::`, `super::` and
 //! `self::` path, `use` groups expanded); a module using its own ancestors'
@@ -290,4 +290,35 @@ fn the_cycle_finder_finds_a_cycle_and_the_path_reader_expands_groups() {
     g.entry("c".into()).or_default().insert("a".into());
     g.entry("d".into()).or_default().insert("a".into());
     assert_eq!(cycles(&g), [["a", "b", "c"]]);
+}
+/// Files past this many lines (tests and generated tables aside) are
+/// listed here with the one idea that keeps them whole.
+const LONG: usize = 450;
+const ONE_IDEA: &[(&str, &str)] = &[(
+    "control/mod.rs",
+    "applying a configuration: `apply`'s steps in the order they must run, and the handle's start, reload and shutdown around it",
+)];
+
+#[test]
+fn no_file_is_long_without_a_reason() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let mut long = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let body = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+        let lines = body.lines().count();
+        let name = file
+            .strip_prefix(src())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if lines > LONG && !ONE_IDEA.iter().any(|(f, _)| *f == name) {
+            long.push(format!("{name}: {lines} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these, or say why each is one idea: {long:#?}"
+    );
 }

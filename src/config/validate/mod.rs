@@ -9,6 +9,7 @@ mod admin;
 mod checker;
 mod listeners;
 mod pool;
+mod secret;
 mod sticky;
 mod tls;
 

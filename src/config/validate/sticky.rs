@@ -210,7 +210,7 @@ fn store(
                         .into(),
                 ));
             }
-            let password = super::admin::read_secret(
+            let password = super::secret::read_secret(
                 c,
                 p,
                 &k("learn.store_password_file"),

@@ -52,7 +52,7 @@ fn load_pair(
     let chain_pem = read(cert_path, cert, "certificate")?;
     let key_pem = read(key_path, key, "key")?;
     if let Ok(meta) = std::fs::metadata(key_path) {
-        super::admin::private(c, key, at, "private key", &meta, warnings)?;
+        super::secret::private(c, key, at, "private key", &meta, warnings)?;
     }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
