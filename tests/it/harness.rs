@@ -281,8 +281,8 @@ where
 }
 
 /// A free port for a program that binds it itself (bound here, then
-/// closed): the real `limpet` binary, whose configuration refuses port 0,
-/// and redis-server, HAProxy, nginx and Apache. Another program may take
+/// closed): redis-server, HAProxy, nginx and Apache, and limpet's admin
+/// endpoint where a test must know its port before the process starts. Another program may take
 /// the port in between: everything that can be handed a bound socket is
 /// (`Lb`), and a server that must refuse connections is `refusing_port`.
 pub fn closed_port() -> SocketAddr {
@@ -446,9 +446,41 @@ pub fn proc_config(nodes: &[DemoNode], top_extra: &str) -> String {
     )
 }
 
+/// What `{BIND}` stands for in a [`Proc`] configuration: port 0, a free
+/// port the binary picks and names in its "listening" log line.
+pub const ANY_PORT: &str = "127.0.0.1:0";
+
+/// The `log.level` of a test configuration (`info` without one).
+fn config_level(yaml: &str) -> &str {
+    yaml.lines()
+        .find_map(|l| l.trim().strip_prefix("level:"))
+        .map_or("info", |v| v.trim().trim_matches('"'))
+}
+
+/// The `log.file` of a test configuration, where the "listening" line goes.
+fn log_file(yaml: &str) -> Option<std::path::PathBuf> {
+    yaml.lines()
+        .find_map(|l| l.trim().strip_prefix("file:"))
+        .map(|v| v.trim().trim_matches('"').into())
+}
+
+/// The address in the first "listening" line of a log, text or JSON.
+fn listening(log: &str) -> Option<SocketAddr> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening") && l.contains("addr"))?;
+    let at = line.find("addr")? + "addr".len();
+    let rest = line[at..].trim_start_matches(['=', '"', ':', ' ']);
+    let end = rest
+        .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 /// The real `limpet` binary, for signals, exit codes and process limits.
-/// Its config is `yaml` with `{BIND}` replaced by a free port; what it
-/// logs goes to `stderr.log` in its own temporary directory.
+/// Its config is `yaml` with `{BIND}` for port 0 ([`ANY_PORT`]); `addr` is
+/// the port it got. What it logs goes to `stderr.log` in its own temporary
+/// directory.
 pub struct Proc {
     pub child: std::process::Child,
     pub addr: SocketAddr,
@@ -489,33 +521,42 @@ impl Proc {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        // The binary binds by itself: take a free port and hand it over.
-        let addr = closed_port();
-        std::fs::write(
-            dir.join("lb.yaml"),
-            yaml.replace("{BIND}", &addr.to_string()),
-        )
-        .unwrap();
+        // The binary binds port 0 itself and names the port it got in its
+        // "listening" line, which the level of any test config lets through.
+        std::fs::write(dir.join("lb.yaml"), yaml.replace("{BIND}", ANY_PORT)).unwrap();
+        let level = config_level(yaml);
         let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("{prefix} exec \"$0\" --config \"$1\"",))
             .arg(exe)
             .arg(dir.join("lb.yaml"))
+            .env("RUST_LOG", format!("{level},limpet::control=info"))
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .spawn()
             .unwrap();
-        let p = Proc { child, addr, dir };
-        assert!(
-            eventually(Duration::from_secs(10), || async {
-                tokio::net::TcpStream::connect(addr).await.is_ok()
-            })
-            .await,
-            "limpet did not start listening: {}",
-            p.log()
-        );
+        let log_file = log_file(yaml);
+        let mut p = Proc {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir,
+        };
+        let mut addr = None;
+        eventually(Duration::from_secs(10), || {
+            let text = match &log_file {
+                Some(f) => std::fs::read_to_string(f).unwrap_or_default(),
+                None => p.log(),
+            };
+            addr = listening(&text);
+            async move { addr.is_some() }
+        })
+        .await;
+        let Some(addr) = addr else {
+            panic!("limpet did not say where it listens: {}", p.log());
+        };
+        p.addr = addr;
         p
     }
 
@@ -528,12 +569,10 @@ impl Proc {
         assert!(ok.success());
     }
 
+    /// Writes a new configuration (for a reload). `{BIND}` stays port 0:
+    /// the same `bind`, so the listener keeps the port it got.
     pub fn rewrite(&self, yaml: &str) {
-        std::fs::write(
-            self.dir.join("lb.yaml"),
-            yaml.replace("{BIND}", &self.addr.to_string()),
-        )
-        .unwrap();
+        std::fs::write(self.dir.join("lb.yaml"), yaml.replace("{BIND}", ANY_PORT)).unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {

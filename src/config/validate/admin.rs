@@ -22,7 +22,7 @@ pub fn validate(
     let file = file.unwrap_or(&default);
     let bind = match &file.bind {
         Some(b) => {
-            let addr = c.address(b, "admin.bind")?;
+            let addr = c.bind_address(b, "admin.bind")?;
             if let Some(l) = listeners
                 .iter()
                 .find(|l| super::listeners::conflicts(l.bind, addr))

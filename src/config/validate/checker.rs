@@ -176,18 +176,17 @@ impl Checker<'_> {
         Ok(v.clone())
     }
 
+    /// An address to listen on: an IP address and a port, where port 0
+    /// lets the system pick a free one (the "listening" log line names it;
+    /// for tests and throw-away instances). A reload or an upgrade with the
+    /// same `bind` keeps the port it got.
+    pub fn bind_address(&self, s: &S<String>, key: &str) -> Result<SocketAddr, ConfigError> {
+        self.socket_address(s, key)
+    }
+
     /// An IP address and a port from 1 to 65535.
     pub fn address(&self, s: &S<String>, key: &str) -> Result<SocketAddr, ConfigError> {
-        let addr: SocketAddr = s.value.trim().parse().map_err(|_| {
-            self.err(
-                s,
-                key,
-                format!(
-                    "`{key}` must be an IP address and port such as 127.0.0.1:8080, not {:?}.",
-                    s.value
-                ),
-            )
-        })?;
+        let addr = self.socket_address(s, key)?;
         if addr.port() == 0 {
             return Err(self.err(
                 s,
@@ -198,6 +197,20 @@ impl Checker<'_> {
                 ),
             ));
         }
+        Ok(addr)
+    }
+
+    fn socket_address(&self, s: &S<String>, key: &str) -> Result<SocketAddr, ConfigError> {
+        let addr: SocketAddr = s.value.trim().parse().map_err(|_| {
+            self.err(
+                s,
+                key,
+                format!(
+                    "`{key}` must be an IP address and port such as 127.0.0.1:8080, not {:?}.",
+                    s.value
+                ),
+            )
+        })?;
         Ok(addr)
     }
 }

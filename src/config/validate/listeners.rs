@@ -45,7 +45,7 @@ pub(super) fn validate(
                 format!("listener {name:?} is defined twice."),
             ));
         }
-        let bind = c.address(&l.bind, &format!("{key}.bind"))?;
+        let bind = c.bind_address(&l.bind, &format!("{key}.bind"))?;
         if let Some((addr, other)) = binds.iter().find(|(addr, _)| conflicts(**addr, bind)) {
             return Err(c.err(
                 &l.bind,
