@@ -49,24 +49,26 @@ fi
 # --------------------------------------------------------------------------
 # the runs, keyed "scenario|balancer|round", formatted as run.sh logs them
 # --------------------------------------------------------------------------
-declare -A R_RPS R_P50 R_P99 R_US R_PCT R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY R_TLS
+declare -A R_RPS R_P50 R_P99 R_US R_USER R_SYS R_PCT R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY R_TLS
 PROBLEMS=()
-while IFS=$US read -r scenario name round pos rps p50 p99 us pct other idle peak hwm non2xx sock reqs dist tls sanity; do
+while IFS=$US read -r scenario name round pos rps p50 p99 us user sys pct other idle peak hwm non2xx sock reqs dist tls sanity; do
     k="$scenario|$name|$round"
-    R_RPS[$k]=$rps R_P50[$k]=$p50 R_P99[$k]=$p99 R_US[$k]=$us R_PCT[$k]=$pct R_OTHER[$k]=$other
+    R_RPS[$k]=$rps R_P50[$k]=$p50 R_P99[$k]=$p99 R_US[$k]=$us R_USER[$k]=$user R_SYS[$k]=$sys
+    R_PCT[$k]=$pct R_OTHER[$k]=$other
     R_IDLE[$k]=$idle R_PEAK[$k]=$peak R_HWM[$k]=$hwm R_NON2XX[$k]=$non2xx R_SOCK[$k]=$sock
     R_REQS[$k]=$reqs R_DIST[$k]=$dist R_POS[$k]=$pos R_TLS[$k]=$tls R_SANITY[$k]=$sanity
 done < <(
     jq -r 'select(.kind == "run") | [.scenario, .balancer, .round, .order, .rps, .p50_ms, .p99_ms,
-        .cpu_us_per_req, .cpu_pct_of_core, .other_cpu_pct, .rss_idle_mib, .rss_peak_mib, .vmhwm_mib,
+        .cpu_us_per_req, .user_us_per_req, .sys_us_per_req, .cpu_pct_of_core, .other_cpu_pct, .rss_idle_mib, .rss_peak_mib, .vmhwm_mib,
         .non2xx, .socket_errors, .requests, .warmup, (.tls // ""), .sanity]
         | map(if . == null then "-" else tostring end) | join("\u001f")' "$RESULTS" |
         # numbers with the decimals run.sh gives them; latencies as wrk reports them
         awk -v FS="$US" -v OFS="$US" '
             function f(fmt, v) { return v == "-" ? v : sprintf(fmt, v) }
             function ms(v) { return v == "-" ? v : sprintf(v + 0 < 1 ? "%.3f" : v + 0 < 1000 ? "%.2f" : "%.0f", v) }
-            { $5 = f("%.0f", $5); $6 = ms($6); $7 = ms($7); $8 = f("%.1f", $8); $9 = f("%.0f", $9)
-              $10 = f("%.0f", $10); $11 = f("%.1f", $11); $12 = f("%.1f", $12); $13 = f("%.1f", $13); print }')
+            { $5 = f("%.0f", $5); $6 = ms($6); $7 = ms($7); $8 = f("%.1f", $8); $9 = f("%.1f", $9)
+              $10 = f("%.1f", $10); $11 = f("%.0f", $11); $12 = f("%.0f", $12); $13 = f("%.1f", $13)
+              $14 = f("%.1f", $14); $15 = f("%.1f", $15); print }')
 while IFS= read -r p; do PROBLEMS+=("$p"); done < <(jq -r 'select(.kind == "run") | .problems[]' "$RESULTS")
 
 # --------------------------------------------------------------------------
@@ -166,10 +168,10 @@ report() {
   each round; the table shows the **median over rounds** (errors: the sum).
 $(took)
 
-| scenario | balancer | req/s | req/s ÷ HAProxy | req/s ÷ baseline | p50 ms | p99 ms | CPU µs/req | CPU/req ÷ HAProxy | peak RSS MiB | non-2xx | socket errors |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| scenario | balancer | req/s | req/s ÷ HAProxy | req/s ÷ baseline | p50 ms | p99 ms | CPU µs/req | CPU/req ÷ HAProxy | user µs/req | user/req ÷ HAProxy | system µs/req | peak RSS MiB | non-2xx | socket errors |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
-    local scenario name base_rps hap_rps hap_us rps us who_list
+    local scenario name base_rps hap_rps hap_us hap_user rps us user who_list
     local base_static=- base_new=-
     base_static=$(med R_RPS baseline direct)
     base_new=$(med R_RPS baseline direct_new)
@@ -178,6 +180,7 @@ EOF
         [[ $scenario == learn_new ]] && base_rps=$base_new
         hap_rps=$(med R_RPS "$scenario" haproxy)
         hap_us=$(med R_US "$scenario" haproxy)
+        hap_user=$(med R_USER "$scenario" haproxy)
         read -r -a who_list <<<"$(scenario_balancers "$scenario")"
         local shown=0
         for name in "${who_list[@]}"; do
@@ -187,13 +190,15 @@ EOF
             [[ $name == direct_new ]] && b=$base_new
             rps=$(med R_RPS "$scenario" "$name")
             us=$(med R_US "$scenario" "$name")
+            user=$(med R_USER "$scenario" "$name")
             echo "| $scenario | $name | $(fmt %.0f "$rps") | $(ratio "$rps" "$hap_rps") | $(ratio "$rps" "$b") |" \
                 "$(fmt_ms "$(med R_P50 "$scenario" "$name")") | $(fmt_ms "$(med R_P99 "$scenario" "$name")") |" \
-                "$(fmt %.1f "$us") | $(ratio "$us" "$hap_us") | $(fmt %.1f "$(med R_PEAK "$scenario" "$name")") |" \
+                "$(fmt %.1f "$us") | $(ratio "$us" "$hap_us") | $(fmt %.1f "$user") | $(ratio "$user" "$hap_user") |" \
+                "$(fmt %.1f "$(med R_SYS "$scenario" "$name")") | $(fmt %.1f "$(med R_PEAK "$scenario" "$name")") |" \
                 "$(total R_NON2XX "$scenario" "$name") | $(total R_SOCK "$scenario" "$name") |"
         done
         if ((shown)) && [[ ($scenario == learn_hit || $scenario == learn_new) && " $BALANCERS " == *" nginx "* ]]; then
-            echo "| $scenario | nginx | not run | | | | | | | | | |"
+            echo "| $scenario | nginx | not run | | | | | | | | | | | | |"
         fi
     done
     cat <<EOF
@@ -230,12 +235,14 @@ EOF
     cat <<EOF
 
 Columns: *req/s*, *p50*, *p99* from wrk; *÷ HAProxy* the ratio to HAProxy in the same
-scenario (CPU: above 1 means more CPU per request than HAProxy); *÷ baseline* the share
+scenario (CPU, user: above 1 means more CPU per request than HAProxy); *÷ baseline* the share
 of the direct baseline's req/s that gets through the balancer; *CPU µs/req* the
 balancer's user + system time (\`/proc/PID/stat\`, nginx master + workers) over the
-measured run divided by its requests; *peak RSS* the largest resident-memory sample
-(every 0.5 s during warm-up and run, nginx summed over its processes); *non-2xx* and
-*socket errors* summed over the rounds. See README.md.
+measured run divided by its requests, and its two parts: *user µs/req*, the time in
+the balancer's own code (what it controls), and *system µs/req*, the time the kernel
+spent on its behalf (its system calls, mostly socket work); *peak RSS* the largest
+resident-memory sample (every 0.5 s during warm-up and run, nginx summed over its
+processes); *non-2xx* and *socket errors* summed over the rounds. See README.md.
 EOF
     if ((${#PROBLEMS[@]})); then
         echo
@@ -262,8 +269,8 @@ EOF
 
 <details><summary>Every run ($ROUNDS $rounds_word per scenario; <i>order</i> is the run's place in its round)</summary>
 
-| scenario | round | order | balancer | req/s | p50 ms | p99 ms | CPU µs/req | balancer CPU % of a core | other CPU % | RSS idle MiB | RSS peak MiB | VmHWM MiB | non-2xx | socket errors | requests | warm-up responses per node |
-|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| scenario | round | order | balancer | req/s | p50 ms | p99 ms | CPU µs/req | user µs/req | system µs/req | balancer CPU % of a core | other CPU % | RSS idle MiB | RSS peak MiB | VmHWM MiB | non-2xx | socket errors | requests | warm-up responses per node |
+|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 EOF
     local r k
     for scenario in $SCENARIOS; do
@@ -273,6 +280,7 @@ EOF
                 k="$scenario|$name|$r"
                 [[ -n ${R_RPS[$k]:-} ]] || continue
                 echo "| $scenario | $r | ${R_POS[$k]} | $name | ${R_RPS[$k]} | ${R_P50[$k]} | ${R_P99[$k]} | ${R_US[$k]} |" \
+                    "${R_USER[$k]} | ${R_SYS[$k]} |" \
                     "${R_PCT[$k]} | ${R_OTHER[$k]} | ${R_IDLE[$k]} | ${R_PEAK[$k]} | ${R_HWM[$k]} | ${R_NON2XX[$k]} |" \
                     "${R_SOCK[$k]} | ${R_REQS[$k]} | ${R_DIST[$k]} |"
             done

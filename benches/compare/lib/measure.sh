@@ -80,14 +80,23 @@ run_wrk() { # run_wrk URL DURATION OUTFILE HEADER [wrk args...]; wrk's own CPU s
 }
 
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { # utime + stime of PID and its children (all threads), in clock ticks
-    local total=0 p t
+cpu_ticks() { # "USER SYSTEM": utime and stime of PID and its children (all threads), in clock ticks
+    local user=0 sys=0 p u s
     for p in $(proc_tree "$1"); do
         # fields after the ")" of the command name: utime is the 12th, stime the 13th
-        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
-        total=$((total + ${t:-0}))
+        read -r u s < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12, $13}' || true) || true
+        user=$((user + ${u:-0})) sys=$((sys + ${s:-0}))
     done
-    echo "$total"
+    echo "$user $sys"
+}
+ticks_since() { # ticks_since "USER0 SYSTEM0" "USER1 SYSTEM1" → "USER SYSTEM TOTAL" used in between
+    local u0 s0 u1 s1
+    read -r u0 s0 <<<"$1"
+    read -r u1 s1 <<<"$2"
+    echo "$((u1 - u0)) $((s1 - s0)) $((u1 - u0 + s1 - s0))"
+}
+us_per_req() { # us_per_req TICKS REQUESTS → CPU µs per request, 1 decimal
+    awk -v t="$1" -v hz="$CLK_TCK" -v r="$2" 'BEGIN { printf "%.1f", (r > 0 ? t / hz * 1e6 / r : 0) }'
 }
 system_busy_ticks() { # busy ticks of all CPUs since boot (everything but idle and iowait)
     awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
@@ -158,7 +167,7 @@ measure() {
     # HAProxy counts full and resumed handshakes: whether wrk resumed (tls_*)
     local hs0=
     [[ $scenario == tls_* && $name == haproxy ]] && hs0=$(haproxy_handshakes)
-    local lb0=0 nodes0 sys0 lb1=0 nodes1 sys1
+    local lb0='0 0' nodes0 sys0 lb1='0 0' nodes1 sys1
     [[ $pid != - ]] && lb0=$(cpu_ticks "$pid")
     nodes0=$(cpu_ticks "$NODES_PID")
     sys0=$(system_busy_ticks)
@@ -201,16 +210,21 @@ measure() {
     sockerr=$(awk '/Socket errors/{gsub(/,/,""); print $4+$6+$8+$10}' "$f")
     sockerr=${sockerr:-0}
 
-    # CPU: the balancer's own (µs per request, % of one core), and what the
-    # rest of the machine (not wrk, not the nodes, not the balancer) used
-    local wrk_cpu lb_us lb_pct other_pct
+    # CPU: the balancer's own (µs per request: user + system, and each apart;
+    # % of one core), and what the rest of the machine (not wrk, not the
+    # nodes, not the balancer) used
+    local wrk_cpu lb_user lb_sys lb_ticks nodes_ticks lb_us lb_user_us lb_sys_us lb_pct other_pct
     wrk_cpu=$(awk '{print $1 + $2}' "$f.cpu")
-    lb_us=$(awk -v t=$((lb1 - lb0)) -v hz="$CLK_TCK" -v r="$reqs" 'BEGIN { printf "%.1f", (r > 0 ? t / hz * 1e6 / r : 0) }')
-    lb_pct=$(awk -v t=$((lb1 - lb0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
-    other_pct=$(awk -v sys=$((sys1 - sys0)) -v lb=$((lb1 - lb0)) -v nodes=$((nodes1 - nodes0)) \
+    read -r lb_user lb_sys lb_ticks <<<"$(ticks_since "$lb0" "$lb1")"
+    read -r _ _ nodes_ticks <<<"$(ticks_since "$nodes0" "$nodes1")"
+    lb_us=$(us_per_req "$lb_ticks" "$reqs")
+    lb_user_us=$(us_per_req "$lb_user" "$reqs")
+    lb_sys_us=$(us_per_req "$lb_sys" "$reqs")
+    lb_pct=$(awk -v t="$lb_ticks" -v hz="$CLK_TCK" -v s="$secs" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
+    other_pct=$(awk -v sys=$((sys1 - sys0)) -v lb="$lb_ticks" -v nodes="$nodes_ticks" \
         -v w="$wrk_cpu" -v hz="$CLK_TCK" -v s="$secs" -v n="$NCPU" \
         'BEGIN { o = (sys - lb - nodes) / hz - w; if (o < 0) o = 0; printf "%.0f", 100 * o / (s * n) }')
-    [[ $pid == - ]] && { lb_us=-; lb_pct=-; }
+    [[ $pid == - ]] && { lb_us=-; lb_user_us=-; lb_sys_us=-; lb_pct=-; }
 
     local mem_idle=- mem_peak=- mem_hwm=-
     if [[ $pid != - ]]; then
@@ -234,14 +248,15 @@ measure() {
         problems+=("$scenario / $name, round $round: not a single response in the measured run")
     fi
     log "  $scenario / $name (round $round): ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx}, socket errors ${sockerr}," \
-        "balancer CPU ${lb_us} µs/req (${lb_pct}% of a core), other load ${other_pct}%, RSS ${mem_idle} → ${mem_peak} MiB; warm-up: ${dist}"
+        "balancer CPU ${lb_us} µs/req (user ${lb_user_us} + system ${lb_sys_us}; ${lb_pct}% of a core), other load ${other_pct}%, RSS ${mem_idle} → ${mem_peak} MiB; warm-up: ${dist}"
     PROBLEMS+=("${problems[@]}")
 
     # One line of JSON per run, appended at once: a run that stops later
     # keeps what was measured so far. report.sh reads these lines.
     jq -nc --arg scenario "$scenario" --arg balancer "$name" --argjson round "$round" --arg order "$pos" \
         --argjson rps "$(num "$rps")" --argjson p50_ms "$(num "$p50")" --argjson p99_ms "$(num "$p99")" \
-        --argjson cpu_us_per_req "$(num "$lb_us")" --argjson cpu_pct_of_core "$(num "$lb_pct")" \
+        --argjson cpu_us_per_req "$(num "$lb_us")" --argjson user_us_per_req "$(num "$lb_user_us")" \
+        --argjson sys_us_per_req "$(num "$lb_sys_us")" --argjson cpu_pct_of_core "$(num "$lb_pct")" \
         --argjson other_cpu_pct "$(num "$other_pct")" --argjson rss_idle_mib "$(num "$mem_idle")" \
         --argjson rss_peak_mib "$(num "$mem_peak")" --argjson vmhwm_mib "$(num "$mem_hwm")" \
         --argjson non2xx "$(num "$non2xx")" --argjson socket_errors "$(num "$sockerr")" \
@@ -250,8 +265,8 @@ measure() {
         --arg warmup "${dist:-?}" --arg tls "$tls" --arg learned "$learned" --arg sanity "$sanity" \
         --argjson problems "$(jq -nc '$ARGS.positional' --args "${problems[@]}")" --argjson t "$(date +%s)" \
         '{kind: "run", $scenario, $balancer, $round, $order, $rps, $p50_ms, $p99_ms, $cpu_us_per_req,
-          $cpu_pct_of_core, $other_cpu_pct, $rss_idle_mib, $rss_peak_mib, $vmhwm_mib, $non2xx,
-          $socket_errors, $requests, $seconds, $curl, $expected, $warmup,
+          $user_us_per_req, $sys_us_per_req, $cpu_pct_of_core, $other_cpu_pct, $rss_idle_mib,
+          $rss_peak_mib, $vmhwm_mib, $non2xx, $socket_errors, $requests, $seconds, $curl, $expected, $warmup,
           tls: (if $tls == "" then null else $tls end),
           learned: (if $learned == "" then null else ($learned | tonumber? // .) end),
           $sanity, $problems, $t}' \
