@@ -28,11 +28,12 @@ jq -e -s 'map(select(.kind == "setup")) | length == 1' "$RESULTS" >/dev/null ||
 # --------------------------------------------------------------------------
 US=$'\x1f'   # between fields: a character no value contains
 IFS=$US read -r V_GIT TREE NCPU CPU MEM KERNEL V_LIMPET V_HAPROXY V_NGINX V_WRK V_OPENSSL WORKERS PINNING \
-    THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED < <(
+    THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_NOTE < <(
     jq -r 'select(.kind == "setup") | [.commit, .tree, .cpus, .cpu, .mem, .kernel, .versions.limpet,
         .versions.haproxy, .versions.nginx, .versions.wrk, (.versions.openssl // "?"), .workers, .pinning,
         .threads, .connections, .duration, .warmup, .rounds, (.scenarios | join(" ")),
-        (.balancers | join(" ")), .lb_port, .t] | map(tostring) | join("\u001f")' "$RESULTS")
+        (.balancers | join(" ")), .lb_port, .t, (.syscalls.tool // ""), (.syscalls.note // "")]
+        | map(tostring) | join("\u001f")' "$RESULTS")
 # shellcheck disable=SC2034  # read by scenario_balancers and balancer_target
 LB_ADDR=127.0.0.1:$LB_PORT
 TLS=0
@@ -70,6 +71,24 @@ done < <(
               $10 = f("%.1f", $10); $11 = f("%.0f", $11); $12 = f("%.0f", $12); $13 = f("%.1f", $13)
               $14 = f("%.1f", $14); $15 = f("%.1f", $15); print }')
 while IFS= read -r p; do PROBLEMS+=("$p"); done < <(jq -r 'select(.kind == "run") | .problems[]' "$RESULTS")
+
+# the system calls counted after the last round, keyed "scenario|balancer":
+# the cells of their table, per request
+declare -A S_ROW=()
+while IFS=$US read -r scenario name cells; do
+    S_ROW[$scenario|$name]=$cells
+done < <(
+    # 2 decimals, 3 below 0.1 (mprotect, madvise: a few per thousand requests)
+    jq -r 'def pad($w): tostring | ("000" + .) | .[length - $w:];
+        def n: if . == 0 then "0" elif . < 0.1 then "0." + (. * 1000 | round | pad(3))
+               else (. * 100 | round) as $c | "\($c / 100 | floor)." + ($c % 100 | pad(2)) end;
+        select(.kind == "syscalls") | .per_request as $p | .requests as $requests
+        | (.other_per_request | to_entries | sort_by(-.value) | .[:3] | map("\(.key) \(.value | n)")
+           | join(", ")) as $others
+        | [.scenario, .balancer,
+           ([$p.total, $p.read_recv, $p.write_send, $p.epoll_wait, $p.futex, $p.mprotect, $p.madvise, $p.other]
+             | map(n) + [$others, "\($requests)"] | join(" | "))]
+        | join("\u001f")' "$RESULTS")
 
 # --------------------------------------------------------------------------
 # the report
@@ -137,6 +156,36 @@ EOF
         echo
         echo "**Not alike**: the balancers negotiated different parameters (above); their TLS numbers are not comparable one to one."
     fi
+}
+
+syscalls_report() { # system calls per request, by call (none in results files from before they were counted)
+    [[ -n $SC_NOTE ]] || return 0
+    echo
+    if ((${#S_ROW[@]} == 0)); then
+        echo "System calls per request: $SC_NOTE."
+        return 0
+    fi
+    cat <<EOF
+System calls per request, by call: $SC_NOTE (one count per
+scenario and balancer; each column sums the calls named in its header).
+
+| scenario | balancer | all | read, recv* | write, send*, writev | epoll_wait | futex | mprotect | madvise | other | largest others | requests counted |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|
+EOF
+    local scenario name who_list
+    for scenario in $SCENARIOS; do
+        read -r -a who_list <<<"$(scenario_balancers "$scenario")"
+        for name in "${who_list[@]}"; do
+            [[ -n ${S_ROW[$scenario|$name]:-} ]] && echo "| $scenario | $name | ${S_ROW[$scenario|$name]} |"
+        done
+    done
+    cat <<EOF
+
+*read, recv\**: read, readv, pread64, recvfrom, recvmsg, recvmmsg; *write, send\*,
+writev*: write, writev, pwrite64, sendto, sendmsg, sendmmsg, sendfile64, splice;
+*epoll_wait*: epoll_wait, epoll_pwait(2); *other*: every other call, its largest
+parts named$( [[ $SC_TOOL == perf ]] && echo " (of the calls perf counts by name: lib/syscalls.sh)").
+EOF
 }
 
 took() { # how long the run took, or that it stopped
@@ -244,6 +293,7 @@ spent on its behalf (its system calls, mostly socket work); *peak RSS* the large
 resident-memory sample (every 0.5 s during warm-up and run, nginx summed over its
 processes); *non-2xx* and *socket errors* summed over the rounds. See README.md.
 EOF
+    syscalls_report
     if ((${#PROBLEMS[@]})); then
         echo
         echo "**Problems:**"

@@ -39,6 +39,9 @@
 #   QUIET_IDLE_PCT, WAIT_QUIET   before each measured run, wait up to WAIT_QUIET
 #                seconds (default 60) for the machine to be QUIET_IDLE_PCT % idle
 #                (default 90): a compile running next to the benchmark skews it
+#   SYSCALLS     1 (default): after the last round's measured run of each balancer,
+#                a SYSCALLS_DURATION (default 2s) wrk run with its system calls
+#                counted (perf stat, or strace -c); 0: no such run
 #
 # Only loopback addresses are used; every load run is bounded by wrk -d.
 # Exit status 1 if any run saw a non-2xx response, a socket error, or
@@ -76,8 +79,10 @@ RESULTS=${RESULTS:-${OUT%.md}.jsonl}
 REPORTED=      # set once report.sh has run
 QUIET_IDLE_PCT=${QUIET_IDLE_PCT:-90}   # a measured run starts when the machine is this idle...
 WAIT_QUIET=${WAIT_QUIET:-60}           # ...or after waiting this many seconds
+SYSCALLS=${SYSCALLS:-1}                # count system calls on an extra run...
+SYSCALLS_DURATION=${SYSCALLS_DURATION:-2s}   # ...this long
 
-for d in "$DURATION" "$WARMUP"; do
+for d in "$DURATION" "$WARMUP" "$SYSCALLS_DURATION"; do
     [[ $d =~ ^[0-9]+[smh]?$ ]] || die "durations look like 10s, 30s or 1m, not \`$d\`"
 done
 for v in ROUNDS CONNECTIONS PORT_BASE; do
@@ -90,6 +95,7 @@ for b in $BALANCERS; do
     [[ $b == limpet || $b == haproxy || $b == nginx ]] || die "unknown balancer \`$b\` (known: limpet haproxy nginx)"
 done
 [[ $PIN == auto || $PIN == 0 ]] || die "PIN is \`auto\` or \`0\`, not \`$PIN\`"
+[[ $SYSCALLS == 1 || $SYSCALLS == 0 ]] || die "SYSCALLS is \`1\` or \`0\`, not \`$SYSCALLS\`"
 
 # --------------------------------------------------------------------------
 # the committed tree
@@ -142,6 +148,15 @@ if ((${#missing[@]})); then
     else
         die "missing tools: ${missing[*]} (run as root to install them with apt-get, or: apt-get install -y ${missing[*]/taskset/util-linux})"
     fi
+fi
+# Counting system calls needs perf or strace; without them (and without
+# root to install them) the run goes on and the report says they were not counted.
+if [[ $SYSCALLS == 1 ]] && ! command -v perf >/dev/null 2>&1 && ! command -v strace >/dev/null 2>&1 &&
+    [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing: linux-perf strace (to count system calls; SYSCALLS=0 skips them)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq linux-perf strace >/dev/null 2>&1 || apt-get install -y -qq strace >/dev/null 2>&1 ||
+        log "could not install linux-perf or strace: system calls will not be counted"
 fi
 command -v cargo >/dev/null 2>&1 || die "cargo is needed to build limpet"
 
@@ -200,10 +215,13 @@ source "$here/lib/tls.sh"
 source "$here/lib/balancers.sh"
 # shellcheck source=lib/measure.sh
 source "$here/lib/measure.sh"
+# shellcheck source=lib/syscalls.sh
+source "$here/lib/syscalls.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 if ((TLS)); then make_certificate; fi
+syscalls_setup
 
 # --------------------------------------------------------------------------
 # build
@@ -262,11 +280,14 @@ jq -nc --arg commit "$V_GIT" --arg tree "$TREE" --argjson cpus "$NCPU" --arg cpu
     --argjson threads "$THREADS" --argjson connections "$CONNECTIONS" --arg duration "$DURATION" \
     --arg warmup "$WARMUP" --argjson rounds "$ROUNDS" --arg scenarios "$SCENARIOS" \
     --arg balancers "$BALANCERS" --argjson lb_port "$LB_PORT" --argjson t "$STARTED" \
+    --arg sc_tool "$SYSCALLS_TOOL" --arg sc_duration "$SYSCALLS_DURATION" --arg sc_note "$SYSCALLS_NOTE" \
     '{kind: "setup", $commit, $tree, $cpus, $cpu, $mem, $kernel,
       versions: {$limpet, $haproxy, $nginx, $wrk, openssl: (if $openssl == "" then null else $openssl end)},
       $workers, $pinning, $threads, $connections, $duration, $warmup, $rounds,
       scenarios: ($scenarios | split(" ") | map(select(. != ""))),
-      balancers: ($balancers | split(" ") | map(select(. != ""))), $lb_port, $t}' >"$RESULTS"
+      balancers: ($balancers | split(" ") | map(select(. != ""))), $lb_port,
+      syscalls: {tool: (if $sc_tool == "" then null else $sc_tool end), duration: $sc_duration, note: $sc_note},
+      $t}' >"$RESULTS"
 
 # --------------------------------------------------------------------------
 # runs: for each scenario, ROUNDS rounds, the balancers' order rotated
@@ -281,6 +302,10 @@ run_one() { # run_one NAME SCENARIO ROUND POS: fresh nodes, fresh balancer, one 
         start_balancer "$name" "$scenario"
         [[ $scenario == learn_hit ]] && prime_learn "$LB_ADDR"
         measure "$name" "$scenario" "$round" "$pos" "$LB_PID" "$(balancer_target "$scenario")"
+        # after the measurement, never during it: counting slows the balancer
+        if ((round == ROUNDS)); then
+            count_syscalls "$name" "$scenario" "$round" "$LB_PID" "$(balancer_target "$scenario")"
+        fi
         stop_pid "$LB_PID"
     fi
     stop_nodes
@@ -289,6 +314,7 @@ run_one() { # run_one NAME SCENARIO ROUND POS: fresh nodes, fresh balancer, one 
 log "demo nodes on 127.0.0.1:$((PORT_BASE + 1))-$((PORT_BASE + NODES)); balancers on $LB_ADDR; $WORKERS worker(s) each"
 log "pinning: $PINNING"
 log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $ROUNDS round(s) per scenario"
+log "system calls: $SYSCALLS_NOTE"
 log "results, one JSON line per run: $RESULTS"
 
 for scenario in $SCENARIOS; do

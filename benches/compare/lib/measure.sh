@@ -66,13 +66,17 @@ to_ms() {
     }'
 }
 
+WRK_ARGS=()
+wrk_args() { # wrk_args DURATION HEADER → WRK_ARGS: wrk's options for a run of DURATION
+    WRK_ARGS=(-t"$THREADS" -c"$CONNECTIONS" -d"$1" --latency --timeout 5s)
+    if [[ -n $2 ]]; then WRK_ARGS+=(-H "$2"); fi
+}
 run_wrk() { # run_wrk URL DURATION OUTFILE HEADER [wrk args...]; wrk's own CPU seconds → OUTFILE.cpu
     local url=$1 dur=$2 out=$3 header=$4
     shift 4
-    local args=(-t"$THREADS" -c"$CONNECTIONS" -d"$dur" --latency --timeout 5s)
-    [[ -n $header ]] && args+=(-H "$header")
+    wrk_args "$dur" "$header"
     local TIMEFORMAT='%3U %3S' rc=0
-    { time wrk "${args[@]}" "$@" "$url" >"$out" 2>&1 || rc=$?; } 2>"$out.cpu"
+    { time wrk "${WRK_ARGS[@]}" "$@" "$url" >"$out" 2>&1 || rc=$?; } 2>"$out.cpu"
     if ((rc != 0)); then
         log "wrk failed: $(cat "$out")"
         return 1
