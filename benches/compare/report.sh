@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR  # lib/*.sh, from any directory
 # The Markdown report of a benchmark run, from the JSON lines run.sh appends
 # to its RESULTS file: the table of medians over rounds, the sanity lines and
 # every run's numbers. run.sh calls it at the end; by hand it also reports a

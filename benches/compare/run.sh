@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR  # lib/*.sh, from any directory
 # Side-by-side benchmark: limpet vs HAProxy vs nginx in front of the same
 # three demo backends, measured with wrk. See benches/compare/README.md.
 #
