@@ -117,14 +117,17 @@ syscalls_perf() {
 
 # syscalls_strace PID OUT URL → OUT.calls, as syscalls_perf
 syscalls_strace() {
-    local p n=0 sargs=(-c -f -o "$2.strace") spid
+    local p n=0 sargs=(-c -f -o "$2.strace") spid attached
     for p in $(proc_tree "$1"); do sargs+=(-p "$p"); n=$((n + 1)); done
     strace "${sargs[@]}" 2>"$2.strace.log" &
     spid=$!
     PIDS+=("$spid")
-    # "Process N attached" for each process (its threads come with -f)
+    # "Process N attached" for each process (its threads come with -f);
+    # strace exits at once if it may not attach
     for _ in $(seq 50); do
-        (($(grep -c 'attached' "$2.strace.log" 2>/dev/null || true) >= n)) && break
+        attached=$(grep -c 'attached' "$2.strace.log" 2>/dev/null || true)
+        ((${attached:-0} >= n)) && break
+        kill -0 "$spid" 2>/dev/null || break
         sleep 0.1
     done
     wrk "${WRK_ARGS[@]}" "$3" >"$2.wrk" 2>&1 || true
