@@ -29,11 +29,12 @@ jq -e -s 'map(select(.kind == "setup")) | length == 1' "$RESULTS" >/dev/null ||
 # --------------------------------------------------------------------------
 US=$'\x1f'   # between fields: a character no value contains
 IFS=$US read -r V_GIT TREE NCPU CPU MEM KERNEL V_LIMPET V_HAPROXY V_NGINX V_WRK V_OPENSSL WORKERS PINNING \
-    THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_NOTE < <(
+    THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_DURATION SC_NOTE < <(
     jq -r 'select(.kind == "setup") | [.commit, .tree, .cpus, .cpu, .mem, .kernel, .versions.limpet,
         .versions.haproxy, .versions.nginx, .versions.wrk, (.versions.openssl // "?"), .workers, .pinning,
         .threads, .connections, .duration, .warmup, .rounds, (.scenarios | join(" ")),
-        (.balancers | join(" ")), .lb_port, .t, (.syscalls.tool // ""), (.syscalls.note // "")]
+        (.balancers | join(" ")), .lb_port, .t, (.syscalls.tool // ""), (.syscalls.duration // ""),
+        (.syscalls.note // "")]
         | map(tostring) | join("\u001f")' "$RESULTS")
 # shellcheck disable=SC2034  # read by scenario_balancers and balancer_target
 LB_ADDR=127.0.0.1:$LB_PORT
@@ -166,9 +167,14 @@ syscalls_report() { # system calls per request, by call (none in results files f
         echo "System calls per request: $SC_NOTE."
         return 0
     fi
+    local how="\`perf stat\` on the kernel's syscall tracepoints (\`raw_syscalls:sys_enter\`,
+\`syscalls:sys_enter_<call>\`) for the balancer's processes"
+    [[ $SC_TOOL == strace ]] &&
+        how="\`strace -c -f\` attached to the balancer's processes (it slows them a lot: the counts hold, not the timing)"
     cat <<EOF
-System calls per request, by call: $SC_NOTE (one count per
-scenario and balancer; each column sums the calls named in its header).
+System calls per request, by call: counted on a $SC_DURATION wrk run of their own right after
+the last round's measured run of each balancer (never during a measured run), with
+$how.
 
 | scenario | balancer | all | read, recv* | write, send*, writev | epoll_wait | futex | mprotect | madvise | other | largest others | requests counted |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|
@@ -182,10 +188,10 @@ EOF
     done
     cat <<EOF
 
-*read, recv\**: read, readv, pread64, recvfrom, recvmsg, recvmmsg; *write, send\*,
-writev*: write, writev, pwrite64, sendto, sendmsg, sendmmsg, sendfile64, splice;
-*epoll_wait*: epoll_wait, epoll_pwait(2); *other*: every other call, its largest
-parts named$( [[ $SC_TOOL == perf ]] && echo " (of the calls perf counts by name: lib/syscalls.sh)").
+Each column sums the calls of its group: *read, recv\**: read, readv, pread64, recvfrom,
+recvmsg, recvmmsg; *write, send\*, writev*: write, writev, pwrite64, sendto, sendmsg,
+sendmmsg, sendfile64, splice; *epoll_wait*: epoll_wait, epoll_pwait(2); *other*: every
+other call, its largest parts named$( [[ $SC_TOOL == perf ]] && echo " (of the calls perf counts by name: lib/syscalls.sh)").
 EOF
 }
 
