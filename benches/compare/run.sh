@@ -11,9 +11,10 @@
 # unless ALLOW_DIRTY=1 (the report then names the diff's sha256).
 #
 # This driver fills in the configurations from templates/, measures every
-# (scenario, balancer, round) with lib/measure.sh and appends each result to
-# RESULTS as one JSON line as soon as it is taken; at the end report.sh turns
-# those lines into the Markdown report.
+# (scenario, balancer, round) with lib/measure.sh (and, after the last round,
+# counts the balancer's system calls with lib/syscalls.sh) and appends each
+# result to RESULTS as one JSON line as soon as it is taken; at the end
+# report.sh turns those lines into the Markdown report.
 #
 # Environment:
 #   DURATION     wrk -d of each measured run (default 10s)
