@@ -37,6 +37,7 @@ pub mod config;
 pub mod connect;
 pub mod control;
 pub mod decision;
+pub mod fields;
 pub mod health;
 pub mod import;
 pub mod listener;

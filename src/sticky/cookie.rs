@@ -2,10 +2,11 @@
 //! `cookie SERVERID insert indirect nocache`, Tengine `session_sticky`). The
 //! `Set-Cookie` value of every server is built once per snapshot.
 
-use http::header::{CACHE_CONTROL, HeaderMap, HeaderValue, SET_COOKIE};
+use http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 
 use crate::config::{CookieConfig, SameSite};
 use crate::decision::{Affinity, Decision};
+use crate::fields::Fields;
 use crate::server::Servers;
 
 use super::{Found, cookies};
@@ -33,7 +34,7 @@ impl CookieMode {
         }
     }
 
-    pub fn find(&self, servers: &Servers, key: u64, headers: &HeaderMap) -> Found {
+    pub fn find(&self, servers: &Servers, key: u64, headers: &impl Fields) -> Found {
         let mut affinity = Affinity::None;
         for value in cookies::request_values(headers, &self.config.name) {
             // HAProxy's `maxidle`/`maxlife` append dates (`s1|date|date`):
@@ -69,13 +70,13 @@ impl CookieMode {
     }
 
     /// `indirect`: the backend never sees our cookie.
-    pub fn prepare(&self, headers: &mut HeaderMap) {
+    pub fn prepare(&self, headers: &mut impl Fields) {
         if self.config.indirect {
             cookies::strip(headers, &self.config.name);
         }
     }
 
-    pub fn respond(&self, found: &Found, decision: Decision, headers: &mut HeaderMap) {
+    pub fn respond(&self, found: &Found, decision: Decision, headers: &mut impl Fields) {
         if self.config.indirect && found.held == Some(decision.server) {
             return;
         }
@@ -90,11 +91,10 @@ impl CookieMode {
 }
 
 /// Adds `private` to the response's cache directives, keeping the backend's own.
-fn add_private(headers: &mut HeaderMap) {
+fn add_private(headers: &mut impl Fields) {
     let existing: Vec<&str> = headers
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .all(&CACHE_CONTROL)
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .collect();
     if existing
         .iter()
@@ -109,7 +109,7 @@ fn add_private(headers: &mut HeaderMap) {
     }
     joined.push_str("private");
     if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(CACHE_CONTROL, v);
+        headers.replace(CACHE_CONTROL, Some(v));
     }
 }
 
@@ -139,6 +139,7 @@ fn set_cookie_line(c: &CookieConfig, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use std::time::Duration;
 
     #[test]

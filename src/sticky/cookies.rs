@@ -4,20 +4,20 @@
 //! are bytes, not text: a header with non-ASCII bytes is read and forwarded
 //! like any other.
 
-use http::HeaderMap;
 use http::header::{COOKIE, SET_COOKIE};
+
+use crate::fields::Fields;
 
 /// Every value of cookie `name` in the request, in order, as bytes: a
 /// cookie header may carry any byte but controls, and limpet neither
 /// decodes nor drops what it does not understand. Quotes are removed.
 pub fn request_values<'a>(
-    headers: &'a HeaderMap,
+    headers: &'a impl Fields,
     name: &'a str,
 ) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .all(&COOKIE)
+        .flat_map(|v| v.split(|&b| b == b';'))
         .filter_map(move |pair| {
             let (n, v) = split_pair(pair)?;
             (n == name.as_bytes()).then(|| unquote(v))
@@ -56,32 +56,27 @@ pub fn path_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
 /// Removes cookie `name` from the request's `Cookie` headers, keeping every
 /// other cookie byte for byte; a header left empty is dropped. Returns
 /// whether anything was removed.
-pub fn strip(headers: &mut HeaderMap, name: &str) -> bool {
+pub fn strip(headers: &mut impl Fields, name: &str) -> bool {
     if request_values(headers, name).next().is_none() {
         return false;
     }
-    let mut fields = headers.get_all(COOKIE).iter();
-    if let (Some(only), None) = (fields.next(), fields.next()) {
-        // The usual case, one Cookie field: at most one exact-size copy.
-        match without(only.as_bytes(), name) {
-            Some(v) => {
-                headers.insert(COOKIE, v);
-            }
-            None => {
-                headers.remove(COOKIE);
-            }
+    let one = {
+        let mut fields = headers.all(&COOKIE);
+        match (fields.next(), fields.next()) {
+            (Some(only), None) => Some(without(only, name)),
+            _ => None,
         }
+    };
+    if let Some(kept) = one {
+        // The usual case, one Cookie field: at most one exact-size copy.
+        headers.replace(COOKIE, kept);
         return true;
     }
     let kept: Vec<http::HeaderValue> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| without(v.as_bytes(), name))
+        .all(&COOKIE)
+        .filter_map(|v| without(v, name))
         .collect();
-    headers.remove(COOKIE);
-    for v in kept {
-        headers.append(COOKIE, v);
-    }
+    headers.replace(COOKIE, kept);
     true
 }
 
@@ -118,13 +113,12 @@ pub enum SetCookie<'a> {
 
 /// The backend's `Set-Cookie` headers for cookie `name`, in order.
 pub fn response_values<'a>(
-    headers: &'a HeaderMap,
+    headers: &'a impl Fields,
     name: &'a str,
 ) -> impl Iterator<Item = SetCookie<'a>> + 'a {
     headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(move |line| parse_set_cookie(line.as_bytes(), name))
+        .all(&SET_COOKIE)
+        .filter_map(move |line| parse_set_cookie(line, name))
 }
 
 fn parse_set_cookie<'a>(line: &'a [u8], name: &str) -> Option<SetCookie<'a>> {
@@ -177,6 +171,7 @@ fn expired(date: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use http::HeaderValue;
     use proptest::prelude::*;
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
+use crate::fields::Fields;
 
 use crate::config::JvmRouteConfig;
 use crate::decision::{Affinity, Decision, Outcome};
@@ -51,7 +51,7 @@ impl JvmRoute {
         }
     }
 
-    pub fn find(&self, servers: &Servers, headers: &HeaderMap, path: &str) -> Found {
+    pub fn find(&self, servers: &Servers, headers: &impl Fields, path: &str) -> Found {
         let mut first: Option<u64> = None;
         let mut from_cookie = false;
         for id in cookies::request_values(headers, &self.config.cookie) {
@@ -113,7 +113,7 @@ impl JvmRoute {
         servers: &Servers,
         found: &Found,
         decision: Decision,
-        headers: &HeaderMap,
+        headers: &impl Fields,
     ) {
         let Some(session) = found.session else { return };
         if decision.outcome == Outcome::Redispatch {

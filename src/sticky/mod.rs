@@ -15,7 +15,7 @@ pub mod table;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use http::HeaderMap;
+use crate::fields::Fields;
 
 use crate::config::{StickyConfig, StickyMode};
 use crate::decision::{Affinity, Decision};
@@ -110,7 +110,7 @@ impl Sticky {
     pub fn find(
         &self,
         servers: &Servers,
-        headers: &HeaderMap,
+        headers: &impl Fields,
         path: &str,
         client: IpAddr,
     ) -> Found {
@@ -129,7 +129,7 @@ impl Sticky {
     pub async fn affinity(
         &self,
         servers: &Servers,
-        headers: &HeaderMap,
+        headers: &impl Fields,
         path: &str,
         client: IpAddr,
     ) -> Found {
@@ -141,7 +141,7 @@ impl Sticky {
     }
 
     /// Rewrites the request before it goes to the server.
-    pub fn prepare(&self, headers: &mut HeaderMap) {
+    pub fn prepare(&self, headers: &mut impl Fields) {
         if let Sticky::Cookie(m) = self {
             m.prepare(headers);
         }
@@ -155,7 +155,7 @@ impl Sticky {
         servers: &Servers,
         found: &Found,
         decision: Decision,
-        headers: &mut HeaderMap,
+        headers: &mut impl Fields,
     ) {
         if let Some(write) = self.respond(servers, found, decision, headers) {
             Box::pin(write.apply(found.waited)).await;
@@ -169,7 +169,7 @@ impl Sticky {
         servers: &Servers,
         found: &Found,
         decision: Decision,
-        headers: &mut HeaderMap,
+        headers: &mut impl Fields,
     ) -> Option<learn::store::SetNow> {
         match self {
             Sticky::None => {}

@@ -13,7 +13,7 @@ pub mod table;
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use crate::fields::Fields;
 
 use crate::config::LearnConfig;
 use crate::decision::{Affinity, Decision, Outcome};
@@ -102,7 +102,7 @@ impl Learn {
         key_hash(&id[..end])
     }
 
-    pub fn find(&self, headers: &HeaderMap, path: &str) -> Found {
+    pub fn find(&self, headers: &impl Fields, path: &str) -> Found {
         let id = cookies::request_values(headers, &self.config.cookie)
             .next()
             .or_else(|| cookies::path_param(path, &self.config.path_param).map(str::as_bytes));
@@ -147,7 +147,7 @@ impl Learn {
         &self,
         found: &Found,
         decision: Decision,
-        headers: &HeaderMap,
+        headers: &impl Fields,
     ) -> Option<SetNow> {
         let &server = self.numbers.get(decision.server)?;
         let mut now = None;
