@@ -20,10 +20,11 @@
 //! ```
 //!
 //! The layers, bottom up, with no cycles: `config`, `clock`, `path`,
-//! `rendezvous`, `metrics` (counters) → `decision`, `server` → `sticky` →
-//! `pool` → `runtime` (the snapshot) → `proxy` → `listener` → `worker`;
-//! `health` and `admin` read the snapshot; [`control`] applies
-//! configurations (start and reload) and drives them all.
+//! `rendezvous`, `metrics` (counters), `h1` (limpet's own HTTP/1 codec) →
+//! `decision`, `server` → `sticky` → `pool` → `runtime` (the snapshot) →
+//! `proxy` → `listener` → `worker`; `health` and `admin` read the
+//! snapshot; [`control`] applies configurations (start and reload) and
+//! drives them all.
 //!
 //! Everything a request reads lives in one immutable [`runtime::Snapshot`]
 //! behind an `ArcSwap`; [`Limpet::reload`] swaps in a new one and carries the
@@ -38,6 +39,7 @@ pub mod connect;
 pub mod control;
 pub mod decision;
 pub mod fields;
+pub mod h1;
 pub mod health;
 pub mod import;
 pub mod listener;
