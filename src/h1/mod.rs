@@ -5,7 +5,8 @@
 //! ([`Facts`]), so the connection can decide and then write the same bytes
 //! on with a few edits spliced in; a response head likewise
 //! ([`parse_response`]). [`check::request`] applies the rules of
-//! `proxy/check.rs` to a parsed head.
+//! `proxy/check.rs` to a parsed head, and [`framing`] says how a body is
+//! delimited (RFC 9112 §6.3).
 //!
 //! Strict on input: what the parser accepts is what hyper's server accepts
 //! followed by `proxy::check::request`, except where it is stricter on
@@ -13,10 +14,12 @@
 
 pub mod check;
 pub mod fields;
+pub mod framing;
 pub mod head;
 pub mod target;
 
 pub use fields::{Coding, Connection, Facts, Field, Name};
+pub use framing::Framing;
 pub use head::{Parsed, RequestHead, ResponseHead, parse_request, parse_response};
 pub use target::Form;
 
