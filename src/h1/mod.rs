@@ -5,14 +5,16 @@
 //! ([`Facts`]), so the connection can decide and then write the same bytes
 //! on with a few edits spliced in; a response head likewise
 //! ([`parse_response`]). [`check::request`] applies the rules of
-//! `proxy/check.rs` to a parsed head, and [`framing`] says how a body is
-//! delimited (RFC 9112 §6.3).
+//! `proxy/check.rs` to a parsed head, [`framing`] says how a body is
+//! delimited (RFC 9112 §6.3) and [`chunked`] decodes a chunked body in
+//! place and writes chunk framing.
 //!
 //! Strict on input: what the parser accepts is what hyper's server accepts
 //! followed by `proxy::check::request`, except where it is stricter on
 //! purpose.
 
 pub mod check;
+pub mod chunked;
 pub mod fields;
 pub mod framing;
 pub mod head;
