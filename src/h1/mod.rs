@@ -11,7 +11,8 @@
 //!
 //! Strict on input: what the parser accepts is what hyper's server accepts
 //! followed by `proxy::check::request`, except where it is stricter on
-//! purpose.
+//! purpose; the differential test (`tests/it/h1_differential.rs`) holds the
+//! two to that and lists every difference.
 
 pub mod check;
 pub mod chunked;

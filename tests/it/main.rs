@@ -14,6 +14,7 @@ mod edge;
 mod examples;
 mod failover;
 mod forwarding;
+mod h1_differential;
 mod health;
 mod hostile;
 mod import_apache;
