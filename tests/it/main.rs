@@ -15,6 +15,7 @@ mod examples;
 mod failover;
 mod forwarding;
 mod h1_differential;
+mod h1_fuzz;
 mod health;
 mod hostile;
 mod import_apache;

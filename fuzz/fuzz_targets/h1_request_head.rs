@@ -1,0 +1,11 @@
+//! A request head (three bytes of limits and cut, then the head), parsed
+//! whole and in two parts, then checked and framed: the property is
+//! tests/it/h1_fuzz.rs's, which `cargo test` runs too.
+
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../tests/it/h1_fuzz.rs"]
+mod properties;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| properties::request_head(data));
