@@ -1,6 +1,7 @@
 //! Allocations on the hot path, counted by a global allocator (dhat): the
 //! sticky find + decide of a request with affinity allocates nothing, in
-//! every mode, and a whole proxied request stays under a small fixed bound.
+//! every mode, nor does the h1 codec once warm, and a whole proxied request
+//! stays under a small fixed bound.
 //! The test's own client and server allocate nothing per request (fixed
 //! buffers), so what is counted is limpet's.
 
@@ -34,6 +35,7 @@ fn config(mode: &str, backend: &str) -> String {
 fn the_hot_path_allocates_nothing_for_affinity_and_a_small_fixed_number_per_request() {
     let _profiler = dhat::Profiler::builder().testing().build();
     find_and_decide_of_a_request_with_affinity_allocate_nothing_in_every_mode();
+    the_h1_codec_allocates_nothing_once_its_field_vecs_have_grown();
     a_proxied_request_with_affinity_allocates_a_small_fixed_number_of_times();
 }
 
@@ -86,6 +88,49 @@ fn find_and_decide_of_a_request_with_affinity_allocate_nothing_in_every_mode() {
             "{mode}: {per_1000} allocations in 1000 find + decide"
         );
     }
+}
+
+/// limpet's own HTTP/1 codec (issue 19): a request head parsed, checked
+/// and framed, its chunked body decoded, the response head parsed and
+/// framed, over and over with the same heads and decoder.
+fn the_h1_codec_allocates_nothing_once_its_field_vecs_have_grown() {
+    use limpet::h1::{self, Parsed, RequestHead, ResponseHead, chunked::Decoder};
+    let limits = limpet::config::Limits::default();
+    let req = b"POST /cart?item=1 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: alloc-test\r\nAccept: */*\r\nConnection: keep-alive\r\nCookie: theme=dark; SERVERID=node2\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n";
+    let res = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nset-cookie: SERVERID=node2\r\n\r\nok";
+    let mut request = RequestHead::default();
+    let mut response = ResponseHead::default();
+    let mut body = Decoder::new(&limits, false);
+    let mut round = || {
+        assert_eq!(
+            h1::parse_request(req, &limits, &mut request),
+            Ok(Parsed::Complete)
+        );
+        assert!(h1::check::request(&request, req).unwrap().is_some());
+        assert_eq!(h1::framing::request(&request), h1::Framing::Chunked);
+        body.reset();
+        let mut at = request.len;
+        while !body.is_done() {
+            at += body.decode(&req[at..]).unwrap().consumed;
+        }
+        assert_eq!(at, req.len());
+        assert_eq!(
+            h1::parse_response(res, &limits, &mut response),
+            Ok(Parsed::Complete)
+        );
+        let framing = h1::framing::response(&request.method, &response);
+        std::hint::black_box(framing);
+    };
+    round();
+    let before = allocations();
+    for _ in 0..1000 {
+        round();
+    }
+    let per_1000 = allocations() - before;
+    assert_eq!(
+        per_1000, 0,
+        "{per_1000} allocations in 1000 rounds of the h1 codec"
+    );
 }
 
 /// A keep-alive HTTP/1.1 server answering every request with `ok`.
