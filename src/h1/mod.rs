@@ -11,7 +11,7 @@
 //!
 //! Strict on input: what the parser accepts is what hyper's server accepts
 //! followed by `proxy::check::request`, except where it is stricter on
-//! purpose; the differential test (`tests/it/h1_differential.rs`) holds the
+//! purpose; the differential test (`tests/it/h1_differential/`) holds the
 //! two to that and lists every difference.
 
 pub mod check;
