@@ -16,6 +16,7 @@
 
 pub mod check;
 pub mod chunked;
+pub mod edit;
 pub mod fields;
 pub mod framing;
 pub mod head;
