@@ -28,10 +28,10 @@ jq -e -s 'map(select(.kind == "setup")) | length == 1' "$RESULTS" >/dev/null ||
 # the run: settings (setup line), its end (done line, if it got there)
 # --------------------------------------------------------------------------
 US=$'\x1f'   # between fields: a character no value contains
-IFS=$US read -r V_GIT TREE NCPU CPU MEM KERNEL V_LIMPET V_HAPROXY V_NGINX V_WRK V_OPENSSL WORKERS PINNING \
+IFS=$US read -r V_GIT TREE NCPU CPU MEM KERNEL V_LIMPET V_LIMPET_B V_HAPROXY V_NGINX V_WRK V_OPENSSL WORKERS PINNING \
     THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_DURATION SC_NOTE < <(
     jq -r 'select(.kind == "setup") | [.commit, .tree, .cpus, .cpu, .mem, .kernel, .versions.limpet,
-        .versions.haproxy, .versions.nginx, .versions.wrk, (.versions.openssl // "?"), .workers, .pinning,
+        (.versions.limpet_b // ""), .versions.haproxy, .versions.nginx, .versions.wrk, (.versions.openssl // "?"), .workers, .pinning,
         .threads, .connections, .duration, .warmup, .rounds, (.scenarios | join(" ")),
         (.balancers | join(" ")), .lb_port, .t, (.syscalls.tool // ""), (.syscalls.duration // ""),
         (.syscalls.note // "")]
@@ -213,7 +213,7 @@ report() {
 
 * Commit: **$V_GIT**, $TREE
 * Machine: $NCPU CPUs ($CPU), $MEM RAM, Linux $KERNEL
-* Versions: $V_LIMPET, $V_HAPROXY, $V_NGINX, $V_WRK
+* Versions: $V_LIMPET, $V_HAPROXY, $V_NGINX, $V_WRK$([[ -n $V_LIMPET_B ]] && printf '\n* limpet_b: %s, same configuration as limpet' "$V_LIMPET_B")
 * Workers: $WORKERS for every balancer (limpet \`workers: $WORKERS\`, HAProxy \`nbthread $WORKERS\`,
   nginx \`worker_processes $WORKERS\`); keep-alive to the backends, access logs off;
   limpet with its admin endpoint on and \`/metrics\` scraped every second.

@@ -27,7 +27,11 @@
 #                CPUs, at least 1)
 #   PIN          auto (default): with at least 2 CPUs, the balancer runs on CPUs
 #                0..WORKERS-1 and wrk + demo nodes on the others; 0: no pinning
-#   BALANCERS    which balancers (default "limpet haproxy nginx")
+#   BALANCERS    which balancers (default "limpet haproxy nginx"); with LIMPET_B
+#                also limpet_b
+#   LIMPET_B     a second limpet binary (another build), measured as balancer
+#                limpet_b beside the one built from the tree: an A/B comparison
+#                in one run, rounds interleaved (BALANCERS="limpet limpet_b haproxy")
 #   SCENARIOS    which scenarios (default all: "baseline round_robin cookie
 #                jvm_route ip_hash learn_hit learn_new tls_keepalive tls_handshake")
 #   PORT_BASE    demo nodes listen on PORT_BASE+1..+3 (default 19000); the
@@ -69,6 +73,7 @@ SCENARIOS=${SCENARIOS:-all}
 [[ $SCENARIOS == all ]] && SCENARIOS=$ALL_SCENARIOS
 PORT_BASE=${PORT_BASE:-19000}
 PIN=${PIN:-auto}
+LIMPET_B=${LIMPET_B:-}
 NODES=3        # the templates name node1..node3
 MAXCONN=4096   # client connections at once, all three balancers (wrk uses $CONNECTIONS)
 LB_PORT=$((PORT_BASE + 80))
@@ -94,8 +99,14 @@ for s in $SCENARIOS; do
     [[ " $ALL_SCENARIOS " == *" $s "* ]] || die "unknown scenario \`$s\` (known: $ALL_SCENARIOS)"
 done
 for b in $BALANCERS; do
-    [[ $b == limpet || $b == haproxy || $b == nginx ]] || die "unknown balancer \`$b\` (known: limpet haproxy nginx)"
+    [[ $b == limpet || $b == haproxy || $b == nginx || ($b == limpet_b && -n $LIMPET_B) ]] ||
+        die "unknown balancer \`$b\` (known: limpet haproxy nginx, and limpet_b with LIMPET_B)"
 done
+if [[ -n $LIMPET_B ]]; then
+    [[ -x $LIMPET_B ]] || die "LIMPET_B=$LIMPET_B is not an executable"
+    LIMPET_B=$(realpath "$LIMPET_B")
+    [[ " $BALANCERS " == *" limpet_b "* ]] || die "LIMPET_B is set: add limpet_b to BALANCERS"
+fi
 [[ $PIN == auto || $PIN == 0 ]] || die "PIN is \`auto\` or \`0\`, not \`$PIN\`"
 [[ $SYSCALLS == 1 || $SYSCALLS == 0 ]] || die "SYSCALLS is \`1\` or \`0\`, not \`$SYSCALLS\`"
 
@@ -267,6 +278,10 @@ stop_nodes
 # what the report names: versions, machine, settings (the first JSON line)
 # --------------------------------------------------------------------------
 V_LIMPET=$("$LIMPET_BIN" --version 2>&1 | head -1)
+V_LIMPET_B=
+if [[ -n $LIMPET_B ]]; then   # another build: named by its file and its sha256
+    V_LIMPET_B="$LIMPET_B ($("$LIMPET_B" --version 2>&1 | head -1), sha256 $(sha256sum "$LIMPET_B" | cut -c1-16))"
+fi
 V_HAPROXY=$({ haproxy -v 2>&1 || true; } | head -1 | awk '{print $1, $3}')
 V_NGINX=$({ nginx -v 2>&1 || true; } | head -1 | sed 's/^nginx version: //')
 V_WRK=$({ wrk -v 2>&1 || true; } | head -1 | awk '{print $1, $2}')
@@ -277,14 +292,15 @@ MEM=$(awk '/^MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 
 STARTED=$(date +%s)
 jq -nc --arg commit "$V_GIT" --arg tree "$TREE" --argjson cpus "$NCPU" --arg cpu "$CPU" --arg mem "$MEM" \
-    --arg kernel "$(uname -r)" --arg limpet "$V_LIMPET" --arg haproxy "$V_HAPROXY" --arg nginx "$V_NGINX" \
+    --arg kernel "$(uname -r)" --arg limpet "$V_LIMPET" --arg limpet_b "$V_LIMPET_B" --arg haproxy "$V_HAPROXY" --arg nginx "$V_NGINX" \
     --arg wrk "$V_WRK" --arg openssl "$V_OPENSSL" --argjson workers "$WORKERS" --arg pinning "$PINNING" \
     --argjson threads "$THREADS" --argjson connections "$CONNECTIONS" --arg duration "$DURATION" \
     --arg warmup "$WARMUP" --argjson rounds "$ROUNDS" --arg scenarios "$SCENARIOS" \
     --arg balancers "$BALANCERS" --argjson lb_port "$LB_PORT" --argjson t "$STARTED" \
     --arg sc_tool "$SYSCALLS_TOOL" --arg sc_duration "$SYSCALLS_DURATION" --arg sc_note "$SYSCALLS_NOTE" \
     '{kind: "setup", $commit, $tree, $cpus, $cpu, $mem, $kernel,
-      versions: {$limpet, $haproxy, $nginx, $wrk, openssl: (if $openssl == "" then null else $openssl end)},
+      versions: {$limpet, limpet_b: (if $limpet_b == "" then null else $limpet_b end), $haproxy, $nginx, $wrk,
+        openssl: (if $openssl == "" then null else $openssl end)},
       $workers, $pinning, $threads, $connections, $duration, $warmup, $rounds,
       scenarios: ($scenarios | split(" ") | map(select(. != ""))),
       balancers: ($balancers | split(" ") | map(select(. != ""))), $lb_port,

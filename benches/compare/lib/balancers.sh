@@ -2,7 +2,7 @@
 # starting, asking and priming them.
 # Sourced by run.sh; reads here, TMP, WORKERS, MAXCONN, PORT_BASE, LB_ADDR,
 # LB_PORT, ADMIN_ADDR, HAPROXY_STATS_PORT, TLS_CRT, TLS_KEY, TLS_PEM,
-# LIMPET_BIN and ON_LB_CPUS.
+# LIMPET_BIN, LIMPET_B and ON_LB_CPUS.
 # shellcheck shell=bash disable=SC2154,SC2034  # globals shared with run.sh and lib/scenarios.sh
 
 SCRAPE_URL=    # set while limpet runs: its /metrics, scraped every second
@@ -95,14 +95,16 @@ start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
     SCRAPE_URL=
     wait_port_free "$LB_PORT"
     case $name in
-        limpet)
+        limpet | limpet_b)   # limpet_b: the same configuration, the binary LIMPET_B
+            local bin=$LIMPET_BIN
+            [[ $name == limpet_b ]] && bin=$LIMPET_B
             wait_port_free $((PORT_BASE + 90))
             conf=$TMP/lb-$scenario.yaml
             limpet_config "$scenario" >"$conf"
             mkdir -p "$TMP/limpet-state"
-            "$LIMPET_BIN" check --config "$conf" >"$TMP/limpet-check.log" 2>&1 ||
-                die "limpet rejected $conf: $(cat "$TMP/limpet-check.log")"
-            "${ON_LB_CPUS[@]}" "$LIMPET_BIN" --config "$conf" >"$TMP/limpet-$scenario.log" 2>&1 &
+            "$bin" check --config "$conf" >"$TMP/$name-check.log" 2>&1 ||
+                die "$name rejected $conf: $(cat "$TMP/$name-check.log")"
+            "${ON_LB_CPUS[@]}" "$bin" --config "$conf" >"$TMP/$name-$scenario.log" 2>&1 &
             LB_PID=$!
             SCRAPE_URL="http://$ADMIN_ADDR/metrics"
             ;;
@@ -135,7 +137,7 @@ start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
 learned_sessions() { # learned_sessions NAME: entries in the balancer's learned table now
     local n=
     case $1 in
-        limpet)
+        limpet | limpet_b)
             n=$(curl -s --max-time 5 "http://$ADMIN_ADDR/metrics" |
                 awk '/^limpet_learned_sessions[ {]/ { s += $NF; found = 1 } END { if (found) print s }' || true)
             ;;
