@@ -48,7 +48,7 @@ impl IpHash {
             key: Some(key),
             session: None,
             held: None,
-            recent: self.recent.get(key),
+            recent: self.recent.get_fronted(key),
             ..Found::default()
         }
     }

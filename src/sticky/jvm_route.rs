@@ -89,7 +89,7 @@ impl JvmRoute {
     fn affine(&self, servers: &Servers, id: &[u8], h: u64) -> Option<Found> {
         let bound = self
             .bindings
-            .get(h)
+            .get_fronted(h)
             .and_then(|n| self.bindings.names.name(n))
             .and_then(|name| servers.by_name(&name));
         let route = route_of(id, &self.config.separator);

@@ -11,11 +11,20 @@
 //! second chance, the first one that was not (or has expired) goes. An
 //! index from key to ring slot finds entries; keys are already hashes, so
 //! the index does not hash them again.
+//!
+//! What every request reads (ip_hash's recent addresses, jvm_route's
+//! bindings) goes through [`get_fronted`](SessionTable::get_fronted): each
+//! worker answers from its own [`Front`] while the shard is unchanged, so
+//! the workers do not take the shard's lock or pass its cache line back
+//! and forth on every request.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use super::front::{Front, Mark};
 use crate::clock::{to_ms, unix_ms};
+use crate::metrics::Sharded;
 
 /// Keys are hashes already: the index uses them as they are.
 type Index = nohash_hasher::IntMap<u64, u32>;
@@ -52,6 +61,8 @@ struct Shard {
     index: Index,
     confirmed: Ring,
     probation: Ring,
+    /// Writes a reader could see (see [`Mark`]).
+    changes: u64,
 }
 
 /// An entry as saved and restored.
@@ -67,6 +78,12 @@ pub struct Kept {
 /// See the module documentation.
 pub struct SessionTable {
     shards: Box<[Mutex<Shard>]>,
+    /// Per shard, what the fronts compare with.
+    marks: Box<[Mark]>,
+    /// Per worker, what it read lately.
+    fronts: Sharded<Mutex<Front>>,
+    /// How long a front answers before the table has the read again.
+    refresh_ms: u64,
     pub idle: Duration,
     pub capacity: u64,
     /// Server names, by the number that values stand for (see [`ServerNames`]).
@@ -86,6 +103,33 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A shard, locked; what it holds is published to its [`Mark`] as the lock
+/// is let go.
+struct Locked<'a> {
+    shard: MutexGuard<'a, Shard>,
+    mark: &'a Mark,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        &self.shard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        &mut self.shard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.mark
+            .publish(self.shard.changes, self.shard.index.len() as u64);
+    }
+}
+
 impl SessionTable {
     /// A table of `capacity` confirmed entries and `probation` more on
     /// probation, forgotten after `idle` unused.
@@ -96,7 +140,7 @@ impl SessionTable {
         let share = |total: u64| {
             usize::try_from(total.div_ceil(shards as u64).max(1)).unwrap_or(usize::MAX)
         };
-        let shards = (0..shards)
+        let shards: Box<[Mutex<Shard>]> = (0..shards)
             .map(|_| {
                 Mutex::new(Shard {
                     index: Index::default(),
@@ -108,20 +152,32 @@ impl SessionTable {
                         capacity: share(probation),
                         ..Ring::default()
                     },
+                    changes: 0,
                 })
             })
             .collect();
         SessionTable {
+            marks: (0..shards.len()).map(|_| Mark::default()).collect(),
             shards,
+            fronts: Sharded::default(),
+            refresh_ms: to_ms(idle / 16).clamp(1, 1000),
             idle,
             capacity,
             names: ServerNames::default(),
         }
     }
 
-    fn shard(&self, key: u64) -> &Mutex<Shard> {
+    fn shard_of(&self, key: u64) -> usize {
         // The high bits pick the shard; the index uses all of them.
-        &self.shards[(key >> 58) as usize & (self.shards.len() - 1)]
+        (key >> 58) as usize & (self.shards.len() - 1)
+    }
+
+    fn shard(&self, key: u64) -> Locked<'_> {
+        let i = self.shard_of(key);
+        Locked {
+            shard: lock(&self.shards[i]),
+            mark: &self.marks[i],
+        }
     }
 
     fn idle_ms(&self) -> u64 {
@@ -133,6 +189,31 @@ impl SessionTable {
         self.lookup(key, None).map(|(v, _)| v)
     }
 
+    /// [`get`](Self::get) for what every request reads: answered by this
+    /// worker's front while the key's shard is unchanged, the use passed
+    /// on to the table at most once per `refresh_ms` (see [`super::front`]).
+    pub fn get_fronted(&self, key: u64) -> Option<u64> {
+        let mark = &self.marks[self.shard_of(key)];
+        if mark.is_empty() {
+            return None;
+        }
+        let changes = mark.changes();
+        let now = unix_ms();
+        let mut front = self.fronts.mine().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(value) = front.get(key, changes, now, self.refresh_ms) {
+            return value;
+        }
+        // The shard's count is read under its lock, after the lookup: the
+        // front's copy is what the table held at that count.
+        let (value, changes) = {
+            let mut s = self.shard(key);
+            let value = s.lookup(key, None, now, self.idle_ms()).map(|(v, _)| v);
+            (value, s.changes)
+        };
+        front.put(key, value, changes, now);
+        value
+    }
+
     /// Like [`get`](Self::get), and whether a shared store's copy of this
     /// confirmed entry is due a refresh: it was last written or refreshed
     /// `every_s` seconds ago or more. A due refresh counts as done, so each
@@ -142,29 +223,13 @@ impl SessionTable {
     }
 
     fn lookup(&self, key: u64, sync_every_s: Option<u32>) -> Option<(u64, bool)> {
-        let now = unix_ms();
-        let idle = self.idle_ms();
-        let mut s = lock(self.shard(key));
-        let at = *s.index.get(&key)?;
-        if now.saturating_sub(s.slot(at).used) >= idle {
-            s.remove_at(at);
-            return None;
-        }
-        let confirmed = at & PROBATION == 0;
-        let slot = s.slot_mut(at);
-        slot_touch(slot, now);
-        let now_s = seconds(now);
-        let due =
-            confirmed && sync_every_s.is_some_and(|every| now_s.wrapping_sub(slot.synced) >= every);
-        if due {
-            slot.synced = now_s;
-        }
-        Some((slot.value, due))
+        self.shard(key)
+            .lookup(key, sync_every_s, unix_ms(), self.idle_ms())
     }
 
     /// Is `key` there as a confirmed entry?
     pub fn is_confirmed(&self, key: u64) -> bool {
-        lock(self.shard(key))
+        self.shard(key)
             .index
             .get(&key)
             .is_some_and(|at| at & PROBATION == 0)
@@ -177,7 +242,7 @@ impl SessionTable {
 
     /// Sets an entry on probation, unless `key` is confirmed already.
     pub fn insert_probation(&self, key: u64, value: u64) {
-        let mut s = lock(self.shard(key));
+        let mut s = self.shard(key);
         if s.index.get(&key).is_some_and(|at| at & PROBATION == 0) {
             return;
         }
@@ -187,13 +252,13 @@ impl SessionTable {
     /// Changes the value of `key` where it is (confirmed or on probation),
     /// or adds it as confirmed.
     pub fn rewrite(&self, key: u64, value: u64) {
-        let mut s = lock(self.shard(key));
+        let mut s = self.shard(key);
         let probation = s.index.get(&key).is_some_and(|at| at & PROBATION != 0);
         s.put(key, value, probation, unix_ms());
     }
 
     fn put(&self, key: u64, value: u64, probation: bool, used: u64) {
-        lock(self.shard(key)).put(key, value, probation, used);
+        self.shard(key).put(key, value, probation, used);
     }
 
     /// Puts back an entry saved with `remaining` idle time.
@@ -204,7 +269,7 @@ impl SessionTable {
     }
 
     pub fn remove(&self, key: u64) {
-        let mut s = lock(self.shard(key));
+        let mut s = self.shard(key);
         if let Some(at) = s.index.get(&key).copied() {
             s.remove_at(at);
         }
@@ -231,8 +296,11 @@ impl SessionTable {
     pub fn purge(&self) {
         let now = unix_ms();
         let idle = self.idle_ms();
-        for shard in self.shards.iter() {
-            let mut s = lock(shard);
+        for (shard, mark) in self.shards.iter().zip(self.marks.iter()) {
+            let mut s = Locked {
+                shard: lock(shard),
+                mark,
+            };
             for probation in [false, true] {
                 let mut i = 0;
                 while i < s.ring(probation).slots.len() {
@@ -282,6 +350,33 @@ fn slot_touch(slot: &mut Slot, now: u64) {
 }
 
 impl Shard {
+    /// The value of `key` at `now`, if it is there and not expired (else
+    /// forgotten); marks it used, and says whether a shared store is due a
+    /// refresh of it (see [`SessionTable::get_synced`]).
+    fn lookup(
+        &mut self,
+        key: u64,
+        sync_every_s: Option<u32>,
+        now: u64,
+        idle: u64,
+    ) -> Option<(u64, bool)> {
+        let at = *self.index.get(&key)?;
+        if now.saturating_sub(self.slot(at).used) >= idle {
+            self.remove_at(at);
+            return None;
+        }
+        let confirmed = at & PROBATION == 0;
+        let slot = self.slot_mut(at);
+        slot_touch(slot, now);
+        let now_s = seconds(now);
+        let due =
+            confirmed && sync_every_s.is_some_and(|every| now_s.wrapping_sub(slot.synced) >= every);
+        if due {
+            slot.synced = now_s;
+        }
+        Some((slot.value, due))
+    }
+
     fn ring(&self, probation: bool) -> &Ring {
         if probation {
             &self.probation
@@ -318,6 +413,7 @@ impl Shard {
 
     /// Removes the slot at `at`; the ring's last slot takes its place.
     fn remove_at(&mut self, at: u32) {
+        self.changes += 1;
         let probation = at & PROBATION != 0;
         let i = (at & !PROBATION) as usize;
         let (ring, index) = self.parts(probation);
@@ -336,13 +432,16 @@ impl Shard {
         if let Some(at) = self.index.get(&key).copied() {
             if (at & PROBATION != 0) == probation {
                 let slot = self.slot_mut(at);
+                let changed = slot.value != value;
                 slot.value = value;
                 slot.synced = seconds(used);
                 slot_touch(slot, used);
+                self.changes += u64::from(changed);
                 return;
             }
             self.remove_at(at);
         }
+        self.changes += 1;
         let flag = if probation { PROBATION } else { 0 };
         let fresh = Slot {
             key,
@@ -553,6 +652,41 @@ mod tests {
         let n = t.len();
         assert!(n <= 100_000 + 64, "{n}");
         assert!(n >= 99_000, "{n}");
+    }
+
+    #[test]
+    fn a_workers_front_sees_every_change_at_once_and_keeps_an_entry_in_use_alive() {
+        let clock = clock::pause();
+        // Idle 160 s: a front passes a use on every 10 s.
+        let t = SessionTable::new(1000, 1, Duration::from_secs(160));
+        assert_eq!(t.get_fronted(1), None, "an empty shard");
+        t.insert(1, 7);
+        // Two workers (one where the machine has a single CPU: the same front).
+        crate::metrics::pin_shard(0);
+        assert_eq!(t.get_fronted(1), Some(7));
+        crate::metrics::pin_shard(1);
+        assert_eq!(t.get_fronted(1), Some(7));
+        // A write by anyone is seen by every front at once.
+        t.insert(1, 8);
+        assert_eq!(t.get_fronted(1), Some(8));
+        crate::metrics::pin_shard(0);
+        assert_eq!(t.get_fronted(1), Some(8));
+        assert_eq!(t.get_fronted(2), None);
+        t.insert(2, 9);
+        assert_eq!(t.get_fronted(2), Some(9), "a key the front knew as absent");
+        // Used through the front only, for longer than the idle time.
+        for _ in 0..40 {
+            clock.advance(Duration::from_secs(5));
+            assert_eq!(t.get_fronted(1), Some(8));
+        }
+        assert_eq!(t.get(2), None, "the unused entry expired");
+        t.remove(1);
+        assert_eq!(t.get_fronted(1), None);
+        // Unused, an entry expires within its idle time.
+        t.insert(3, 1);
+        assert_eq!(t.get_fronted(3), Some(1));
+        clock.advance(Duration::from_secs(160));
+        assert_eq!(t.get_fronted(3), None);
     }
 
     #[test]
