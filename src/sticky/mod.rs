@@ -6,7 +6,6 @@
 
 pub mod cookie;
 pub mod cookies;
-pub mod front;
 pub mod ip_hash;
 pub mod jvm_route;
 pub mod learn;

@@ -1,4 +1,4 @@
-//! A worker's front of a shared [`SessionTable`](super::table::SessionTable):
+//! A worker's front of a shared [`SessionTable`](super::SessionTable):
 //! what ip_hash and jvm_route read on every request, without taking the
 //! table's locks or writing to memory that other workers read.
 //!

@@ -18,52 +18,16 @@
 //! the workers do not take the shard's lock or pass its cache line back
 //! and forth on every request.
 
-use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+mod front;
+mod shard;
+
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use super::front::{Front, Mark};
 use crate::clock::{to_ms, unix_ms};
 use crate::metrics::Sharded;
-
-/// Keys are hashes already: the index uses them as they are.
-type Index = nohash_hasher::IntMap<u64, u32>;
-
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    key: u64,
-    value: u64,
-    /// Wall-clock ms ([`crate::clock::unix_ms`]) of the last use: an
-    /// entry's idle time must survive a restart, which a monotonic reading
-    /// would not.
-    used: u64,
-    /// Used since the clock hand last passed.
-    referenced: bool,
-    /// Seconds (`unix_ms / 1000`, wrapping) when a shared store last got
-    /// this entry: written or its expiry refreshed. Fits beside
-    /// `referenced`: a slot stays 32 bytes.
-    synced: u32,
-}
-
-/// One ring of a shard: its slots, the clock hand, its capacity.
-#[derive(Debug, Default)]
-struct Ring {
-    slots: Vec<Slot>,
-    hand: usize,
-    capacity: usize,
-}
-
-/// Where an entry is: the probation bit and the slot.
-const PROBATION: u32 = 1 << 31;
-
-#[derive(Default)]
-struct Shard {
-    index: Index,
-    confirmed: Ring,
-    probation: Ring,
-    /// Writes a reader could see (see [`Mark`]).
-    changes: u64,
-}
+use front::{Front, Mark};
+use shard::{Index, Locked, PROBATION, Ring, Shard, lock};
 
 /// An entry as saved and restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,37 +60,6 @@ impl std::fmt::Debug for SessionTable {
             .field("capacity", &self.capacity)
             .field("shards", &self.shards.len())
             .finish()
-    }
-}
-
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A shard, locked; what it holds is published to its [`Mark`] as the lock
-/// is let go.
-struct Locked<'a> {
-    shard: MutexGuard<'a, Shard>,
-    mark: &'a Mark,
-}
-
-impl Deref for Locked<'_> {
-    type Target = Shard;
-    fn deref(&self) -> &Shard {
-        &self.shard
-    }
-}
-
-impl DerefMut for Locked<'_> {
-    fn deref_mut(&mut self) -> &mut Shard {
-        &mut self.shard
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        self.mark
-            .publish(self.shard.changes, self.shard.index.len() as u64);
     }
 }
 
@@ -340,149 +273,6 @@ impl SessionTable {
     }
 }
 
-fn seconds(ms: u64) -> u32 {
-    (ms / 1000) as u32
-}
-
-fn slot_touch(slot: &mut Slot, now: u64) {
-    slot.used = now;
-    slot.referenced = true;
-}
-
-impl Shard {
-    /// The value of `key` at `now`, if it is there and not expired (else
-    /// forgotten); marks it used, and says whether a shared store is due a
-    /// refresh of it (see [`SessionTable::get_synced`]).
-    fn lookup(
-        &mut self,
-        key: u64,
-        sync_every_s: Option<u32>,
-        now: u64,
-        idle: u64,
-    ) -> Option<(u64, bool)> {
-        let at = *self.index.get(&key)?;
-        if now.saturating_sub(self.slot(at).used) >= idle {
-            self.remove_at(at);
-            return None;
-        }
-        let confirmed = at & PROBATION == 0;
-        let slot = self.slot_mut(at);
-        slot_touch(slot, now);
-        let now_s = seconds(now);
-        let due =
-            confirmed && sync_every_s.is_some_and(|every| now_s.wrapping_sub(slot.synced) >= every);
-        if due {
-            slot.synced = now_s;
-        }
-        Some((slot.value, due))
-    }
-
-    fn ring(&self, probation: bool) -> &Ring {
-        if probation {
-            &self.probation
-        } else {
-            &self.confirmed
-        }
-    }
-
-    fn ring_mut(&mut self, probation: bool) -> &mut Ring {
-        if probation {
-            &mut self.probation
-        } else {
-            &mut self.confirmed
-        }
-    }
-
-    fn slot(&self, at: u32) -> &Slot {
-        &self.ring(at & PROBATION != 0).slots[(at & !PROBATION) as usize]
-    }
-
-    fn slot_mut(&mut self, at: u32) -> &mut Slot {
-        let i = (at & !PROBATION) as usize;
-        &mut self.ring_mut(at & PROBATION != 0).slots[i]
-    }
-
-    /// The ring `probation` names and the index, borrowed apart.
-    fn parts(&mut self, probation: bool) -> (&mut Ring, &mut Index) {
-        if probation {
-            (&mut self.probation, &mut self.index)
-        } else {
-            (&mut self.confirmed, &mut self.index)
-        }
-    }
-
-    /// Removes the slot at `at`; the ring's last slot takes its place.
-    fn remove_at(&mut self, at: u32) {
-        self.changes += 1;
-        let probation = at & PROBATION != 0;
-        let i = (at & !PROBATION) as usize;
-        let (ring, index) = self.parts(probation);
-        let gone = ring.slots.swap_remove(i);
-        let moved = ring.slots.get(i).map(|s| s.key);
-        if ring.hand >= ring.slots.len() {
-            ring.hand = 0;
-        }
-        index.remove(&gone.key);
-        if let Some(k) = moved {
-            index.insert(k, at);
-        }
-    }
-
-    fn put(&mut self, key: u64, value: u64, probation: bool, used: u64) {
-        if let Some(at) = self.index.get(&key).copied() {
-            if (at & PROBATION != 0) == probation {
-                let slot = self.slot_mut(at);
-                let changed = slot.value != value;
-                slot.value = value;
-                slot.synced = seconds(used);
-                slot_touch(slot, used);
-                self.changes += u64::from(changed);
-                return;
-            }
-            self.remove_at(at);
-        }
-        self.changes += 1;
-        let flag = if probation { PROBATION } else { 0 };
-        let fresh = Slot {
-            key,
-            value,
-            used,
-            referenced: false,
-            synced: seconds(used),
-        };
-        let (ring, index) = self.parts(probation);
-        if ring.slots.len() >= ring.capacity {
-            let victim = ring.evict();
-            let old = std::mem::replace(&mut ring.slots[victim], fresh).key;
-            index.remove(&old);
-            index.insert(key, victim as u32 | flag);
-        } else {
-            ring.slots.push(fresh);
-            index.insert(key, (ring.slots.len() - 1) as u32 | flag);
-        }
-    }
-}
-
-impl Ring {
-    /// The slot to reuse, by the CLOCK algorithm: the first slot the hand
-    /// meets that was not used since it last passed (its bit is cleared as
-    /// the hand goes by). Two turns at most.
-    fn evict(&mut self) -> usize {
-        let n = self.slots.len();
-        for _ in 0..2 * n {
-            let i = self.hand;
-            self.hand = (self.hand + 1) % n;
-            let slot = &mut self.slots[i];
-            if slot.referenced {
-                slot.referenced = false;
-            } else {
-                return i;
-            }
-        }
-        self.hand
-    }
-}
-
 /// Server names, numbered: tables store the number (a value), and a name
 /// keeps its number for the table's life, across reloads.
 #[derive(Debug, Default)]
@@ -545,7 +335,7 @@ mod tests {
         // Probation is never in the store.
         assert_eq!(t.get_synced(2, 30), Some((8, false)));
         assert_eq!(t.get_synced(3, 0), None);
-        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        assert_eq!(std::mem::size_of::<shard::Slot>(), 32);
     }
 
     #[test]
