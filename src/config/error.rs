@@ -35,6 +35,15 @@ pub enum ConfigError {
         position: Position,
         message: String,
     },
+    /// An environment variable that stands in for a key has a value that
+    /// key would not take (it names no place in the file).
+    #[error("{name}: expected {expected}, not {value:?}.")]
+    Env {
+        name: &'static str,
+        /// The values it takes, as a phrase ("limpet or hyper").
+        expected: &'static str,
+        value: String,
+    },
 }
 
 struct Located<'a> {

@@ -96,6 +96,7 @@ pub struct FileConfig {
     pub state_dir: Option<S<String>>,
     pub workers: Option<S<Workers>>,
     pub log: Option<LogFile>,
+    pub http1: Option<S<String>>,
     pub pools: S<IndexMap<S<String>, PoolFile>>,
 }
 

@@ -27,12 +27,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parses and validates configuration text; `path` names it in errors and
-/// is where a reload reads it again.
+/// is where a reload reads it again. [`HTTP1_ENV`] is read here, so every
+/// caller (start, reload, `limpet check`, the tests) sees it.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let http1 = std::env::var_os(HTTP1_ENV).map(|v| v.to_string_lossy().into_owned());
+    parse_with_env(text, path, http1.as_deref())
+}
+
+/// [`parse`] with the value of [`HTTP1_ENV`] given instead of read: for
+/// callers whose answer must not depend on the environment, and for tests.
+pub fn parse_with_env(
+    text: &str,
+    path: &Path,
+    http1_env: Option<&str>,
+) -> Result<Config, ConfigError> {
     let file: file::FileConfig =
         serde_saphyr::from_str(text).map_err(|e| ConfigError::syntax(path, &e))?;
-    validate::validate(file, path)
+    validate::validate(file, path, http1_env)
 }
+
+/// The environment variable that picks [`Http1`] when the file has no
+/// `http1:` key: CI runs the tests on both engines, and an operator can
+/// fall back without editing the file.
+pub const HTTP1_ENV: &str = "LIMPET_HTTP1";
 
 /// The validated configuration. Pools are kept in file order; listeners and
 /// routes refer to pools by index.
@@ -52,7 +69,22 @@ pub struct Config {
     /// Runtime worker threads; `None` = one per CPU.
     pub workers: Option<usize>,
     pub log: LogConfig,
+    /// The engine that serves HTTP/1 on the listeners.
+    pub http1: Http1,
     pub pools: Vec<PoolConfig>,
+}
+
+/// Which HTTP/1 engine serves proxied HTTP/1.1 (`http1:` in `lb.yaml`, or
+/// [`HTTP1_ENV`]). HTTP/2 and the admin endpoint are hyper's either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http1 {
+    /// limpet's own codec (`h1`): the received header bytes are forwarded
+    /// with limpet's edits spliced in.
+    #[default]
+    Limpet,
+    /// hyper's server, the previous engine, kept as a fallback for one
+    /// release.
+    Hyper,
 }
 
 /// The admin endpoint: metrics, status page, API.

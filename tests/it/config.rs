@@ -210,6 +210,40 @@ fn limpet_check_exits_0_for_a_valid_file_and_1_with_the_error() {
 }
 
 #[test]
+fn limpet_check_names_the_position_and_the_values_of_a_bad_http1() {
+    let dir = crate::harness::temp_dir("check-http1");
+    let file = dir.join("lb.yaml");
+    std::fs::write(&file, format!("{GOOD}http1: fast\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_limpet"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lb.yaml:9:8: `http1` must be one of limpet, hyper, not \"fast\"."),
+        "{err}"
+    );
+
+    // Without the key, LIMPET_HTTP1 decides, and must be one of the two.
+    std::fs::write(&file, GOOD).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_limpet"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("LIMPET_HTTP1", "fast")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LIMPET_HTTP1: expected limpet or hyper, not \"fast\"."),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn names_that_could_escape_a_file_name_or_a_label_are_errors() {
     let e = error_of(
         &GOOD

@@ -2,7 +2,7 @@
 //! the first problem found is reported with its position. Every number and
 //! duration has a documented range (docs/configuration.md), so whatever
 //! `limpet check` accepts also runs. The global settings (trusted proxies,
-//! timeouts, limits, workers, log, state_dir) are checked here; each
+//! timeouts, limits, workers, log, state_dir, http1) are checked here; each
 //! section with more to it has its own file.
 
 mod admin;
@@ -19,13 +19,18 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use super::file::{self, FileConfig, S};
-use super::{Config, ConfigError, Limits, LogConfig, LogFormat, Timeouts};
+use super::{Config, ConfigError, HTTP1_ENV, Http1, Limits, LogConfig, LogFormat, Timeouts};
 use checker::{Checker, DAY, HOUR, MS, Span};
 
 /// Most client connections one limpet accepts at once.
 pub const MAX_CONNECTIONS: u64 = 1_000_000;
 
-pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
+/// `http1_env` is the value of [`HTTP1_ENV`], if set.
+pub fn validate(
+    file: FileConfig,
+    path: &Path,
+    http1_env: Option<&str>,
+) -> Result<Config, ConfigError> {
     let c = Checker { path };
 
     // Pools first: listeners and routes refer to them by name.
@@ -187,6 +192,8 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
         file: log_file(&c, lf.file.as_ref())?,
     };
 
+    let http1 = http1(&c, &file.http1, http1_env)?;
+
     let state_dir = match &file.state_dir {
         None => PathBuf::from("./state"),
         Some(s) => {
@@ -216,8 +223,35 @@ pub fn validate(file: FileConfig, path: &Path) -> Result<Config, ConfigError> {
         state_dir,
         workers,
         log,
+        http1,
         pools,
     })
+}
+
+/// The values of `http1:` and of [`HTTP1_ENV`].
+const HTTP1: &[(&str, Http1)] = &[("limpet", Http1::Limpet), ("hyper", Http1::Hyper)];
+
+/// `http1:` if the file has it, else the environment's `env`, else limpet's
+/// own engine. An invalid `env` is an error even when the file decides: it
+/// is a mistake either way, and would surface the day the key is removed.
+fn http1(
+    c: &Checker<'_>,
+    value: &Option<S<String>>,
+    env: Option<&str>,
+) -> Result<Http1, ConfigError> {
+    let default = match env {
+        None => Http1::default(),
+        Some(v) => HTTP1
+            .iter()
+            .find(|(name, _)| *name == v)
+            .map(|(_, h)| *h)
+            .ok_or_else(|| ConfigError::Env {
+                name: HTTP1_ENV,
+                expected: "limpet or hyper",
+                value: v.to_owned(),
+            })?,
+    };
+    c.choice(value, "http1", HTTP1, default)
 }
 
 /// `log.file`: a file in a directory that exists (it is created, or
@@ -256,4 +290,78 @@ fn log_file(c: &Checker<'_>, f: Option<&S<String>>) -> Result<Option<PathBuf>, C
         ));
     }
     Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{ConfigError, Http1, parse_with_env};
+
+    const GOOD: &str = "\
+listeners: [{ name: a, bind: 127.0.0.1:1, pool: p }]
+pools:
+  p:
+    servers: [{ name: s, address: 127.0.0.1:2 }]
+";
+
+    fn http1(key: Option<&str>, env: Option<&str>) -> Result<Http1, ConfigError> {
+        let yaml = match key {
+            Some(v) => format!("{GOOD}http1: {v}\n"),
+            None => GOOD.to_owned(),
+        };
+        parse_with_env(&yaml, Path::new("lb.yaml"), env).map(|c| c.http1)
+    }
+
+    #[test]
+    fn without_key_or_environment_http1_is_limpets_own() {
+        assert_eq!(http1(None, None).unwrap(), Http1::Limpet);
+        assert_eq!(Http1::default(), Http1::Limpet);
+    }
+
+    #[test]
+    fn the_key_picks_either_engine() {
+        assert_eq!(http1(Some("limpet"), None).unwrap(), Http1::Limpet);
+        assert_eq!(http1(Some("hyper"), None).unwrap(), Http1::Hyper);
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_at_its_position_naming_the_values() {
+        for bad in ["fast", "Hyper", "\"\"", "1"] {
+            let e = http1(Some(bad), None).unwrap_err().to_string();
+            assert!(e.starts_with("lb.yaml:5:8: "), "{e}");
+            assert!(
+                e.contains("`http1` must be one of limpet, hyper, not "),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_environment_gives_the_default_when_the_file_has_no_key() {
+        assert_eq!(http1(None, Some("hyper")).unwrap(), Http1::Hyper);
+        assert_eq!(http1(None, Some("limpet")).unwrap(), Http1::Limpet);
+    }
+
+    #[test]
+    fn the_files_key_wins_over_the_environment() {
+        assert_eq!(http1(Some("limpet"), Some("hyper")).unwrap(), Http1::Limpet);
+        assert_eq!(http1(Some("hyper"), Some("limpet")).unwrap(), Http1::Hyper);
+    }
+
+    #[test]
+    fn a_bad_environment_value_is_an_error_even_when_the_file_decides() {
+        for key in [None, Some("limpet")] {
+            for bad in ["fast", "", "HYPER", " hyper"] {
+                let e = http1(key, Some(bad)).unwrap_err();
+                assert!(matches!(e, ConfigError::Env { .. }), "{e:?}");
+                let e = e.to_string();
+                assert!(
+                    e.starts_with("LIMPET_HTTP1: expected limpet or hyper, not "),
+                    "{e}"
+                );
+                assert!(e.contains(&format!("{bad:?}")), "{e}");
+            }
+        }
+    }
 }
