@@ -139,8 +139,9 @@ pub fn run(file: &Path, from: Option<Format>, options: &Options) -> ExitCode {
     // bug here, said as such rather than printed. A file it names that this
     // machine lacks (a certificate, when importing away from the old
     // balancer's host) is not: `limpet check` reads it where limpet runs.
+    // The environment's LIMPET_HTTP1 is no part of the translation.
     let mut unverified = false;
-    match crate::config::parse(&text, Path::new("lb.yaml")) {
+    match crate::config::parse_with_env(&text, Path::new("lb.yaml"), None) {
         Ok(_) => {}
         Err(crate::config::ConfigError::Invalid { message, .. })
             if message.starts_with("cannot read the ") =>
