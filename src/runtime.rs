@@ -55,6 +55,9 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<IpNet>,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    /// The HTTP/1 engine a new connection is served by; a reload changes it
+    /// for connections accepted afterwards, never for open ones.
+    pub http1: crate::config::Http1,
     pub access_log: bool,
     pub state_dir: PathBuf,
     /// Where the admin endpoint listens, if it does.
@@ -161,6 +164,7 @@ impl Snapshot {
             trusted_proxies: config.trusted_proxies.clone(),
             timeouts: config.timeouts,
             limits: config.limits,
+            http1: config.http1,
             access_log: config.log.access,
             state_dir: config.state_dir.clone(),
             admin,
@@ -185,5 +189,33 @@ impl Snapshot {
     /// The listener bound to socket `id`.
     pub fn listener(&self, id: u64) -> Option<&ListenerRt> {
         self.listeners.iter().find(|l| l.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Snapshot;
+    use crate::config::{Http1, parse_with_env};
+
+    const YAML: &str = "\
+listeners: [{ name: a, bind: 127.0.0.1:1, pool: p }]
+pools:
+  p:
+    servers: [{ name: s, address: 127.0.0.1:2 }]
+";
+
+    #[test]
+    fn the_snapshot_carries_the_http1_engine_and_a_reload_changes_it() {
+        let limpet = parse_with_env(YAML, Path::new("t.yaml"), None).unwrap();
+        let first = Snapshot::detached(&limpet);
+        assert_eq!(first.http1, Http1::Limpet);
+
+        let hyper =
+            parse_with_env(&format!("{YAML}http1: hyper\n"), Path::new("t.yaml"), None).unwrap();
+        let slots = crate::server::Slots::default();
+        let next = Snapshot::build(&hyper, Some(&first), &super::Bound::new(), None, &slots);
+        assert_eq!(next.http1, Http1::Hyper);
     }
 }
