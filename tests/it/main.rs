@@ -16,6 +16,7 @@ mod failover;
 mod forwarding;
 mod h1_differential;
 mod h1_fuzz;
+mod h1_wire;
 mod health;
 mod hostile;
 mod import_apache;
