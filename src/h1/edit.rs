@@ -11,7 +11,7 @@
 
 use http::header::{HeaderName, HeaderValue};
 
-use super::Field;
+use super::{Field, Span};
 use crate::fields::Fields;
 
 /// What to change in a head: fields left out (by index) and fields added.
@@ -19,7 +19,24 @@ use crate::fields::Fields;
 pub struct Edits {
     /// Bit `i` set: field `i` of the head is left out.
     removed: Vec<u64>,
-    added: Vec<(HeaderName, HeaderValue)>,
+    added: Vec<(HeaderName, Value)>,
+}
+
+/// The value of an added field: one limpet made, or bytes of the received
+/// head (the authority as `X-Forwarded-Host`), which cost no copy.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Made(HeaderValue),
+    Received(Span),
+}
+
+impl Value {
+    fn get<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match self {
+            Value::Made(v) => v.as_bytes(),
+            Value::Received(span) => span.get(buf),
+        }
+    }
 }
 
 impl Edits {
@@ -47,12 +64,22 @@ impl Edits {
 
     /// Adds a field after the received ones.
     pub fn add(&mut self, name: HeaderName, value: HeaderValue) {
-        self.added.push((name, value));
+        self.added.push((name, Value::Made(value)));
+    }
+
+    /// Adds a field whose value is `span` of the received head.
+    pub fn add_received(&mut self, name: HeaderName, span: Span) {
+        self.added.push((name, Value::Received(span)));
     }
 
     /// The fields added so far.
-    pub fn added(&self) -> &[(HeaderName, HeaderValue)] {
+    pub fn added(&self) -> &[(HeaderName, Value)] {
         &self.added
+    }
+
+    /// Have any fields been added?
+    pub fn has_added(&self) -> bool {
+        !self.added.is_empty()
     }
 }
 
@@ -82,7 +109,7 @@ impl Edited<'_> {
             }
         }
         for (name, value) in &self.edits.added {
-            write_field(out, name.as_str().as_bytes(), value.as_bytes());
+            write_field(out, name.as_str().as_bytes(), value.get(self.buf));
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -116,7 +143,7 @@ impl Fields for Edited<'_> {
             .added
             .iter()
             .filter(move |(n, _)| *n == wanted)
-            .map(|(_, v)| v.as_bytes());
+            .map(|(_, v)| v.get(self.buf));
         received.chain(added)
     }
 

@@ -41,9 +41,10 @@ pub enum Name {
     KeepAlive,
     ProxyConnection,
     ProxyAuthenticate,
+    Date,
 }
 
-const NAMES: [(&[u8], Name); 19] = [
+const NAMES: [(&[u8], Name); 20] = [
     (b"host", Name::Host),
     (b"content-length", Name::ContentLength),
     (b"transfer-encoding", Name::TransferEncoding),
@@ -63,6 +64,7 @@ const NAMES: [(&[u8], Name); 19] = [
     (b"keep-alive", Name::KeepAlive),
     (b"proxy-connection", Name::ProxyConnection),
     (b"proxy-authenticate", Name::ProxyAuthenticate),
+    (b"date", Name::Date),
 ];
 
 impl Name {
@@ -173,6 +175,8 @@ pub struct Facts {
     pub forwarded: bool,
     /// A hop-by-hop field (`Connection`, `Transfer-Encoding`, ...).
     pub hop_by_hop: bool,
+    /// A `Date` field.
+    pub date: bool,
 }
 
 impl Facts {
@@ -210,6 +214,7 @@ impl Facts {
             Name::XForwardedProto => self.x_forwarded_proto = true,
             Name::XForwardedHost => self.x_forwarded_host = true,
             Name::Forwarded | Name::XRealIp => self.forwarded = true,
+            Name::Date => self.date = true,
             Name::Other
             | Name::Te
             | Name::Trailer

@@ -15,7 +15,6 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulConnection;
 use tokio_util::sync::CancellationToken;
@@ -23,9 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::proxy::ConnState;
 
-/// How long a connection with nothing in flight may stay open once its
-/// listener stops.
-pub const IDLE_GRACE: Duration = Duration::from_secs(1);
+pub use crate::proxy::conn::IDLE_GRACE;
 
 /// The stop signal of one listener's connections, and their tasks.
 pub struct Drain {
@@ -76,6 +73,12 @@ impl Default for Drain {
 }
 
 impl Watcher {
+    /// The listener's stop signal, for a connection that watches it itself
+    /// (limpet's HTTP/1 path, `proxy/h1/`).
+    pub fn stop(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
     /// Serves `conn` until it ends; once the listener stops, closes it as
     /// the module documentation says. `state` is the connection's.
     pub async fn watch<C>(self, conn: C, state: &ConnState) -> Result<(), C::Error>

@@ -96,13 +96,13 @@ pub async fn serve(s: Acceptor) {
         let stats = Arc::clone(&listener.stats);
         stats.opened();
         if listener.tls.is_none() && !listener.proxy_protocol {
-            // Plain HTTP: straight to hyper.
+            // Plain HTTP: no prelude.
             let ctx = Rc::new(ConnCtx::new(peer, s.id, "http"));
-            let state = Arc::clone(&ctx.state);
-            let conn = http(&current, &s.local, ctx, stream);
             let watcher = graceful.watcher();
+            let local = Rc::clone(&s.local);
+            drop(current);
             graceful.spawn(async move {
-                if let Err(e) = watcher.watch(conn, &state).await {
+                if let Err(e) = http(local, ctx, stream, watcher, false).await {
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");
                 }
                 stats.closed();
@@ -144,23 +144,63 @@ pub async fn serve(s: Acceptor) {
     }
 }
 
-/// HTTP/1.1 and HTTP/2 (by preface, or by ALPN under TLS) on a connection,
-/// with limpet's timers around its socket.
-fn http<I>(
-    current: &Current,
-    local: &Rc<Local>,
+/// The error a client connection may end with.
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// HTTP/1.1 and HTTP/2 (by preface, or by ALPN under TLS: `h2`) on a
+/// connection, with limpet's timers around its socket. HTTP/1 goes to
+/// limpet's own path (`proxy/h1/`) unless `http1: hyper` says otherwise;
+/// HTTP/2 always to hyper.
+async fn http<I>(
+    local: Rc<Local>,
     ctx: Rc<ConnCtx>,
     io: I,
-) -> impl GracefulConnection<Error = Box<dyn std::error::Error + Send + Sync>> + 'static
+    watcher: Watcher,
+    h2: bool,
+) -> Result<(), ConnError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let current = local.current();
+    let state = Arc::clone(&ctx.state);
     let io = TimedIo::new(
         io,
         Arc::clone(&ctx.state),
         current.snap.timeouts.request_header,
         current.snap.timeouts.client_idle,
     );
+    if h2 || !own_http1(&current) {
+        let conn = hyper_conn(&current, &local, ctx, io);
+        drop(current);
+        return watcher.watch(conn, &state).await;
+    }
+    drop(current);
+    let stop = watcher.stop();
+    let Some(h2) = proxy::h1::serve(Rc::clone(&local), Rc::clone(&ctx), io, stop).await else {
+        return Ok(());
+    };
+    // HTTP/2 with prior knowledge: hyper reads it from the preface on.
+    let current = local.current();
+    let conn = hyper_conn(&current, &local, ctx, Prefixed::new(h2.received, h2.io));
+    drop(current);
+    watcher.watch(conn, &state).await
+}
+
+/// Does HTTP/1 take limpet's own path (`http1: limpet`)?
+fn own_http1(current: &Current) -> bool {
+    current.snap.http1 == crate::config::Http1::Limpet
+}
+
+/// hyper's HTTP/1.1 + HTTP/2 server on a connection.
+fn hyper_conn<I>(
+    current: &Current,
+    local: &Rc<Local>,
+    ctx: Rc<ConnCtx>,
+    io: I,
+) -> impl GracefulConnection<Error = ConnError> + 'static
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let local = Rc::clone(local);
     let svc = service_fn(move |req| proxy::handle(Rc::clone(&local), Rc::clone(&ctx), req));
     current
@@ -230,14 +270,10 @@ impl Edge {
         if let (Some(certs), Either::Right(tls)) = (&self.strict_sni, &io) {
             ctx.strict_sni = Some(Arc::clone(certs.pick(tls.get_ref().1.server_name())));
         }
+        let h2 =
+            matches!(&io, Either::Right(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
         let ctx = Rc::new(ctx);
-        let state = Arc::clone(&ctx.state);
-        // The configuration as it is now (a reload may have come during the
-        // handshake), used to set the connection up and not kept.
-        let current = local.current();
-        let conn = http(&current, local, ctx, io);
-        drop(current);
-        if let Err(e) = watcher.watch(conn, &state).await {
+        if let Err(e) = http(Rc::clone(local), ctx, io, watcher, h2).await {
             tracing::debug!(%peer, error = %e, "client connection ended with an error");
         }
     }

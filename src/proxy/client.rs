@@ -26,15 +26,57 @@ pub const IDLE_FOR: Duration = Duration::from_secs(15);
 /// Idle connections kept per server and worker.
 pub const MAX_IDLE: usize = 256;
 
-struct Idle {
-    sender: SendRequest<ReqBody>,
-    since_ms: u64,
+/// One worker's idle connections of one kind, by server slot (see
+/// `server::Server::slot`): a LIFO stack per server, each connection with
+/// the time it went idle. Both HTTP/1 paths keep theirs here.
+pub struct Stacks<T> {
+    idle: RefCell<Vec<Vec<(T, u64)>>>,
+}
+
+impl<T> Default for Stacks<T> {
+    fn default() -> Self {
+        Stacks {
+            idle: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> Stacks<T> {
+    /// The most recently used idle connection to the server in `slot`;
+    /// those idle longer than [`IDLE_FOR`] are dropped on the way.
+    pub fn pop(&self, slot: usize) -> Option<T> {
+        let now = clock::ms();
+        let max_idle = clock::to_ms(IDLE_FOR);
+        loop {
+            let (conn, since) = self.idle.borrow_mut().get_mut(slot).and_then(Vec::pop)?;
+            if now.saturating_sub(since) <= max_idle {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Keeps a connection for the next request, up to [`MAX_IDLE`].
+    pub fn push(&self, slot: usize, conn: T) {
+        let mut all = self.idle.borrow_mut();
+        if all.len() <= slot {
+            all.resize_with(slot + 1, Vec::new);
+        }
+        let stack = &mut all[slot];
+        if stack.len() < MAX_IDLE {
+            stack.push((conn, clock::ms()));
+        }
+    }
+
+    /// Idle connections to the server in `slot`.
+    pub fn len(&self, slot: usize) -> usize {
+        self.idle.borrow().get(slot).map_or(0, Vec::len)
+    }
 }
 
 /// One worker's idle connections, by server slot (see `server::Server::slot`).
 #[derive(Default)]
 pub struct Clients {
-    idle: RefCell<Vec<Vec<Idle>>>,
+    idle: Stacks<SendRequest<ReqBody>>,
 }
 
 /// A connection ready for a request.
@@ -76,19 +118,15 @@ impl Clients {
         tls: Option<&crate::config::ServerTls>,
         connect_timeout: Duration,
     ) -> Result<Sender, ConnectError> {
-        let now = clock::ms();
-        let max_idle = clock::to_ms(IDLE_FOR);
-        loop {
-            let idle = self.idle.borrow_mut().get_mut(slot).and_then(Vec::pop);
-            let Some(mut idle) = idle else { break };
-            if now.saturating_sub(idle.since_ms) > max_idle || idle.sender.is_closed() {
+        while let Some(mut sender) = self.idle.pop(slot) {
+            if sender.is_closed() {
                 continue;
             }
-            if !idle.sender.is_ready() && idle.sender.ready().await.is_err() {
+            if !sender.is_ready() && sender.ready().await.is_err() {
                 continue;
             }
             return Ok(Sender {
-                inner: idle.sender,
+                inner: sender,
                 reused: true,
             });
         }
@@ -111,24 +149,13 @@ impl Clients {
 
     /// Keeps a connection whose response is complete for the next request.
     pub fn checkin(&self, slot: usize, sender: SendRequest<ReqBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut all = self.idle.borrow_mut();
-        if all.len() <= slot {
-            all.resize_with(slot + 1, Vec::new);
-        }
-        let stack = &mut all[slot];
-        if stack.len() < MAX_IDLE {
-            stack.push(Idle {
-                sender,
-                since_ms: clock::ms(),
-            });
+        if !sender.is_closed() {
+            self.idle.push(slot, sender);
         }
     }
 
     /// Idle connections to the server in `slot` (for tests).
     pub fn idle(&self, slot: usize) -> usize {
-        self.idle.borrow().get(slot).map_or(0, Vec::len)
+        self.idle.len(slot)
     }
 }

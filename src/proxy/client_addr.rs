@@ -5,8 +5,9 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
 use ipnet::IpNet;
+
+use crate::fields::Fields;
 
 pub const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
@@ -17,7 +18,7 @@ pub const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-f
 pub fn client(
     peer: IpAddr,
     may_forward: bool,
-    headers: &HeaderMap,
+    headers: &impl Fields,
     trusted: &[IpNet],
 ) -> (IpAddr, bool) {
     if may_forward && is_trusted(peer, trusted) {
@@ -31,13 +32,19 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
-pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn resolve(peer: IpAddr, headers: &impl Fields, trusted: &[IpNet]) -> IpAddr {
     if !is_trusted(peer, trusted) {
         return peer;
     }
     let mut client = peer;
-    for value in headers.get_all(X_FORWARDED_FOR).iter().rev() {
-        let Ok(value) = value.to_str() else {
+    // The fields from the last one (rarely more than one: finding the
+    // k-th again costs less than collecting them).
+    let fields = headers.all(&X_FORWARDED_FOR).count();
+    for k in (0..fields).rev() {
+        let Some(value) = headers.all(&X_FORWARDED_FOR).nth(k) else {
+            return client;
+        };
+        let Ok(value) = std::str::from_utf8(value) else {
             return client;
         };
         for part in value.rsplit(',') {
@@ -67,7 +74,7 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     fn h(v: &str) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use futures_util::task::AtomicWaker;
 use http::HeaderValue;
 
+/// How long a connection with nothing in flight may stay open once its
+/// listener stops (`listener/drain.rs`).
+pub const IDLE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One client connection, as the requests on it see it.
 #[derive(Debug)]
 pub struct ConnCtx {

@@ -43,13 +43,28 @@ pub struct End {
     done: bool,
 }
 
-/// What only the access log needs from the request (shared, not copied:
-/// header values are reference-counted).
-struct Access {
-    method: Method,
-    uri: Uri,
-    host: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
+/// What only the access log needs from the request.
+pub enum Access {
+    /// A request hyper parsed (shared, not copied: header values are
+    /// reference-counted).
+    Parts {
+        method: Method,
+        uri: Uri,
+        host: Option<HeaderValue>,
+        user_agent: Option<HeaderValue>,
+    },
+    /// A request limpet's own HTTP/1 path parsed: the path, the authority
+    /// and the `User-Agent`, copied into one buffer (the received bytes are
+    /// reused for the next request).
+    Raw {
+        method: Method,
+        bytes: Box<[u8]>,
+        /// Ends of the path, then of the authority, in `bytes`; the
+        /// `User-Agent` is the rest.
+        path_end: usize,
+        host_end: Option<usize>,
+        has_user_agent: bool,
+    },
 }
 
 impl End {
@@ -60,10 +75,21 @@ impl End {
         client: IpAddr,
         req: &http::Request<B>,
     ) -> End {
+        End::begin_with(conn, current, client, || Access::of(req))
+    }
+
+    /// A request begins on `conn`; `access` says what the access log
+    /// needs of it, asked only when the log is on.
+    pub fn begin_with(
+        conn: &Arc<ConnState>,
+        current: &Rc<Current>,
+        client: IpAddr,
+        access: impl FnOnce() -> Access,
+    ) -> End {
         conn.begin_request();
         End {
             conn: Arc::clone(conn),
-            access: current.snap.access_log.then(|| Access::of(req)),
+            access: current.snap.access_log.then(access),
             current: Rc::clone(current),
             start: Instant::now(),
             client,
@@ -157,18 +183,15 @@ impl End {
         let Some(a) = &self.access else {
             return;
         };
-        let host = match (&a.host, a.uri.authority()) {
-            (None, Some(authority)) => std::borrow::Cow::Borrowed(authority.as_str()),
-            (host, _) => text(host.as_ref()),
-        };
+        let (method, path, host, user_agent) = a.parts();
         // Strings from the client are recorded as strings: quoted and
         // escaped in the text format, JSON strings in JSON.
         tracing::info!(
             target: "limpet::access",
             client = %self.client,
-            method = %a.method,
+            method = %method,
             host = &*host,
-            path = %a.uri.path(),
+            path = %path,
             status = self.status,
             pool = pool.map_or("-", |p| &*p.name),
             server = server.map_or("-", |s| &*s.name),
@@ -177,29 +200,97 @@ impl End {
             duration_ms = took.as_secs_f64() * 1000.0,
             upstream_ms = self.upstream.map_or(-1.0, |u| u.as_secs_f64() * 1000.0),
             retries = self.attempts.saturating_sub(1),
-            user_agent = &*text(a.user_agent.as_ref()),
+            user_agent = &*user_agent,
             aborted,
         );
     }
 }
 
 /// A header value for the log: as text (invalid UTF-8 replaced), `-` if absent.
-fn text(v: Option<&HeaderValue>) -> std::borrow::Cow<'_, str> {
-    v.map_or(std::borrow::Cow::Borrowed("-"), |v| {
-        String::from_utf8_lossy(v.as_bytes())
-    })
+fn text(v: Option<&[u8]>) -> std::borrow::Cow<'_, str> {
+    v.map_or(std::borrow::Cow::Borrowed("-"), String::from_utf8_lossy)
 }
+
+type Cow<'a> = std::borrow::Cow<'a, str>;
 
 impl Access {
     fn of<B>(req: &http::Request<B>) -> Access {
         let headers: &HeaderMap = req.headers();
         // Without `Host` (HTTP/2), the log reads `:authority` from the
         // kept URI: nothing is copied for it.
-        Access {
+        Access::Parts {
             method: req.method().clone(),
             uri: req.uri().clone(),
             host: headers.get(header::HOST).cloned(),
             user_agent: headers.get(header::USER_AGENT).cloned(),
+        }
+    }
+
+    /// What the log needs of an HTTP/1 request limpet parsed itself: its
+    /// path (without the query), authority and `User-Agent`.
+    pub fn raw(
+        method: &Method,
+        path: &[u8],
+        host: Option<&[u8]>,
+        user_agent: Option<&[u8]>,
+    ) -> Access {
+        let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+        let path = if path.is_empty() { b"/" } else { path };
+        let mut bytes = Vec::with_capacity(
+            path.len() + host.map_or(0, <[u8]>::len) + user_agent.map_or(0, <[u8]>::len),
+        );
+        bytes.extend_from_slice(path);
+        let path_end = bytes.len();
+        let host_end = host.map(|h| {
+            bytes.extend_from_slice(h);
+            bytes.len()
+        });
+        if let Some(ua) = user_agent {
+            bytes.extend_from_slice(ua);
+        }
+        Access::Raw {
+            method: method.clone(),
+            bytes: bytes.into_boxed_slice(),
+            path_end,
+            host_end,
+            has_user_agent: user_agent.is_some(),
+        }
+    }
+
+    /// Method, path, host and user agent as the log writes them (`-` when
+    /// absent).
+    fn parts(&self) -> (&Method, Cow<'_>, Cow<'_>, Cow<'_>) {
+        match self {
+            Access::Parts {
+                method,
+                uri,
+                host,
+                user_agent,
+            } => {
+                let host = match (host, uri.authority()) {
+                    (None, Some(authority)) => Cow::Borrowed(authority.as_str()),
+                    (host, _) => text(host.as_ref().map(HeaderValue::as_bytes)),
+                };
+                (
+                    method,
+                    Cow::Borrowed(uri.path()),
+                    host,
+                    text(user_agent.as_ref().map(HeaderValue::as_bytes)),
+                )
+            }
+            Access::Raw {
+                method,
+                bytes,
+                path_end,
+                host_end,
+                has_user_agent,
+            } => {
+                let path = String::from_utf8_lossy(&bytes[..*path_end]);
+                let ua_start = host_end.unwrap_or(*path_end);
+                let host = text(host_end.map(|end| &bytes[*path_end..end]));
+                let ua = text(has_user_agent.then(|| &bytes[ua_start..]));
+                (method, path, host, ua)
+            }
         }
     }
 }

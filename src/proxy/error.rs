@@ -83,7 +83,7 @@ impl ProxyError {
         self.logged_status() < 500
     }
 
-    fn body(self) -> &'static str {
+    pub fn body(self) -> &'static str {
         match self {
             ProxyError::NoServer => {
                 "503 Service Unavailable: no server is available for this request\n"

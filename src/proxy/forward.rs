@@ -80,23 +80,10 @@ pub async fn send(
     };
     let replayable = idempotent(request.method()) && request.body().replay().is_some();
     let mut unsent: Option<Request<ReqBody>> = Some(request);
-    let mut tried: Vec<usize> = Vec::new();
-    let mut stale = 0;
+    let mut tries = Tries::default();
     loop {
-        let decision = pool.decide(found, &tried).map_err(ProxyError::from)?;
-        if decision.outcome == Outcome::Redispatch {
-            pool.failed_over(&decision);
-        }
-        end.set_server(decision.server);
-        end.set_outcome(decision.outcome);
+        let decision = tries.next(pool, found, end)?;
         let server = &pool.servers[decision.server];
-        let cx = |reused: bool, replayable: bool| Context {
-            reused,
-            stale,
-            replayable,
-            tried: tried.len(),
-            retries: pool.retries,
-        };
 
         // Connect first: a failed connect needs no copy of the request.
         let attempt = std::time::Instant::now();
@@ -115,8 +102,7 @@ pub async fn send(
                     return Err(ProxyError::Unreachable);
                 };
                 // A copy for a replay after a mid-request reset, only when one may follow.
-                let copy = (replayable && tried.len() < pool.retries as usize)
-                    .then(|| duplicate(&request));
+                let copy = (replayable && tries.may_retry(pool)).then(|| duplicate(&request));
                 let mut failure = match respond(
                     snap,
                     progress,
@@ -142,7 +128,10 @@ pub async fn send(
                         // Slow is not dead: a long report must not take
                         // its server out (no blame, no retry).
                         tracing::warn!(pool = %pool.name, server = %server.name, "server did not answer within backend_response");
-                        return Err(failed(classify(Attempt::Timeout, cx(sender.reused, false))));
+                        return Err(failed(classify(
+                            Attempt::Timeout,
+                            tries.context(pool, sender.reused, false),
+                        )));
                     }
                 };
                 let what = if let Some(back) = failure.take_message() {
@@ -160,41 +149,102 @@ pub async fn send(
                     }
                 };
                 let replay = unsent.is_some();
-                (what, cx(sender.reused, replay), failure.error().to_string())
-            }
-            Err(e) => {
-                let exhausted = e.errno().filter(|&c| crate::resources::is_exhaustion(c));
-                if let Some(errno) = exhausted {
-                    crate::resources::exhausted("connecting to a server", errno);
-                    end.unset_server();
-                }
                 (
-                    Attempt::ConnectFailed {
-                        exhausted: exhausted.is_some(),
-                    },
-                    cx(false, true),
-                    e.to_string(),
+                    what,
+                    tries.context(pool, sender.reused, replay),
+                    failure.error().to_string(),
                 )
             }
+            Err(e) => (
+                connect_failed(&e, end),
+                tries.context(pool, false, true),
+                e.to_string(),
+            ),
         };
+        tries.judge(pool, decision.server, what, context, &error)?;
+    }
+}
+
+/// The attempts at sending one request: the servers tried and blamed so
+/// far, and the stale kept-alive connections met (both paths keep these
+/// the same way).
+#[derive(Debug, Default)]
+pub struct Tries {
+    tried: Vec<usize>,
+    stale: u32,
+}
+
+impl Tries {
+    /// The server for the next attempt; `end` counts it there.
+    pub fn next(&self, pool: &Pool, found: &Found, end: &mut End) -> Result<Decision, ProxyError> {
+        let decision = pool.decide(found, &self.tried).map_err(ProxyError::from)?;
+        if decision.outcome == Outcome::Redispatch {
+            pool.failed_over(&decision);
+        }
+        end.set_server(decision.server);
+        end.set_outcome(decision.outcome);
+        Ok(decision)
+    }
+
+    /// May another server be tried after this attempt?
+    pub fn may_retry(&self, pool: &Pool) -> bool {
+        self.tried.len() < pool.retries as usize
+    }
+
+    /// The context [`classify`] judges an attempt in.
+    pub fn context(&self, pool: &Pool, reused: bool, replayable: bool) -> Context {
+        Context {
+            reused,
+            stale: self.stale,
+            replayable,
+            tried: self.tried.len(),
+            retries: pool.retries,
+        }
+    }
+
+    /// Judges a failed attempt at `server`, logs it and blames whom it
+    /// names. `Ok`: try again; `Err`: the client's answer.
+    pub fn judge(
+        &mut self,
+        pool: &Pool,
+        server: usize,
+        what: Attempt,
+        context: Context,
+        error: &str,
+    ) -> Result<(), ProxyError> {
         let verdict = classify(what, context);
-        log(pool, &server.name, what, &verdict, &error);
+        let name = pool.servers.get(server).map_or("-", |s| &*s.name);
+        log(pool, name, what, &verdict, error);
         if verdict.stale {
-            stale += 1;
+            self.stale += 1;
         }
         if let Some(cause) = verdict.blame {
-            pool.failed(decision.server, cause);
-            tried.push(decision.server);
+            pool.failed(server, cause);
+            self.tried.push(server);
         }
         match verdict.next {
-            Next::Retry => {}
-            Next::Fail(e) => return Err(e),
+            Next::Retry => Ok(()),
+            Next::Fail(e) => Err(e),
         }
     }
 }
 
+/// What a failed connect was: limpet running out of descriptors, memory or
+/// ports is limpet's shortage (logged, and `end` is not put on the
+/// server's account), anything else the server's.
+pub fn connect_failed(e: &super::client::ConnectError, end: &mut End) -> Attempt {
+    let exhausted = e.errno().filter(|&c| crate::resources::is_exhaustion(c));
+    if let Some(errno) = exhausted {
+        crate::resources::exhausted("connecting to a server", errno);
+        end.unset_server();
+    }
+    Attempt::ConnectFailed {
+        exhausted: exhausted.is_some(),
+    }
+}
+
 /// The error of a verdict that ends the request.
-fn failed(v: Verdict) -> ProxyError {
+pub fn failed(v: Verdict) -> ProxyError {
     match v.next {
         Next::Fail(e) => e,
         Next::Retry => ProxyError::Unreachable,

@@ -47,6 +47,8 @@ pub struct Local {
     current: RefCell<Rc<Current>>,
     /// Idle keep-alive connections to servers, per server.
     pub clients: Clients,
+    /// The same for limpet's own HTTP/1 path (`proxy/h1/`).
+    pub raw: super::server_conns::ServerConns,
 }
 
 impl Local {
@@ -59,6 +61,7 @@ impl Local {
             generation: Cell::new(generation),
             current: RefCell::new(current),
             clients: Clients::default(),
+            raw: super::server_conns::ServerConns::default(),
         }
     }
 

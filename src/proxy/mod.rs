@@ -28,10 +28,12 @@ pub mod conn;
 pub mod end;
 pub mod error;
 pub mod forward;
+pub mod h1;
 pub mod headers;
 pub mod local;
 pub mod redirect;
 pub mod route;
+pub mod server_conns;
 pub mod upload;
 pub mod verdict;
 

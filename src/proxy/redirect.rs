@@ -32,7 +32,7 @@ pub fn to_https(host: Option<&str>, uri: &Uri, mut end: End) -> Response<ResBody
     res
 }
 
-fn location(host: &str, uri: &Uri) -> Option<HeaderValue> {
+pub fn location(host: &str, uri: &Uri) -> Option<HeaderValue> {
     if host.is_empty() {
         return None;
     }
