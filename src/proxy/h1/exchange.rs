@@ -279,6 +279,7 @@ where
     c.up.start(framing);
     loop {
         if forward_some(&mut c.up, &mut c.buf, server).await? {
+            c.body_unread = false;
             return Ok(Uploaded::Whole);
         }
         // More from the client; the server may answer meanwhile.

@@ -67,6 +67,10 @@ pub struct Client<I> {
     decoder: Decoder,
     /// Where a streamed request body is.
     up: exchange::Upload,
+    /// The current request's body is not read whole: an answer now must
+    /// close the connection, or the rest of the body would be read as the
+    /// next request.
+    body_unread: bool,
 }
 
 /// What the rest of a request needs of its head once the head has been
@@ -125,6 +129,7 @@ where
         res_edits: Edits::default(),
         decoder: Decoder::new(&limits, false),
         up: exchange::Upload::new(&limits),
+        body_unread: false,
     };
     let mut first = true;
     loop {
@@ -168,6 +173,7 @@ where
     let current = local.current();
     let snap = &current.snap;
     c.edits.clear();
+    c.body_unread = crate::h1::framing::request(&c.head) != Framing::None;
     let buf = &c.buf[..c.head.len];
     let head = &c.head;
     let mut edited = Edited {
@@ -266,16 +272,13 @@ where
         }
         c.out.extend_from_slice(&c.buf[..n]);
         c.buf.advance(n);
+        c.body_unread = false;
     }
 
     // Which server, and send it there (elsewhere when that is safe).
     let sent = match exchange::send(c, local, snap, pool, &found, &req, &mut end).await {
         Ok(s) => s,
-        Err(e) => {
-            let keep = fail(c, e, end).await;
-            // A body not read whole leaves the connection's framing behind.
-            return keep && req.body == Body::WithHead;
-        }
+        Err(e) => return fail(c, e, end).await,
     };
 
     // Act on the response; relay it, logged and counted at its end.
@@ -308,7 +311,7 @@ async fn send_reply<I>(c: &mut Client<I>, reply: &reply::Reply<'_>, end: End) ->
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let close = reply.close || !c.head.keep_alive();
+    let close = reply.close || !c.head.keep_alive() || c.body_unread;
     c.out.clear();
     reply::Reply { close, ..*reply }.write(&mut c.out);
     let written = c.io.write_all(&c.out).await.is_ok() && c.io.flush().await.is_ok();
