@@ -178,6 +178,10 @@ syntax of tracing-subscriber's EnvFilter (for example <limpet=debug>).
 there once it serves, and after an upgrade the new process reports its
 `MAINPID`.
 
+`LIMPET_HTTP1`\t<limpet> or <hyper>: the HTTP/1 engine when lb.yaml has no
+<http1> key (the file's key wins). <hyper> falls back to the previous
+engine for one release.
+
 `LIMPET_UPGRADE_SOCKET`\tSet by limpet itself for the process an upgrade
 starts; never set it by hand.
 ";
