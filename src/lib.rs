@@ -86,16 +86,16 @@ impl Limpet {
         config: Config,
         bound: HashMap<String, std::net::TcpListener>,
     ) -> Result<Limpet, ApplyError> {
-        Limpet::start_upgraded(config, bound, &[]).await
+        Limpet::start_upgraded(config, one_each(bound), &[]).await
     }
 
     /// Starts serving as the new process of an in-place upgrade: on the
-    /// sockets the old process handed over (by listener name, as for
-    /// [`Limpet::start_with`]), with what it remembered, taken over before
-    /// the first connection is accepted.
+    /// sockets the old process handed over (by listener name, every socket
+    /// of each listener), with what it remembered, taken over before the
+    /// first connection is accepted.
     pub async fn start_upgraded(
         config: Config,
-        bound: HashMap<String, std::net::TcpListener>,
+        bound: control::Sockets,
         memory: &[memory::PoolMemory],
     ) -> Result<Limpet, ApplyError> {
         Ok(Limpet {
@@ -136,7 +136,7 @@ impl Limpet {
     /// Applies a new configuration (see [`control`] for what changes and
     /// what is kept). On error the running configuration stays.
     pub async fn reload(&self, config: Config) -> Result<(), ApplyError> {
-        self.control.reload(config, HashMap::new()).await
+        self.control.reload(config, control::Sockets::new()).await
     }
 
     /// Like [`Limpet::reload`], with pre-bound sockets for new listeners.
@@ -145,7 +145,7 @@ impl Limpet {
         config: Config,
         bound: HashMap<String, std::net::TcpListener>,
     ) -> Result<(), ApplyError> {
-        self.control.reload(config, bound).await
+        self.control.reload(config, one_each(bound)).await
     }
 
     /// Reads the configuration file again and applies it (SIGHUP).
@@ -163,4 +163,10 @@ impl Limpet {
     pub fn persist(&self) {
         control::persist_learned(&self.snapshot());
     }
+}
+
+/// One pre-bound socket per name, as the workers' sockets of that listener
+/// (more join it with SO_REUSEPORT).
+fn one_each(bound: HashMap<String, std::net::TcpListener>) -> control::Sockets {
+    bound.into_iter().map(|(name, s)| (name, vec![s])).collect()
 }

@@ -1,10 +1,11 @@
 //! Workers: `workers` threads, each running its own single-threaded event
-//! loop (nginx's worker processes, HAProxy's threads). Every worker accepts
-//! on its own copy of each listening socket — whichever worker is free
-//! takes the next connection — and serves that connection's requests on its
-//! own thread, with its own connections to servers and its own counter
-//! shards. Shared across workers: only the immutable snapshot, server
-//! health and states, and the learned tables.
+//! loop (nginx's worker processes, HAProxy's threads). Every listener has
+//! a socket per worker, bound with SO_REUSEPORT (nginx's `reuseport`,
+//! HAProxy's default per thread): the kernel spreads new connections over
+//! them and wakes only the worker whose socket got one. A worker serves
+//! that connection's requests on its own thread, with its own connections
+//! to servers and its own counter shards. Shared across workers: only the
+//! immutable snapshot, server health and states, and the learned tables.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,8 +20,8 @@ use crate::proxy::Local;
 use crate::runtime::Shared;
 
 enum Cmd {
-    /// Accept on `socket` (this worker's copy) until `stop`; `done` is
-    /// held until its connections are closed.
+    /// Accept on `socket` (a copy of one of the listener's sockets) until
+    /// `stop`; `done` is held until its connections are closed.
     Listen {
         id: u64,
         socket: std::net::TcpListener,
@@ -76,19 +77,28 @@ impl Workers {
         self.workers.is_empty()
     }
 
-    /// Makes every worker accept on `socket` until `stop` is cancelled.
-    /// `done` tracks each worker's accept loop until its connections are
+    /// Makes the workers accept on a listener's `sockets` until `stop` is
+    /// cancelled: worker `i` on socket `i`, and every socket and every
+    /// worker taken: a worker with no socket of its own shares one (the
+    /// kernel refused a group), a socket beyond the workers goes to one
+    /// that has a socket already (a process before this one had more
+    /// workers, and a socket nobody accepts on would hold its connections
+    /// forever). `done` tracks each accept loop until its connections are
     /// closed (counted from now, before the worker has even begun).
     pub fn listen(
         &self,
         id: u64,
-        socket: &std::net::TcpListener,
+        sockets: &[std::net::TcpListener],
         permits: &Arc<Semaphore>,
         stop: &CancellationToken,
         done: &TaskTracker,
     ) -> std::io::Result<()> {
-        for w in &self.workers {
-            let copy = socket.try_clone()?;
+        if sockets.is_empty() || self.workers.is_empty() {
+            return Ok(());
+        }
+        for i in 0..sockets.len().max(self.workers.len()) {
+            let w = &self.workers[i % self.workers.len()];
+            let copy = sockets[i % sockets.len()].try_clone()?;
             copy.set_nonblocking(true)?;
             let _ = w.cmds.send(Cmd::Listen {
                 id,

@@ -13,6 +13,14 @@
 //! their sockets, so no connection is ever refused). What it keeps: learned
 //! tables, jvm_route bindings, health, run-time states and counters of
 //! everything that still exists.
+//!
+//! A listener has one socket per worker, bound with SO_REUSEPORT
+//! ([`listener::group`]). The kernel resets the connections queued in a
+//! socket of such a group when it is closed, so a listener's sockets are
+//! never closed while it lives: the number of workers does not change on a
+//! reload, an upgrade hands every socket to the new process, which accepts
+//! on all of them whatever its number of workers (adding sockets if it has
+//! more), and only a removed listener closes its sockets.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -52,7 +60,11 @@ pub enum ApplyError {
 /// The name under which tests hand over a pre-bound admin socket.
 pub const ADMIN_SOCKET: &str = "@admin";
 
-/// A listening socket every worker accepts on.
+/// Pre-bound sockets by listener name ([`ADMIN_SOCKET`] for the admin
+/// endpoint): one a name from tests, a listener's group from an upgrade.
+pub type Sockets = HashMap<String, Vec<std::net::TcpListener>>;
+
+/// A listener's sockets, which the workers accept on.
 #[derive(Debug)]
 struct Accepting {
     id: u64,
@@ -61,11 +73,11 @@ struct Accepting {
     addr: SocketAddr,
     /// Cancelled to stop accepting (and when this is dropped).
     stop: DropGuard,
-    /// Every worker's accept loop on this socket, until its connections
+    /// Every worker's accept loop on these sockets, until its connections
     /// are closed.
     done: TaskTracker,
-    /// A copy of the socket, to hand to a new process (upgrade).
-    socket: std::net::TcpListener,
+    /// Copies of the sockets, to hand to a new process (upgrade).
+    sockets: Vec<std::net::TcpListener>,
 }
 
 /// The admin endpoint, served on the control runtime.
@@ -108,7 +120,7 @@ impl Control {
     /// admin endpoint).
     pub async fn start(
         config: Config,
-        bound: HashMap<String, std::net::TcpListener>,
+        bound: Sockets,
         memory: &[PoolMemory],
     ) -> Result<Arc<Control>, ApplyError> {
         let empty = Snapshot::detached(&Config {
@@ -153,7 +165,7 @@ impl Control {
             None => return Ok(()),
         };
         let result = match config::load(&source) {
-            Ok(config) => self.apply(config, HashMap::new(), &[]).await,
+            Ok(config) => self.apply(config, Sockets::new(), &[]).await,
             Err(e) => Err(e.into()),
         };
         self.counted(result)
@@ -163,7 +175,7 @@ impl Control {
     pub async fn reload(
         self: &Arc<Self>,
         config: Config,
-        bound: HashMap<String, std::net::TcpListener>,
+        bound: Sockets,
     ) -> Result<(), ApplyError> {
         let result = self.apply(config, bound, &[]).await;
         self.counted(result)
@@ -183,20 +195,14 @@ impl Control {
     async fn apply(
         self: &Arc<Self>,
         config: Config,
-        mut bound: HashMap<String, std::net::TcpListener>,
+        mut bound: Sockets,
         memory: &[PoolMemory],
     ) -> Result<(), ApplyError> {
         let mut st = self.state.lock().await;
         let first = st.config.is_none();
 
         // Sockets first: if one cannot be bound, nothing has changed yet.
-        // Each with a copy kept to hand to a new process (upgrade).
-        let mut fresh: Vec<(
-            String,
-            SocketAddr,
-            std::net::TcpListener,
-            std::net::TcpListener,
-        )> = Vec::new();
+        let mut fresh: Vec<(String, SocketAddr, Vec<std::net::TcpListener>)> = Vec::new();
         let wanted: Vec<(String, SocketAddr)> = config
             .listeners
             .iter()
@@ -222,15 +228,16 @@ impl Control {
                 addr: *bind,
                 source,
             };
-            let std_listener = match bound.remove(name) {
-                Some(l) => {
-                    l.set_nonblocking(true).map_err(bind_err)?;
-                    l
+            let sockets = match bound.remove(name).filter(|s| !s.is_empty()) {
+                Some(sockets) => {
+                    for s in &sockets {
+                        s.set_nonblocking(true).map_err(bind_err)?;
+                    }
+                    sockets
                 }
-                None => listener::bind(*bind).map_err(bind_err)?,
+                None => vec![listener::bind(*bind).map_err(bind_err)?],
             };
-            let copy = std_listener.try_clone().map_err(bind_err)?;
-            fresh.push((name.clone(), *bind, std_listener, copy));
+            fresh.push((name.clone(), *bind, sockets));
         }
 
         // Which socket serves which listener: unchanged binds keep theirs.
@@ -245,11 +252,17 @@ impl Control {
                 None => retire.push(a),
             }
         }
-        let mut start: Vec<(u64, std::net::TcpListener)> = Vec::new();
+        let mut start: Vec<u64> = Vec::new();
         let mut admin_socket = None;
-        for (name, bind, socket, copy) in fresh {
-            let addr = socket.local_addr().unwrap_or(bind);
+        for (name, bind, mut sockets) in fresh {
+            let addr = sockets[0].local_addr().unwrap_or(bind);
             if name == ADMIN_SOCKET {
+                let socket = sockets.swap_remove(0);
+                let copy = socket.try_clone().map_err(|source| ApplyError::Bind {
+                    name: name.clone(),
+                    addr: bind,
+                    source,
+                })?;
                 admin_socket = Some((bind, addr, socket, copy));
                 continue;
             }
@@ -262,9 +275,9 @@ impl Control {
                 addr,
                 stop: CancellationToken::new().drop_guard(),
                 done: TaskTracker::new(),
-                socket: copy,
+                sockets,
             });
-            start.push((id, socket));
+            start.push(id);
         }
         let by_name: Bound = keep
             .iter()
@@ -295,12 +308,21 @@ impl Control {
         }
         self.shared.publish(Arc::clone(&snapshot));
 
-        // Every worker accepts on the new sockets; retired ones stop.
+        // The workers accept on the new listeners, each on a socket of its
+        // own, added to a listener's group only now that nothing can fail:
+        // a socket that joins a group takes connections at once, and would
+        // reset them if this process gave up. Retired listeners stop.
         let permits = Arc::clone(&st.permits);
-        for (id, socket) in start {
-            if let (Some(a), Some(workers)) = (keep.iter().find(|a| a.id == id), &st.workers) {
-                tracing::info!(listener = %a.name, addr = %a.addr, workers = workers.len(), "listening");
-                if let Err(e) = workers.listen(id, &socket, &permits, a.stop.token(), &a.done) {
+        let group = group_size(
+            st.workers.as_ref().map_or(1, Workers::len),
+            config.listeners.len(),
+        );
+        for id in start {
+            if let (Some(a), Some(workers)) = (keep.iter_mut().find(|a| a.id == id), &st.workers) {
+                let added = listener::group(&a.sockets, group);
+                a.sockets.extend(added);
+                tracing::info!(listener = %a.name, addr = %a.addr, workers = workers.len(), sockets = a.sockets.len(), "listening");
+                if let Err(e) = workers.listen(id, &a.sockets, &permits, a.stop.token(), &a.done) {
                     tracing::error!(listener = %a.name, error = %e, "cannot hand the listener to the workers");
                 }
             }
@@ -413,7 +435,9 @@ impl Control {
         let st = self.state.lock().await;
         let mut all = Vec::new();
         for a in &st.listeners {
-            all.push((a.bind, false, a.socket.try_clone()?));
+            for s in &a.sockets {
+                all.push((a.bind, false, s.try_clone()?));
+            }
         }
         if let Some(a) = &st.admin {
             all.push((a.bind, true, a.socket.try_clone()?));
@@ -431,6 +455,14 @@ impl Control {
             .map(|l| l.addr)
             .collect()
     }
+}
+
+/// How many sockets a new listener gets: one per worker, as long as all
+/// the listeners' sockets and the admin's can be handed to a new process
+/// in one message (an upgrade); a listener with fewer shares them.
+fn group_size(workers: usize, listeners: usize) -> usize {
+    let room = (crate::upgrade::wire::MAX_SOCKETS - 1) / listeners.max(1);
+    workers.min(room).max(1)
 }
 
 /// Makes `max_connections` permits exist: more are added at once; fewer are

@@ -1,6 +1,7 @@
-//! Listeners: binding a socket, and each worker's accept loop on its copy
-//! of it — the connection limit, hyper's HTTP/1.1 + h2c server per
-//! connection on the worker's thread, watched for graceful shutdown.
+//! Listeners: binding a listener's sockets (one per worker, with
+//! SO_REUSEPORT), and each worker's accept loop on its socket — the
+//! connection limit, hyper's HTTP/1.1 + h2c server per connection on the
+//! worker's thread, watched for graceful shutdown.
 
 mod drain;
 mod io;
@@ -29,11 +30,20 @@ use drain::{Drain, Watcher};
 use prelude::{Prefixed, PreludeError, Proxied};
 
 /// Binds a listener socket the way a server should: SO_REUSEADDR, a deep
-/// backlog, non-blocking.
+/// backlog, non-blocking. Without SO_REUSEPORT, so that an address another
+/// process listens on (a second limpet started by mistake) is refused; the
+/// listener's other sockets join it afterwards ([`group`]).
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    bind_socket(addr, false)
+}
+
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -43,12 +53,51 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Makes the listener of `sockets` (bound and listening; more than one if
+/// a process before this one made a group) a group of at least `n`
+/// sockets on its address with SO_REUSEPORT: one per worker, so that the
+/// kernel spreads new connections over the workers and wakes only the one
+/// whose socket got a connection. Returns the sockets added. Sockets are
+/// only ever added, never closed while the listener lives: connections
+/// queued in a socket of a group that is closed are reset. Where the
+/// kernel refuses (a socket that another user bound), fewer are added and
+/// the workers share the sockets there are.
+pub fn group(sockets: &[std::net::TcpListener], n: usize) -> Vec<std::net::TcpListener> {
+    let Some(first) = sockets.first() else {
+        return Vec::new();
+    };
+    let want = n.saturating_sub(sockets.len());
+    if want == 0 {
+        return Vec::new();
+    }
+    let addr = match first.local_addr() {
+        Ok(addr) => addr,
+        Err(_) => return Vec::new(),
+    };
+    // The first was bound without it (see `bind`), or by whoever handed it.
+    if let Err(e) = socket2::SockRef::from(first).set_reuse_port(true) {
+        tracing::debug!(%addr, error = %e, "SO_REUSEPORT refused: the workers share one socket");
+        return Vec::new();
+    }
+    let mut added = Vec::with_capacity(want);
+    for _ in 0..want {
+        match bind_socket(addr, true) {
+            Ok(socket) => added.push(socket),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "cannot add a socket with SO_REUSEPORT: workers share the ones there are");
+                break;
+            }
+        }
+    }
+    added
+}
+
 /// How long accepting pauses after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One worker accepting on one listener: what its accept loop needs.
 pub struct Acceptor {
-    /// This worker's copy of the listening socket.
+    /// This worker's socket of the listener.
     pub listener: TcpListener,
     /// The socket's id in the snapshot's listeners.
     pub id: u64,

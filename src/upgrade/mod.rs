@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::Limpet;
 use crate::config::Config;
-use crate::control::ADMIN_SOCKET;
+use crate::control::{ADMIN_SOCKET, Sockets};
 use crate::memory::PoolMemory;
 use wire::{Answer, Handoff, Socket, WireError};
 
@@ -167,16 +167,18 @@ async fn talk(
 pub struct Inherited {
     stream: UnixStream,
     /// The sockets the configuration still listens on, by listener name
-    /// ([`ADMIN_SOCKET`] for the admin endpoint), as [`Limpet::start_with`]
-    /// takes them.
-    pub bound: HashMap<String, std::net::TcpListener>,
+    /// ([`ADMIN_SOCKET`] for the admin endpoint): every socket of a
+    /// listener's group, as [`Limpet::start_upgraded`] takes them.
+    pub bound: Sockets,
     pub memory: Vec<PoolMemory>,
 }
 
 /// In the new process: connects to the old one (`name` from [`ENV`]) and
 /// takes its sockets and memory. A socket is used again by the listener
-/// whose `bind` it was bound for; one the configuration no longer has is
-/// closed here (the old process closes its own copy as it exits).
+/// whose `bind` it was bound for (all of a listener's group: whatever the
+/// number of workers, every socket is accepted on); one the configuration
+/// no longer has is closed here (the old process closes its own copy as it
+/// exits).
 pub fn take_over(name: &OsStr, config: &Config) -> Result<Inherited, UpgradeError> {
     use std::os::linux::net::SocketAddrExt;
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_encoded_bytes())
@@ -198,7 +200,7 @@ pub fn take_over(name: &OsStr, config: &Config) -> Result<Inherited, UpgradeErro
     if let Some(tickets) = crate::config::tickets::shared() {
         tickets.import(&handoff.tickets);
     }
-    let mut bound = HashMap::new();
+    let mut bound: Sockets = HashMap::new();
     for (socket, fd) in handoff.sockets.iter().zip(fds) {
         let listener = std::net::TcpListener::from(fd);
         let name = if socket.admin {
@@ -215,7 +217,7 @@ pub fn take_over(name: &OsStr, config: &Config) -> Result<Inherited, UpgradeErro
                 .map(|l| l.name.clone())
         };
         if let Some(name) = name {
-            bound.insert(name, listener);
+            bound.entry(name).or_default().push(listener);
         }
     }
     Ok(Inherited {

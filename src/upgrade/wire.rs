@@ -33,8 +33,10 @@ pub const VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"LIMPETUP";
 const HEADER: usize = 20;
 
-/// At most this many sockets change hands (listeners and the admin's).
-pub const MAX_SOCKETS: usize = 64;
+/// At most this many sockets change hands (listeners, a socket per worker
+/// each, and the admin's): as many as one message carries (Linux's
+/// `SCM_MAX_FD`).
+pub const MAX_SOCKETS: usize = 253;
 
 /// A message larger than this is refused (a learned table of millions of
 /// sessions is a few hundred megabytes of JSON).

@@ -121,10 +121,38 @@ fn learn_yaml(nodes: &[limpet_demo::DemoNode], extra: &str) -> String {
 
 #[tokio::test]
 async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits() {
+    upgrade_under_load("upgrade-load", "", "").await;
+}
+
+/// A listener has a socket per worker (SO_REUSEPORT), and the kernel hands
+/// each socket its share of new connections: the new process must accept
+/// on every socket the old one had, also with fewer workers, or the
+/// connections the kernel queues in the others wait forever.
+#[tokio::test]
+async fn an_upgrade_to_fewer_workers_under_load_fails_no_request() {
+    upgrade_under_load("upgrade-fewer", "workers: 3\n", "workers: 1\n").await;
+}
+
+/// The new process with more workers than the old one had sockets adds
+/// sockets to the listener's group.
+#[tokio::test]
+async fn an_upgrade_to_more_workers_under_load_fails_no_request() {
+    upgrade_under_load("upgrade-more", "workers: 1\n", "workers: 3\n").await;
+}
+
+/// Load (half the clients keep their connection, half open one per
+/// request) and a slow request across an upgrade from a process with
+/// `before` in its configuration to one with `after`.
+async fn upgrade_under_load(name: &str, before: &str, after: &str) {
     let n = nodes(2).await;
-    let (_installed, exe) = installed("upgrade-load");
-    let yaml = info(proc_config(&n, "timeouts:\n  shutdown_grace: 10s\n"));
-    let mut p = Proc::start_exe("upgrade-load", &yaml, &exe, &[]).await;
+    let (_installed, exe) = installed(name);
+    let yaml = |extra: &str| {
+        info(proc_config(
+            &n,
+            &format!("{extra}timeouts:\n  shutdown_grace: 10s\n"),
+        ))
+    };
+    let mut p = Proc::start_exe(name, &yaml(before), &exe, &[]).await;
     let base = format!("http://{}", p.addr);
 
     // A slow request, on the old process.
@@ -182,6 +210,7 @@ async fn an_upgrade_under_load_fails_no_request_and_the_old_process_exits() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    p.rewrite(&yaml(after));
     replace(&exe, Path::new(env!("CARGO_BIN_EXE_limpet")));
     p.signal("USR2");
     let new = upgraded(&p).await;
