@@ -113,13 +113,10 @@ pub async fn serve(s: Acceptor) {
     let graceful = Drain::new();
     let mut stopped = pin!(s.stop.cancelled());
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&s.permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = stopped.as_mut() => break,
-        };
+        // Accepted first, then given a slot of `max_connections`: a listener
+        // has several sockets and the kernel picks the one a connection
+        // waits in, so a loop that held a slot while waiting on its own
+        // socket could keep it from a connection queued in another.
         let (stream, peer) = tokio::select! {
             r = s.listener.accept() => match r {
                 Ok(pair) => pair,
@@ -134,6 +131,15 @@ pub async fn serve(s: Acceptor) {
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
+            },
+            () = stopped.as_mut() => break,
+        };
+        // Beyond the limit the connection waits here, unserved (and one per
+        // socket at most: the rest wait in the kernel's accept queues).
+        let permit = tokio::select! {
+            p = Arc::clone(&s.permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
             },
             () = stopped.as_mut() => break,
         };
