@@ -14,13 +14,12 @@
 //! tables, jvm_route bindings, health, run-time states and counters of
 //! everything that still exists.
 //!
-//! A listener has one socket per worker, bound with SO_REUSEPORT
-//! ([`listener::group`]). The kernel resets the connections queued in a
-//! socket of such a group when it is closed, so a listener's sockets are
-//! never closed while it lives: the number of workers does not change on a
-//! reload, an upgrade hands every socket to the new process, which accepts
-//! on all of them whatever its number of workers (adding sockets if it has
-//! more), and only a removed listener closes its sockets.
+//! A listener has one socket per worker, bound with SO_REUSEPORT, and
+//! they are never closed while it lives (`listener/sockets.rs` says why
+//! and how): a reload keeps every socket of the listeners it keeps, also
+//! when `workers` changes (that applies at the next upgrade); a removed
+//! listener's accept loops take what is queued in its sockets before they
+//! close them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -313,13 +312,16 @@ impl Control {
         // a socket that joins a group takes connections at once, and would
         // reset them if this process gave up. Retired listeners stop.
         let permits = Arc::clone(&st.permits);
-        let group = group_size(
-            st.workers.as_ref().map_or(1, Workers::len),
-            config.listeners.len(),
-        );
+        // All the sockets together must fit in one upgrade's handoff: the
+        // new listeners share the room the kept ones leave.
+        let mut held: usize = keep.iter().map(|a| a.sockets.len()).sum();
+        let mut left = start.len();
         for id in start {
             if let (Some(a), Some(workers)) = (keep.iter_mut().find(|a| a.id == id), &st.workers) {
-                let added = listener::group(&a.sockets, group);
+                let room = ROOM.saturating_sub(held) / left.max(1);
+                let added = listener::group(&a.sockets, workers.len().min(a.sockets.len() + room));
+                held += added.len();
+                left -= 1;
                 a.sockets.extend(added);
                 tracing::info!(listener = %a.name, addr = %a.addr, workers = workers.len(), sockets = a.sockets.len(), "listening");
                 if let Err(e) = workers.listen(id, &a.sockets, &permits, a.stop.token(), &a.done) {
@@ -404,9 +406,15 @@ impl Control {
         st.checks.stop();
         self.stop.token().cancel();
         let workers = st.workers.take();
-        let listeners: Vec<Accepting> = st.listeners.drain(..).collect();
-        for a in &listeners {
+        let mut listeners: Vec<Accepting> = st.listeners.drain(..).collect();
+        for a in &mut listeners {
             a.stop.token().cancel();
+            // The accept loops take what is queued in the sockets and let
+            // go of their copies: with these gone too, the sockets close
+            // then, and a client connecting afterwards is refused at once
+            // rather than queued and reset when this process exits. After
+            // an upgrade they stay open: the new process holds them.
+            a.sockets.clear();
         }
         if let Some(admin) = st.admin.take() {
             admin.stop.token().cancel();
@@ -457,13 +465,10 @@ impl Control {
     }
 }
 
-/// How many sockets a new listener gets: one per worker, as long as all
-/// the listeners' sockets and the admin's can be handed to a new process
-/// in one message (an upgrade); a listener with fewer shares them.
-fn group_size(workers: usize, listeners: usize) -> usize {
-    let room = (crate::upgrade::wire::MAX_SOCKETS - 1) / listeners.max(1);
-    workers.min(room).max(1)
-}
+/// How many listener sockets there may be in all: as many as an upgrade
+/// hands over in one message, with the admin's. A listener gets a socket
+/// per worker while there is room, and its workers share fewer otherwise.
+const ROOM: usize = crate::upgrade::wire::MAX_SOCKETS - 1;
 
 /// Makes `max_connections` permits exist: more are added at once; fewer are
 /// taken out as connections end (new connections wait until then).

@@ -1,11 +1,13 @@
-//! Listeners: binding a listener's sockets (one per worker, with
-//! SO_REUSEPORT), and each worker's accept loop on its socket — the
-//! connection limit, hyper's HTTP/1.1 + h2c server per connection on the
+//! Listeners: a listener's sockets (one per worker, with SO_REUSEPORT, see
+//! [`sockets`] for how none of their connections is lost), and each
+//! worker's accept loop on its socket — the connection limit, limpet's
+//! HTTP/1 path or hyper's HTTP/1.1 + h2c server per connection on the
 //! worker's thread, watched for graceful shutdown.
 
 mod drain;
 mod io;
 pub mod prelude;
+mod sockets;
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -18,79 +20,18 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 pub use io::TimedIo;
+pub use sockets::{bind, group};
 
 use crate::proxy::local::Current;
 use crate::proxy::{self, ConnCtx, Local};
 use drain::{Drain, Watcher};
 use prelude::{Prefixed, PreludeError, Proxied};
-
-/// Binds a listener socket the way a server should: SO_REUSEADDR, a deep
-/// backlog, non-blocking. Without SO_REUSEPORT, so that an address another
-/// process listens on (a second limpet started by mistake) is refused; the
-/// listener's other sockets join it afterwards ([`group`]).
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    bind_socket(addr, false)
-}
-
-fn bind_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
-    let domain = socket2::Domain::for_address(addr);
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-/// Makes the listener of `sockets` (bound and listening; more than one if
-/// a process before this one made a group) a group of at least `n`
-/// sockets on its address with SO_REUSEPORT: one per worker, so that the
-/// kernel spreads new connections over the workers and wakes only the one
-/// whose socket got a connection. Returns the sockets added. Sockets are
-/// only ever added, never closed while the listener lives: connections
-/// queued in a socket of a group that is closed are reset. Where the
-/// kernel refuses (a socket that another user bound), fewer are added and
-/// the workers share the sockets there are.
-pub fn group(sockets: &[std::net::TcpListener], n: usize) -> Vec<std::net::TcpListener> {
-    let Some(first) = sockets.first() else {
-        return Vec::new();
-    };
-    let want = n.saturating_sub(sockets.len());
-    if want == 0 {
-        return Vec::new();
-    }
-    let addr = match first.local_addr() {
-        Ok(addr) => addr,
-        Err(_) => return Vec::new(),
-    };
-    // The first was bound without it (see `bind`), or by whoever handed it.
-    if let Err(e) = socket2::SockRef::from(first).set_reuse_port(true) {
-        tracing::debug!(%addr, error = %e, "SO_REUSEPORT refused: the workers share one socket");
-        return Vec::new();
-    }
-    let mut added = Vec::with_capacity(want);
-    for _ in 0..want {
-        match bind_socket(addr, true) {
-            Ok(socket) => added.push(socket),
-            Err(e) => {
-                tracing::debug!(%addr, error = %e, "cannot add a socket with SO_REUSEPORT: workers share the ones there are");
-                break;
-            }
-        }
-    }
-    added
-}
+use sockets::take_backlog;
 
 /// How long accepting pauses after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -108,7 +49,11 @@ pub struct Acceptor {
 
 /// Accepts connections until `stop` is cancelled, then lets in-flight requests
 /// finish within the configuration's `shutdown_grace` and closes the rest.
-/// Every connection is served on this worker's thread.
+/// Every connection is served on this worker's thread. A connection once
+/// accepted is always served (see [`sockets`] for why none may be dropped):
+/// one that waits for a slot when the stop comes gets it as the in-flight
+/// ones end, and the connections still queued in the socket when the loop
+/// stops are accepted too ([`take_backlog`]).
 pub async fn serve(s: Acceptor) {
     let graceful = Drain::new();
     let mut stopped = pin!(s.stop.cancelled());
@@ -118,6 +63,8 @@ pub async fn serve(s: Acceptor) {
         // waits in, so a loop that held a slot while waiting on its own
         // socket could keep it from a connection queued in another.
         let (stream, peer) = tokio::select! {
+            biased;
+            () = stopped.as_mut() => break,
             r = s.listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -132,62 +79,46 @@ pub async fn serve(s: Acceptor) {
                     continue;
                 }
             },
-            () = stopped.as_mut() => break,
         };
         // Beyond the limit the connection waits here, unserved (and one per
         // socket at most: the rest wait in the kernel's accept queues).
         let permit = tokio::select! {
-            p = Arc::clone(&s.permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = stopped.as_mut() => break,
+            biased;
+            p = Arc::clone(&s.permits).acquire_owned() => p,
+            () = stopped.as_mut() => {
+                // Accepted, so served: closing it would fail a client that
+                // has done nothing wrong. It waits for its slot beside the
+                // connections that drain.
+                serve_later(&s.local, s.id, &s.permits, &graceful, stream, peer);
+                break;
+            }
         };
-        let _ = stream.set_nodelay(true);
-        let current = s.local.current();
-        let Some(listener) = current.snap.listener(s.id) else {
-            continue;
-        };
-        let stats = Arc::clone(&listener.stats);
-        stats.opened();
-        if listener.tls.is_none() && !listener.proxy_protocol {
-            // Plain HTTP: no prelude.
-            let ctx = Rc::new(ConnCtx::new(peer, s.id, "http"));
-            let watcher = graceful.watcher();
-            let local = Rc::clone(&s.local);
-            drop(current);
-            graceful.spawn(async move {
-                if let Err(e) = http(local, ctx, stream, watcher, false).await {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                }
-                stats.closed();
-                drop(permit);
-            });
-            continue;
-        }
-        let edge = Edge {
-            tls: listener.tls.clone(),
-            proxy_protocol: listener.proxy_protocol,
-            trust_forwarded: listener.trust_forwarded_after_proxy,
-            strict_sni: listener.certs.clone().filter(|_| listener.strict_sni),
-            trusted: prelude::peer_trusted(peer, &current.snap.trusted_proxies),
-            listener: Arc::clone(&listener.name),
-        };
-        let watcher = graceful.watcher();
-        let local = Rc::clone(&s.local);
-        let id = s.id;
-        let request_header = current.snap.timeouts.request_header;
-        // The snapshot is taken again after the prelude: a long-lived
-        // connection must not keep this one alive across reloads.
-        drop(current);
-        graceful.spawn(async move {
-            edge.serve(stream, peer, id, request_header, &local, watcher)
-                .await;
-            stats.closed();
-            drop(permit);
-        });
+        // The semaphore is never closed.
+        let Ok(permit) = permit else { break };
+        let conn = connection(
+            Rc::clone(&s.local),
+            s.id,
+            stream,
+            peer,
+            permit,
+            graceful.watcher(),
+        );
+        graceful.spawn(conn);
     }
-    drop(s.listener);
+    // The connections the kernel queued in this socket before the stop are
+    // served too. Only then is this copy of the socket let go: if it was
+    // the last one, the socket closes, and the kernel resets what is queued.
+    match s.listener.into_std() {
+        Ok(socket) => {
+            for (stream, peer) in take_backlog(&socket) {
+                serve_later(&s.local, s.id, &s.permits, &graceful, stream, peer);
+            }
+            drop(socket);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot take the connections queued in a stopped listener")
+        }
+    }
     // Connections still in their PROXY header or TLS handshake are waited
     // for too; they end within `request_header`.
     let grace = s.local.current().snap.timeouts.shutdown_grace;
@@ -197,6 +128,70 @@ pub async fn serve(s: Acceptor) {
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+}
+
+/// Serves a connection accepted as the loop stopped, once a slot of
+/// `max_connections` frees up (the in-flight connections are closing).
+fn serve_later(
+    local: &Rc<Local>,
+    id: u64,
+    permits: &Arc<Semaphore>,
+    graceful: &Drain,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let (local, permits, watcher) = (Rc::clone(local), Arc::clone(permits), graceful.watcher());
+    graceful.spawn(async move {
+        if let Ok(permit) = permits.acquire_owned().await {
+            connection(local, id, stream, peer, permit, watcher).await;
+        }
+    });
+}
+
+/// One accepted connection with its slot of `max_connections`, served
+/// until it ends: plain HTTP at once, else its prelude first ([`Edge`]).
+async fn connection(
+    local: Rc<Local>,
+    id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    watcher: Watcher,
+) {
+    let _ = stream.set_nodelay(true);
+    let current = local.current();
+    let Some(listener) = current.snap.listener(id) else {
+        // Removed by a reload since the accept: its requests could be
+        // routed nowhere.
+        return;
+    };
+    let stats = Arc::clone(&listener.stats);
+    stats.opened();
+    if listener.tls.is_none() && !listener.proxy_protocol {
+        // Plain HTTP: no prelude.
+        let ctx = Rc::new(ConnCtx::new(peer, id, "http"));
+        drop(current);
+        if let Err(e) = http(local, ctx, stream, watcher, false).await {
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }
+    } else {
+        let edge = Edge {
+            tls: listener.tls.clone(),
+            proxy_protocol: listener.proxy_protocol,
+            trust_forwarded: listener.trust_forwarded_after_proxy,
+            strict_sni: listener.certs.clone().filter(|_| listener.strict_sni),
+            trusted: prelude::peer_trusted(peer, &current.snap.trusted_proxies),
+            listener: Arc::clone(&listener.name),
+        };
+        let request_header = current.snap.timeouts.request_header;
+        // The snapshot is taken again after the prelude: a long-lived
+        // connection must not keep this one alive across reloads.
+        drop(current);
+        edge.serve(stream, peer, id, request_header, &local, watcher)
+            .await;
+    }
+    stats.closed();
+    drop(permit);
 }
 
 /// The error a client connection may end with.

@@ -177,8 +177,8 @@ pub struct Inherited {
 /// takes its sockets and memory. A socket is used again by the listener
 /// whose `bind` it was bound for (all of a listener's group: whatever the
 /// number of workers, every socket is accepted on); one the configuration
-/// no longer has is closed here (the old process closes its own copy as it
-/// exits).
+/// no longer has is closed here, and the old process serves what is queued
+/// in it before it closes its own copy (`listener/sockets.rs`).
 pub fn take_over(name: &OsStr, config: &Config) -> Result<Inherited, UpgradeError> {
     use std::os::linux::net::SocketAddrExt;
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_encoded_bytes())

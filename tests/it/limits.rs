@@ -180,6 +180,48 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
     );
 }
 
+/// A connection that waits for a slot (accepted by a worker, or still in
+/// the kernel's queue of its socket) when limpet stops is answered once
+/// the slot frees up: a connection accepted and then closed unanswered,
+/// or reset with the socket it was queued in, would fail a client that
+/// did nothing wrong, and an upgrade stops the old process the same way.
+#[tokio::test]
+async fn a_connection_waiting_for_a_slot_is_answered_when_limpet_stops() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "limits:\n  max_connections: 1\n")).await;
+    let slow_url = lb.url("/slow?ms=800");
+    let first = tokio::spawn(async move {
+        client()
+            .get(slow_url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    assert!(eventually(Duration::from_secs(5), || async { n[0].in_flight() == 1 }).await);
+    // Connected (the kernel completed the handshake) and the request sent:
+    // it waits for the slot.
+    let mut waiting = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let read = waiting.read_to_end(&mut got).await;
+        (
+            read.map_err(|e| e.kind()),
+            String::from_utf8_lossy(&got).into_owned(),
+        )
+    });
+    lb.shutdown().await;
+    assert_eq!(first.await.unwrap().unwrap(), 200);
+    let (read, text) = answer.await.unwrap();
+    assert!(
+        read.is_ok() && text.starts_with("HTTP/1.1 200"),
+        "{read:?}: {text:?}"
+    );
+}
+
 /// Sends a request head with a `header_len`-byte header over a raw socket
 /// and returns what limpet answers within 5 s, and how the read ended. The
 /// write runs in a task and its errors are ignored: limpet may answer and
