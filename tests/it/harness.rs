@@ -623,3 +623,80 @@ pub fn reqwest_builder() -> reqwest::ClientBuilder {
     });
     reqwest::Client::builder()
 }
+
+/// Steady load on `base`: `clients` clients requesting `{base}/load/{i}`
+/// in a loop, half on a kept-alive connection, half on a new connection
+/// per request (those meet every socket of a listener's group).
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    pub fn start(base: &str, clients: usize) -> Load {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..clients {
+            let (stop, ok) = (stop.clone(), ok.clone());
+            let url = format!("{base}/load/{i}");
+            tasks.push(tokio::spawn(async move {
+                let c = if i % 2 == 0 {
+                    client()
+                } else {
+                    reqwest_builder()
+                        .no_proxy()
+                        .pool_max_idle_per_host(0)
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .unwrap()
+                };
+                let mut errors = Vec::new();
+                // Bounded: the test stops it within seconds.
+                for _ in 0..100_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match c.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => errors.push(format!("status {}", r.status())),
+                        Err(e) => errors.push(format!("{e:?}")),
+                    }
+                }
+                errors
+            }));
+        }
+        Load { stop, ok, tasks }
+    }
+
+    /// How many requests were answered 200 so far.
+    pub fn answered(&self) -> u64 {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits (10 s at most) until `n` more requests are answered.
+    pub async fn runs(&self, n: u64) -> bool {
+        let from = self.answered();
+        eventually(Duration::from_secs(10), || async {
+            self.answered() >= from + n
+        })
+        .await
+    }
+
+    /// Stops the clients: how many requests were answered 200, and what
+    /// went wrong with the others.
+    pub async fn stop(self) -> (u64, Vec<String>) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for t in self.tasks {
+            errors.extend(t.await.unwrap());
+        }
+        (self.ok.load(Ordering::Relaxed), errors)
+    }
+}

@@ -199,3 +199,22 @@ async fn a_removed_listener_stops_accepting_and_the_others_keep_their_sockets() 
     assert_eq!(lb.limpet.as_ref().unwrap().local_addrs(), vec![lb.addr]);
     assert_eq!(get_json(&client(), &lb.url("/")).await.0, 200);
 }
+
+/// `workers` applies at the next upgrade, not on a reload: a reload that
+/// changes it keeps every socket of the listener's group (one closed would
+/// reset the connections the kernel queued in it), so under load, with new
+/// connections meeting every socket, no request fails.
+#[tokio::test]
+async fn a_reload_that_changes_workers_fails_no_request() {
+    let n = nodes(2).await;
+    let yaml = |workers: usize| config(&n, "", &format!("workers: {workers}\n"));
+    let mut lb = Lb::start(&yaml(3)).await;
+    let load = Load::start(&format!("http://{}", lb.addr), 6);
+    assert!(load.runs(50).await);
+    lb.reload(&yaml(1)).await;
+    assert!(load.runs(50).await);
+    lb.reload(&yaml(4)).await;
+    assert!(load.runs(50).await);
+    let (_, errors) = load.stop().await;
+    assert_eq!(errors, Vec::<String>::new());
+}

@@ -7,8 +7,6 @@
 //! or `lb.yaml` that cannot start leaves the old process serving.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::harness::*;
@@ -169,59 +167,16 @@ async fn upgrade_under_load(name: &str, before: &str, after: &str) {
     );
 
     // Clients: half keep their connection, half open one per request.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut load = Vec::new();
-    for i in 0..6 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        let url = format!("{base}/load/{i}");
-        load.push(tokio::spawn(async move {
-            let c = if i % 2 == 0 {
-                client()
-            } else {
-                reqwest_builder()
-                    .no_proxy()
-                    .pool_max_idle_per_host(0)
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap()
-            };
-            let mut errors = Vec::new();
-            // Bounded: the test stops it within seconds.
-            for _ in 0..100_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match c.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(r) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        errors.push(format!("status {}", r.status()));
-                    }
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        errors.push(format!("{e:?}"));
-                    }
-                }
-            }
-            errors
-        }));
-    }
+    let load = Load::start(&base, 6);
     tokio::time::sleep(Duration::from_millis(500)).await;
     p.rewrite(&yaml(after));
     replace(&exe, Path::new(env!("CARGO_BIN_EXE_limpet")));
     p.signal("USR2");
     let new = upgraded(&p).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut errors = Vec::new();
-    for t in load {
-        errors.extend(t.await.unwrap());
-    }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "{errors:?}");
-    assert!(ok.load(Ordering::Relaxed) > 100, "load ran");
+    let (ok, errors) = load.stop().await;
+    assert_eq!(errors, Vec::<String>::new());
+    assert!(ok > 100, "load ran");
 
     // The slow request finished on the old process, which then left.
     assert_eq!(slow.await.unwrap(), 200);
@@ -235,6 +190,47 @@ async fn upgrade_under_load(name: &str, before: &str, after: &str) {
     // The listener is the new process's now.
     let (status, v) = get_json(&client(), &format!("{base}/after")).await;
     assert_eq!(status, 200, "{v}");
+}
+
+/// A connection the old process accepted but could not serve yet (its
+/// `max_connections` were all taken) when the new one took over is
+/// answered by the old one once a slot frees up: accepted means served,
+/// whichever process stops.
+#[tokio::test]
+async fn a_connection_waiting_for_a_slot_is_answered_across_an_upgrade() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = nodes(1).await;
+    let (_installed, exe) = installed("upgrade-slot");
+    let yaml = info(proc_config(
+        &n,
+        "workers: 1\nlimits:\n  max_connections: 1\ntimeouts:\n  shutdown_grace: 10s\n",
+    ));
+    let mut p = Proc::start_exe("upgrade-slot", &yaml, &exe, &[]).await;
+    // The only slot, held by a slow request.
+    let url = p.url("/slow?ms=1500");
+    let slow = tokio::spawn(async move { client().get(url).send().await.unwrap().status() });
+    assert!(eventually(Duration::from_secs(5), || async { n[0].in_flight() == 1 }).await);
+    // A connection with its request sent, waiting for the slot.
+    let mut waiting = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let read = waiting.read_to_end(&mut got).await;
+        (
+            read.map_err(|e| e.kind()),
+            String::from_utf8_lossy(&got).into_owned(),
+        )
+    });
+    let _new = upgrade(&mut p).await;
+    assert_eq!(slow.await.unwrap(), 200);
+    let (read, text) = answer.await.unwrap();
+    assert!(
+        read.is_ok() && text.starts_with("HTTP/1.1 200"),
+        "{read:?}: {text:?}"
+    );
 }
 
 #[tokio::test]
