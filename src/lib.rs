@@ -3,20 +3,24 @@
 //! `workers` threads each run their own event loop ([`worker`]); each
 //! accepts on its own copy of every listening socket and serves the
 //! connection's requests on its own thread, with its own connections to
-//! servers. The data path of one request, in [`proxy::handle`]:
+//! servers. HTTP/1.1 is served by limpet's own engine ([`proxy::h1`]: each
+//! head parsed once and written on as received, with limpet's edits),
+//! HTTP/2 (and HTTP/1 with `http1: hyper`) by hyper through
+//! [`proxy::handle`]; both take the same steps, in the same files:
 //!
 //! ```text
 //! worker: accept, connection limit, timers        worker.rs, listener/
-//!   └─ proxy::handle                              proxy/mod.rs
+//!   └─ proxy::h1::request / proxy::handle         proxy/h1/mod.rs, proxy/mod.rs
 //!        the snapshot, as this worker sees it     proxy/local.rs
 //!        client address (trusted_proxies, XFF)    proxy/client_addr.rs
-//!        refuse what cannot be forwarded          proxy/check.rs
+//!        refuse what cannot be forwarded          h1/check.rs, proxy/check.rs
 //!        pool (listener routes)                   proxy/route.rs
 //!        affinity (Sticky::find)                  sticky/
 //!        Pool::decide → server                    pool/mod.rs
-//!        connect or reuse, send, retry elsewhere  proxy/forward.rs, proxy/client.rs
-//!        act on the response (Sticky::respond)    sticky/, proxy/headers.rs
-//!        stream back; then log and count          proxy/body.rs, proxy/end.rs
+//!        connect or reuse, send, retry elsewhere  proxy/h1/exchange.rs, proxy/forward.rs
+//!          (one verdict on a failed attempt)      proxy/verdict.rs
+//!        act on the response (Sticky::act_on)     sticky/, proxy/h1/answer.rs, proxy/headers.rs
+//!        stream back; then log and count          proxy/h1/answer.rs, proxy/body.rs, proxy/end.rs
 //! ```
 //!
 //! The layers, bottom up, with no cycles: `config`, `clock`, `path`,
