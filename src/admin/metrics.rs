@@ -282,6 +282,7 @@ impl Collector for Limpet {
                 ("miss", &st.lookup_miss),
                 ("error", &st.lookup_error),
                 ("skipped", &st.lookup_skipped),
+                ("miss_cached", &st.lookup_miss_cached),
             ] {
                 lookups.push((
                     vec![("pool", *p), ("result", result)],

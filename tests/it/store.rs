@@ -1187,3 +1187,39 @@ fn store_settings_are_checked_when_the_file_is_loaded() {
     assert!(!config.warnings.iter().any(|w| w.contains("hunter2")));
     assert!(!format!("{:?}", config.pools[0].sticky.learn.store).contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_client_repeating_an_unknown_id_costs_a_handful_of_gets_not_one_per_request() {
+    // A bot (or a browser after the session expired everywhere) sends the
+    // same id nobody knows, request after request: the store is asked once
+    // per short interval, not for each of them. Without `request_learn`
+    // the id is never bound locally, so only the remembered "not there"
+    // keeps the store from being asked every time.
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    let a = Instance::start(
+        "store-neg",
+        &nodes,
+        &learn_pool(&redis, "        request_learn: false\n"),
+    )
+    .await;
+    a.wait_store(true).await;
+    let gets = calls(&redis, "get").await;
+    let client = harness::client();
+    for _ in 0..200 {
+        let res = client
+            .get(a.url("/static/x"))
+            .header("Cookie", "JSESSIONID=0123456789ABCDEF0123456789ABCDEF")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let asked = calls(&redis, "get").await - gets;
+    assert!(
+        asked <= 5,
+        "{asked} GETs for 200 requests with one unknown id"
+    );
+}

@@ -16,7 +16,9 @@
 //!   (a `PEXPIRE`, batched with every other write of the moment; re-written
 //!   with `SET … NX` if Redis lost it), never a round trip per request;
 //! * a local miss is looked up (one `GET`, within `store_timeout`) and the
-//!   answer cached.
+//!   answer cached; so is "not there", for [`NEGATIVE_TTL`] (bounded to
+//!   [`NEGATIVE_ENTRIES`] ids), so a client repeating an id nobody knows
+//!   costs a `GET` a second, not one per request.
 //!
 //! Redis unreachable or slow never fails or delays a request by more than
 //! `store_timeout`: lookups are skipped while it is down, writes wait in a
@@ -46,6 +48,13 @@ use wire::Keys;
 /// counted): Redis is far behind, and the health check re-publishes the
 /// table when it is back.
 const QUEUE: usize = 65_536;
+
+/// How long "Redis does not know this session" is believed without asking
+/// again. An announcement of the session ends it sooner.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+
+/// Unknown ids remembered at most (a few MiB at worst).
+pub const NEGATIVE_ENTRIES: u64 = 65_536;
 
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +182,10 @@ impl Store {
             instance,
             pending: Arc::new(std::sync::Mutex::new(VecDeque::new())),
             restored: Arc::new(AtomicBool::new(false)),
+            misses: moka::sync::Cache::builder()
+                .max_capacity(NEGATIVE_ENTRIES)
+                .time_to_live(NEGATIVE_TTL)
+                .build(),
         };
         let tasks = vec![
             handle.spawn(link.clone().write(rx)).abort_handle(),
@@ -277,6 +290,12 @@ impl Store {
             self.stats.lookup_skipped.fetch_add(1, Ordering::Relaxed);
             return Lookup::Skipped;
         }
+        if self.link.misses.contains_key(&key) {
+            self.stats
+                .lookup_miss_cached
+                .fetch_add(1, Ordering::Relaxed);
+            return Lookup::Miss;
+        }
         let mut conn = self.link.conn();
         let name = self.link.keys.key(key);
         let got = tokio::time::timeout(self.timeout(), conn.get::<_, Option<String>>(name)).await;
@@ -294,6 +313,7 @@ impl Store {
                 }
             },
             Ok(Ok(None)) => {
+                self.link.misses.insert(key, ());
                 self.stats.lookup_miss.fetch_add(1, Ordering::Relaxed);
                 Lookup::Miss
             }

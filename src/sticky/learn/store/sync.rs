@@ -49,6 +49,9 @@ pub struct StoreStats {
     pub lookup_error: AtomicU64,
     /// Not looked up: the store was down.
     pub lookup_skipped: AtomicU64,
+    /// Not looked up: Redis said it did not know the session less than
+    /// [`NEGATIVE_TTL`](super::NEGATIVE_TTL) ago.
+    pub lookup_miss_cached: AtomicU64,
     /// Writes dropped because the queue was full.
     pub dropped: AtomicU64,
 }
@@ -98,6 +101,10 @@ pub struct Link {
     /// checked against Redis (another instance may have moved sessions
     /// while this one was down) at the next successful health check.
     pub(super) restored: Arc<AtomicBool>,
+    /// Sessions Redis said it did not know, for a short while (see
+    /// [`Store::lookup`](super::Store::lookup)); an announcement of one
+    /// takes it out.
+    pub(super) misses: moka::sync::Cache<u64, ()>,
 }
 
 impl Link {
@@ -433,6 +440,7 @@ impl Link {
         }
         match heard {
             Heard::Set { key, server, .. } => {
+                self.misses.invalidate(&key);
                 if self.table.insert(key, server).is_none() {
                     self.error();
                 }
