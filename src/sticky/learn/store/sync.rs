@@ -49,8 +49,7 @@ pub struct StoreStats {
     pub lookup_error: AtomicU64,
     /// Not looked up: the store was down.
     pub lookup_skipped: AtomicU64,
-    /// Not looked up: Redis said it did not know the session less than
-    /// [`NEGATIVE_TTL`](super::NEGATIVE_TTL) ago.
+    /// Not looked up: Redis did not know it a moment ago.
     pub lookup_miss_cached: AtomicU64,
     /// Writes dropped because the queue was full.
     pub dropped: AtomicU64,
@@ -101,9 +100,7 @@ pub struct Link {
     /// checked against Redis (another instance may have moved sessions
     /// while this one was down) at the next successful health check.
     pub(super) restored: Arc<AtomicBool>,
-    /// Sessions Redis said it did not know, for a short while (see
-    /// [`Store::lookup`](super::Store::lookup)); an announcement of one
-    /// takes it out.
+    /// Ids Redis did not know, for a moment ([`super::NEGATIVE_TTL`]).
     pub(super) misses: moka::sync::Cache<u64, ()>,
 }
 
