@@ -1112,3 +1112,28 @@ async fn a_body_left_unread_by_limpets_own_answer_is_never_read_as_a_request() {
         String::from_utf8_lossy(&c.buf)
     );
 }
+
+#[tokio::test]
+async fn the_http1_key_picks_the_engine_whatever_the_environment_says() {
+    // The engines differ on a server's 103 (limpet's passes it on, hyper's
+    // drops it): that tells which one served. The file's key wins over
+    // LIMPET_HTTP1, so this holds in both of CI's runs.
+    let (server, _rx) = canned(|_| {
+        Answer::keep(
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        )
+    })
+    .await;
+    for (engine, interims) in [("limpet", 1), ("hyper", 0)] {
+        let lb = Lb::start(&format!(
+            "http1: {engine}\nlisteners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\nlog:\n  level: error\npools:\n  app:\n    servers:\n      - {{ name: raw, address: \"{server}\" }}\n"
+        ))
+        .await;
+        let mut c = Conn::connect(lb.addr).await;
+        c.send(get("/").as_bytes()).await;
+        let (interim, res) = c.final_response("GET").await;
+        assert_eq!(interim.len(), interims, "http1: {engine}: {interim:?}");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.body, b"ok");
+    }
+}
