@@ -231,10 +231,25 @@ impl Relay<'_> {
             self.decoder.reset();
         }
         loop {
-            let done = self.take(&mut remaining)?;
+            let (done, mut pass) = self.take(&mut remaining)?;
+            // Body bytes that go on as they came: with the head while it
+            // waits in `out` (one write), straight from the buffer they
+            // were read into after it (no copy).
+            if pass > 0 && !self.out.is_empty() {
+                self.out.extend_from_slice(&self.from_server[..pass]);
+                self.from_server.advance(pass);
+                pass = 0;
+            }
             if !self.out.is_empty() {
                 client.write_all(self.out).await.map_err(|_| Broken)?;
                 self.out.clear();
+            }
+            if pass > 0 {
+                client
+                    .write_all(&self.from_server[..pass])
+                    .await
+                    .map_err(|_| Broken)?;
+                self.from_server.advance(pass);
             }
             client.flush().await.map_err(|_| Broken)?;
             if done {
@@ -255,31 +270,34 @@ impl Relay<'_> {
         }
     }
 
-    /// Moves what of the body has come into `out`; whether it ended.
-    fn take(&mut self, remaining: &mut u64) -> Result<bool, Broken> {
+    /// Takes in what of the body has come: whether it ended, and how many
+    /// bytes at the start of `from_server` go on as they are (the caller
+    /// sends and drops them); bytes that need framing changed are moved
+    /// into `out`.
+    fn take(&mut self, remaining: &mut u64) -> Result<(bool, usize), Broken> {
         let from = &mut *self.from_server;
         Ok(match self.framing {
-            Framing::None => true,
+            Framing::None => (true, 0),
             Framing::Length(_) => {
                 let n = usize::try_from(*remaining).map_or(from.len(), |r| r.min(from.len()));
-                self.out.extend_from_slice(&from[..n]);
-                from.advance(n);
                 self.end.add_bytes(n);
                 *remaining -= n as u64;
-                *remaining == 0
+                (*remaining == 0, n)
+            }
+            Framing::UntilClose if !self.encode => {
+                self.end.add_bytes(from.len());
+                (false, from.len())
             }
             Framing::UntilClose => {
-                if self.encode && !from.is_empty() {
+                if !from.is_empty() {
                     self.out
                         .extend_from_slice(SizeLine::new(from.len() as u64).as_bytes());
                     self.out.extend_from_slice(from);
                     self.out.extend_from_slice(b"\r\n");
-                } else {
-                    self.out.extend_from_slice(from);
                 }
                 self.end.add_bytes(from.len());
                 from.clear();
-                false
+                (false, 0)
             }
             Framing::Chunked => {
                 let mut at = 0;
@@ -295,10 +313,12 @@ impl Relay<'_> {
                     done = d.done;
                 }
                 if self.chunks {
-                    self.out.extend_from_slice(&from[..at]);
+                    // With its own framing: passed on as it came.
+                    (done, at)
+                } else {
+                    from.advance(at);
+                    (done, 0)
                 }
-                from.advance(at);
-                done
             }
         })
     }
