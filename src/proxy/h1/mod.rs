@@ -154,7 +154,9 @@ where
             break;
         }
     }
-    let _ = c.io.shutdown().await;
+    // A client that reads nothing more must not hold the task (TLS writes
+    // its close_notify here).
+    let _ = tokio::time::timeout(super::conn::IDLE_GRACE, c.io.shutdown()).await;
     None
 }
 
