@@ -177,12 +177,12 @@ impl DemoNode {
     /// [`start_cluster`](Self::start_cluster) the store is shared, so this
     /// clears the whole cluster's sessions).
     pub fn forget_sessions(&self) {
-        lock(&self.shared.sessions).clear();
+        self.shared.sessions.clear();
     }
 
     /// Number of sessions in this node's store.
     pub fn session_count(&self) -> usize {
-        lock(&self.shared.sessions).len()
+        self.shared.sessions.len()
     }
 
     /// Status code `/health` returns (default 200; invalid codes give 500).

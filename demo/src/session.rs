@@ -4,6 +4,7 @@
 //! session, and the `Set-Cookie` headers that hand the id back.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -12,7 +13,43 @@ use super::{Shared, lock};
 
 /// Session store keyed by the hex part of the id (the part before the first
 /// `.`); each entry remembers the full id it currently has.
-pub(super) type SessionMap = Arc<Mutex<HashMap<String, SessionEntry>>>;
+pub(super) type SessionMap = Arc<Sessions>;
+
+/// The store in shards, each behind its own lock, so a benchmark creating
+/// hundreds of thousands of sessions measures the balancer, not one lock
+/// held while one big map doubles (a 1M-entry rehash took tens of ms).
+pub(super) struct Sessions {
+    shards: Box<[Mutex<HashMap<String, SessionEntry>>]>,
+    hasher: RandomState,
+}
+
+const SHARDS: usize = 64;
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Sessions {
+    fn shard(&self, hex: &str) -> &Mutex<HashMap<String, SessionEntry>> {
+        let i = self.hasher.hash_one(hex) as usize % self.shards.len();
+        &self.shards[i]
+    }
+
+    pub(super) fn clear(&self) {
+        for shard in &self.shards {
+            lock(shard).clear();
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
+    }
+}
 
 pub(super) struct SessionEntry {
     id: String,
@@ -31,72 +68,81 @@ fn hex_part(id: &str) -> &str {
     id.split('.').next().unwrap_or(id)
 }
 
-/// The first candidate this store knows: an exact id match first, then a
-/// match on the hex part. Returns (hex, requested id).
-fn find_known<'a>(
-    map: &HashMap<String, SessionEntry>,
-    candidates: &'a [String],
-) -> Option<(String, &'a str)> {
-    let exact = candidates
-        .iter()
-        .find(|c| map.get(hex_part(c)).is_some_and(|e| e.id == **c));
-    let found = exact.or_else(|| candidates.iter().find(|c| map.contains_key(hex_part(c))))?;
-    Some((hex_part(found).to_owned(), found.as_str()))
-}
-
 fn random_hex() -> String {
     format!("{:016X}{:016X}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// The candidates in the order a store tries them: every exact id match
+/// first, then every match on the hex part.
+fn in_order(candidates: &[String]) -> impl Iterator<Item = (bool, &String)> {
+    let exact = candidates.iter().map(|c| (true, c));
+    exact.chain(candidates.iter().map(|c| (false, c)))
 }
 
 impl Shared {
     /// Find (re-suffixing if needed) or create the request's session and
     /// count the request in it.
     pub(super) fn touch_session(&self, candidates: &[String]) -> Session {
-        let mut map = lock(&self.sessions);
-        if let Some((hex, requested)) = find_known(&map, candidates) {
-            let want = format!("{hex}.{}", self.route);
-            if let Some(entry) = map.get_mut(&hex) {
-                entry.counter += 1;
-                entry.id.clone_from(&want);
-                return Session {
-                    set_cookie: requested != want,
-                    id: want,
-                    counter: entry.counter,
-                    new: false,
-                };
+        let want = |hex: &str| format!("{hex}.{}", self.route);
+        for (exact, requested) in in_order(candidates) {
+            let hex = hex_part(requested);
+            let mut map = lock(self.sessions.shard(hex));
+            let Some(entry) = map.get_mut(hex) else {
+                continue;
+            };
+            if exact && entry.id != *requested {
+                continue;
             }
+            let want = want(hex);
+            entry.counter += 1;
+            entry.id.clone_from(&want);
+            return Session {
+                set_cookie: *requested != want,
+                id: want,
+                counter: entry.counter,
+                new: false,
+            };
         }
-        let mut hex = random_hex();
-        while map.contains_key(&hex) {
-            hex = random_hex();
-        }
-        let id = format!("{hex}.{}", self.route);
-        map.insert(
-            hex,
-            SessionEntry {
-                id: id.clone(),
+        loop {
+            let hex = random_hex();
+            let mut map = lock(self.sessions.shard(&hex));
+            if map.contains_key(&hex) {
+                continue;
+            }
+            let id = want(&hex);
+            map.insert(
+                hex,
+                SessionEntry {
+                    id: id.clone(),
+                    counter: 1,
+                },
+            );
+            return Session {
+                id,
                 counter: 1,
-            },
-        );
-        Session {
-            id,
-            counter: 1,
-            new: true,
-            set_cookie: true,
+                new: true,
+                set_cookie: true,
+            };
         }
     }
 
     /// Remove the request's session, if any (counting this request in it).
     pub(super) fn end_session(&self, candidates: &[String]) -> Option<Session> {
-        let mut map = lock(&self.sessions);
-        let (hex, _) = find_known(&map, candidates)?;
-        let entry = map.remove(&hex)?;
-        Some(Session {
-            id: format!("{hex}.{}", self.route),
-            counter: entry.counter + 1,
-            new: false,
-            set_cookie: true,
-        })
+        for (exact, requested) in in_order(candidates) {
+            let hex = hex_part(requested);
+            let mut map = lock(self.sessions.shard(hex));
+            if !map.get(hex).is_some_and(|e| !exact || e.id == *requested) {
+                continue;
+            }
+            let entry = map.remove(hex)?;
+            return Some(Session {
+                id: format!("{hex}.{}", self.route),
+                counter: entry.counter + 1,
+                new: false,
+                set_cookie: true,
+            });
+        }
+        None
     }
 }
 
