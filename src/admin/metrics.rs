@@ -283,6 +283,7 @@ impl Collector for Limpet {
                 ("error", &st.lookup_error),
                 ("skipped", &st.lookup_skipped),
                 ("miss_cached", &st.lookup_miss_cached),
+                ("corrected", &st.corrected),
             ] {
                 lookups.push((
                     vec![("pool", *p), ("result", result)],

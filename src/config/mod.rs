@@ -5,6 +5,7 @@
 mod error;
 pub mod file;
 pub mod sni;
+mod store;
 pub mod tickets;
 mod validate;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use error::ConfigError;
+pub use store::{SentinelTarget, StoreConfig, StoreTarget};
 
 /// Reads, parses and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -404,29 +406,6 @@ pub struct LearnConfig {
     pub persist: bool,
     /// The shared table (Redis), if the learned sessions are shared.
     pub store: Option<Arc<StoreConfig>>,
-}
-
-/// `learn.store`: where several limpet instances share learned sessions.
-#[derive(Clone)]
-pub struct StoreConfig {
-    /// The URL with any password masked, for logs and errors.
-    pub shown: String,
-    /// Where and how to connect (password from the URL or
-    /// `store_password_file`).
-    pub info: redis::ConnectionInfo,
-    /// The longest a request waits for the store (a lookup on a local miss).
-    pub timeout: Duration,
-    /// The URL and password as given, to tell whether a reload changed them.
-    pub identity: String,
-}
-
-impl std::fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("url", &self.shown)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -43,6 +43,20 @@ pub fn persist_learned(snapshot: &Snapshot) {
     }
 }
 
+/// Sends the writes the shared stores still hold (shutdown), each batch
+/// within `store_timeout`, until `deadline` (`shutdown_grace` after the
+/// stop began; one try at least).
+pub(super) async fn flush_stores(snapshot: &Snapshot, deadline: tokio::time::Instant) {
+    for pool in &snapshot.pools {
+        if let Some(store) = pool.sticky.store() {
+            let at_least = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+            if store.flush(deadline.max(at_least)).await {
+                tracing::debug!(pool = %pool.name, "the shared session store has every write");
+            }
+        }
+    }
+}
+
 /// How often learned tables are written to `state_dir`.
 pub const PERSIST_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 

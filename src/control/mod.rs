@@ -402,6 +402,8 @@ impl Control {
     /// Stops accepting everywhere, lets in-flight requests finish within
     /// `shutdown_grace`, and writes the learned tables.
     pub async fn shutdown(&self) {
+        let grace = self.shared.snapshot.load().timeouts.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
         let mut st = self.state.lock().await;
         st.checks.stop();
         self.stop.token().cancel();
@@ -434,6 +436,7 @@ impl Control {
         if let Some(t) = persist {
             t.abort();
         }
+        learned::flush_stores(&self.shared.snapshot.load(), deadline).await;
         persist_learned(&self.shared.snapshot.load());
     }
 

@@ -1165,8 +1165,36 @@ fn store_settings_are_checked_when_the_file_is_loaded() {
     ))
     .unwrap();
     let store = config.pools[0].sticky.learn.store.clone().unwrap();
-    assert_eq!(store.info.redis_settings().password(), Some("s3cret"));
+    let limpet::config::StoreTarget::Redis(info) = &store.target else {
+        panic!("{store:?}");
+    };
+    assert_eq!(info.redis_settings().password(), Some("s3cret"));
     assert!(!format!("{store:?}").contains("s3cret"));
+    // With Sentinel, the file's password is the master's.
+    let config = parse(&format!(
+        "        store: redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/3\n        store_password_file: \"{}\"",
+        pw.display()
+    ))
+    .unwrap();
+    let store = config.pools[0].sticky.learn.store.clone().unwrap();
+    let limpet::config::StoreTarget::Sentinel(s) = &store.target else {
+        panic!("{store:?}");
+    };
+    assert_eq!(s.sentinels.len(), 2);
+    assert_eq!(s.master, "mymaster");
+    assert_eq!(s.settings.db(), 3);
+    assert_eq!(s.settings.password(), Some("s3cret"));
+    assert!(!format!("{store:?}").contains("s3cret"));
+    for bad in [
+        "redis+sentinel://127.0.0.1:26379",
+        "redis+sentinel://127.0.0.1:26379,,127.0.0.2/m",
+        "rediss+sentinel://127.0.0.1:26379/m/notadb",
+    ] {
+        let e = parse(&format!("        store: \"{bad}\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lb.yaml:") && e.contains("Sentinel"), "{e}");
+    }
     // A world-readable password file is refused.
     harness::write_mode(&pw, "s3cret\n", 0o644);
     let e = parse(&format!(

@@ -11,6 +11,7 @@ mod listeners;
 mod pool;
 mod secret;
 mod sticky;
+mod store;
 mod tls;
 
 use std::collections::HashMap;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::super::file;
 use super::super::{
     ConfigError, CookieConfig, IpHashKey, JvmRouteConfig, LearnConfig, OnServerDown, SameSite,
-    StickyConfig, StickyMode, StoreConfig,
+    StickyConfig, StickyMode,
 };
 use super::checker::{Checker, DAY, SEC, Span};
 
@@ -153,7 +153,7 @@ pub fn validate(
             "",
         )?,
         persist: file::flag(lf.persist, true),
-        store: store(c, lf, &k, warnings)?,
+        store: super::store::store(c, lf, &k, warnings)?,
     };
     Ok(StickyConfig {
         mode,
@@ -163,158 +163,4 @@ pub fn validate(
         jvm_route,
         learn,
     })
-}
-
-/// `learn.store`, `store_password_file` and `store_timeout`.
-fn store(
-    c: &Checker<'_>,
-    lf: &file::LearnFile,
-    k: &dyn Fn(&str) -> String,
-    warnings: &mut Vec<String>,
-) -> Result<Option<std::sync::Arc<StoreConfig>>, ConfigError> {
-    let Some(url) = &lf.store else {
-        for (key, v) in [
-            ("learn.store_password_file", &lf.store_password_file),
-            ("learn.store_timeout", &lf.store_timeout),
-        ] {
-            if let Some(v) = v {
-                return Err(c.err(v, &k(key), format!("`{}` needs `learn.store`.", k(key))));
-            }
-        }
-        return Ok(None);
-    };
-    let key = k("learn.store");
-    let text = url.value.trim();
-    if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
-        return Err(c.err(
-            url,
-            &key,
-            format!("`store` must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0, not {:?}.", url.value),
-        ));
-    }
-    let info = redis::IntoConnectionInfo::into_connection_info(text).map_err(|e| {
-        c.err(
-            url,
-            &key,
-            format!("`store` is not a valid Redis URL ({e}): {}.", mask(text)),
-        )
-    })?;
-    let mut identity = text.to_owned();
-    let info = match &lf.store_password_file {
-        Some(p) => {
-            if info.redis_settings().password().is_some() {
-                return Err(c.err(
-                    p,
-                    &k("learn.store_password_file"),
-                    "the store URL has a password already; keep it in `store_password_file` only."
-                        .into(),
-                ));
-            }
-            let password = super::secret::read_secret(
-                c,
-                p,
-                &k("learn.store_password_file"),
-                "password",
-                warnings,
-            )?;
-            identity.push(' ');
-            identity.push_str(&password);
-            let settings = info.redis_settings().clone().set_password(password);
-            info.set_redis_settings(settings)
-        }
-        None => {
-            if info.redis_settings().password().is_some() {
-                warnings.push(format!(
-                    "`{key}` holds a password in lb.yaml; move it to `store_password_file`."
-                ));
-            }
-            info
-        }
-    };
-    let timeout = c.duration(
-        &lf.store_timeout,
-        &k("learn.store_timeout"),
-        Duration::from_millis(50),
-        Span::new(Duration::from_millis(1), Duration::from_secs(10)),
-    )?;
-    Ok(Some(std::sync::Arc::new(StoreConfig {
-        shown: mask(text),
-        info,
-        timeout,
-        identity,
-    })))
-}
-
-/// A Redis URL with its password replaced by `***`, as the connection code
-/// parses it: the user information ends at the *last* `@` of the authority
-/// (`redis://:p@ss@host` has the password `p@ss`). A URL that does not
-/// parse shows nothing before its last `@`.
-fn mask(url: &str) -> String {
-    if let Some(mut parsed) = redis::parse_redis_url(url) {
-        let hidden = if parsed.password().is_some() {
-            parsed.set_password(Some("***"))
-        } else if !parsed.username().is_empty() {
-            // `redis://secret@host`: a password put where the user goes.
-            parsed.set_username("***")
-        } else {
-            Ok(())
-        };
-        if hidden.is_ok() {
-            return parsed.to_string();
-        }
-    }
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask;
-    use proptest::prelude::*;
-
-    /// `password` as it goes in a URL's user information: `%` and `/`
-    /// must be percent-encoded, `@` and `:` may stay as they are.
-    fn in_url(password: &str) -> String {
-        password.replace('%', "%25").replace('/', "%2F")
-    }
-
-    #[test]
-    fn a_password_with_at_signs_is_masked_whole() {
-        assert_eq!(
-            mask("redis://:p@ss@word@10.0.3.10:6379/0"),
-            "redis://:***@10.0.3.10:6379/0"
-        );
-        assert_eq!(
-            mask("rediss://limpet:p@ss@redis.internal:6380/1"),
-            "rediss://limpet:***@redis.internal:6380/1"
-        );
-        assert_eq!(mask("redis://10.0.3.10:6379/0"), "redis://10.0.3.10:6379/0");
-        // Not a URL the connection code takes: nothing before the last
-        // `@` is shown.
-        assert_eq!(
-            mask("redis://:p@ss@word@10.0.3.10:notaport/0"),
-            "redis://***@10.0.3.10:notaport/0"
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn no_password_shows_whatever_it_holds(
-            user in "(|limpet)",
-            password in "[a-z0-9@:/%]{1,24}",
-        ) {
-            let url = format!("redis://{user}:{}@redis.internal:6379/0", in_url(&password));
-            // The connection code reads this password...
-            let info = redis::IntoConnectionInfo::into_connection_info(url.as_str());
-            let parsed = info.as_ref().ok().and_then(|i| i.redis_settings().password());
-            prop_assert_eq!(parsed, Some(password.as_str()));
-            // ...and none of it is shown.
-            prop_assert_eq!(mask(&url), format!("redis://{user}:***@redis.internal:6379/0"));
-        }
-    }
 }

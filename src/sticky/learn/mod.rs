@@ -21,7 +21,7 @@ use crate::rendezvous::key_hash;
 use crate::server::Servers;
 
 use super::{Found, cookies};
-use store::{Lookup, SetNow, Store};
+use store::{Lookup, Op, SetNow, Store};
 pub use table::{Learned, Table};
 
 #[derive(Debug, Clone)]
@@ -114,8 +114,8 @@ impl Learn {
             None => self.table.server_number(key),
             Some(store) => match self.table.server_number_synced(key, store.refresh_every_s) {
                 Some((n, due)) => {
-                    if due && let Some(name) = self.table.name(n) {
-                        store.touch(key, name);
+                    if due {
+                        store.touch(key);
                     }
                     Some(n)
                 }
@@ -163,7 +163,7 @@ impl Learn {
                     let known = found.session == Some(key)
                         && found.affinity == Affinity::Server(decision.server);
                     if !known {
-                        self.share(key, server, &mut now);
+                        self.share(Op::Set(key), &mut now);
                     }
                     learned = true;
                 }
@@ -182,21 +182,28 @@ impl Learn {
             return now;
         };
         if decision.outcome == Outcome::Redispatch {
+            // What it was on, for the store's compare-and-set.
+            let from = self.table.peek(session);
             self.table.rewrite(session, server);
-            self.share(session, server, &mut now);
+            self.share(
+                match from {
+                    Some(from) => Op::Move(session, from),
+                    None => Op::Set(session),
+                },
+                &mut now,
+            );
         } else if self.config.request_learn && found.affinity == Affinity::None && !learned {
             self.table.insert_probation(session, server);
         }
         now
     }
 
-    /// Tells the other instances (through the store) that `key` is on
-    /// the server numbered `server`: the last such session of a response
-    /// before the answer goes out (`now`), any other in the background.
-    fn share(&self, key: u64, server: u64, now: &mut Option<SetNow>) {
+    /// Tells the other instances (through the store) where a session is
+    /// now: the last such session of a response before the answer goes
+    /// out (`now`), any other in the background.
+    fn share(&self, op: Op, now: &mut Option<SetNow>) {
         if let Some(store) = &self.store
-            && let Some(name) = self.table.name(server)
-            && let Some(before) = now.replace(SetNow::new(store, key, name))
+            && let Some(before) = now.replace(SetNow::new(store, op))
         {
             before.later();
         }

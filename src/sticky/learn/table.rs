@@ -87,6 +87,13 @@ impl Table {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// The server of confirmed session `key`, without marking it used.
+    pub fn peek(&self, key: u64) -> Option<Arc<str>> {
+        self.inner
+            .peek_confirmed(key)
+            .and_then(|n| self.inner.names.name(n))
+    }
+
     /// The server that owns session `key`.
     pub fn get(&self, key: u64) -> Option<Arc<str>> {
         self.inner.get(key).and_then(|n| self.inner.names.name(n))

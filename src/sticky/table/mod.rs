@@ -160,6 +160,16 @@ impl SessionTable {
             .lookup(key, sync_every_s, unix_ms(), self.idle_ms())
     }
 
+    /// The value of `key` if it is a confirmed entry, not expired; not
+    /// marked used (what a shared store's writer sends).
+    pub fn peek_confirmed(&self, key: u64) -> Option<u64> {
+        let s = self.shard(key);
+        let at = *s.index.get(&key)?;
+        let slot = s.slot(at);
+        let fresh = unix_ms().saturating_sub(slot.used) < self.idle_ms();
+        (at & PROBATION == 0 && fresh).then_some(slot.value)
+    }
+
     /// Is `key` there as a confirmed entry?
     pub fn is_confirmed(&self, key: u64) -> bool {
         self.shard(key)

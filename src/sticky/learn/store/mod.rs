@@ -13,8 +13,16 @@
 //!   the answer goes out (within `store_timeout`, else from the queue), so
 //!   the client's next request finds it through any instance;
 //! * a session in use has its TTL refreshed at most once per refresh period
-//!   (a `PEXPIRE`, batched with every other write of the moment; re-written
-//!   with `SET … NX` if Redis lost it), never a round trip per request;
+//!   (`GETEX … PX`, batched with every other write of the moment; re-written
+//!   with `SET … NX` if Redis lost it), never a round trip per request. The
+//!   refresh reads what Redis says: an entry naming another server than
+//!   Redis (an announcement this instance missed) takes Redis's, so every
+//!   instance routes a session where Redis says within one refresh period
+//!   of its use;
+//! * the write queue holds keys, not values: a write sends the table's
+//!   value when it goes out, so a late retry never puts back an older
+//!   server. A failover rewrite is a compare-and-set (a Lua script): of two
+//!   instances moving one session, the first wins and the other follows;
 //! * a local miss is looked up (one `GET`, within `store_timeout`) and the
 //!   answer cached; so is "not there", for [`NEGATIVE_TTL`] (bounded to
 //!   [`NEGATIVE_ENTRIES`] ids), so a client repeating an id nobody knows
@@ -24,11 +32,18 @@
 //! `store_timeout`: lookups are skipped while it is down, writes wait in a
 //! bounded queue, and a health check (with capped backoff) brings it back,
 //! replays the queue, and re-publishes the local table (`SET … NX`) when
-//! Redis came back empty (its marker key is gone). Entries on probation
-//! (ids only a client sent) stay local.
+//! the marker's epoch is not the one this instance published under (Redis
+//! restarted empty, or was flushed): every instance does, not only the
+//! first to notice. At shutdown the queue is flushed within
+//! `shutdown_grace`. With `redis+sentinel://` the health check asks the
+//! sentinels for the master and follows it across a failover. Entries on
+//! probation (ids only a client sent) stay local.
 
-mod sync;
+mod check;
+mod link;
+mod listen;
 mod wire;
+mod write;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,13 +51,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Table;
-use crate::config::StoreConfig;
-pub use sync::StoreStats;
-use sync::{Link, Op, manager};
+use crate::config::{StoreConfig, StoreTarget};
+use check::Finder;
+use link::{Link, Master};
+pub use link::{Op, StoreStats};
 use wire::Keys;
+use write::Msg;
 
 /// Writes waiting for the writer; past this, writes are dropped (and
 /// counted): Redis is far behind, and the health check re-publishes the
@@ -73,27 +90,26 @@ pub enum Lookup {
 #[derive(Debug)]
 pub struct SetNow {
     store: Arc<Store>,
-    key: u64,
-    server: Arc<str>,
+    op: Op,
 }
 
 impl SetNow {
-    pub fn new(store: &Arc<Store>, key: u64, server: Arc<str>) -> SetNow {
+    /// `op`: [`Op::Set`] or [`Op::Move`].
+    pub fn new(store: &Arc<Store>, op: Op) -> SetNow {
         SetNow {
             store: Arc::clone(store),
-            key,
-            server,
+            op,
         }
     }
 
     /// Written in the background instead.
     pub fn later(self) {
-        self.store.set(self.key, self.server);
+        self.store.send(self.op);
     }
 
     /// `spent`: how long the request already waited for the store.
     pub async fn apply(self, spent: Duration) {
-        self.store.set_now(self.key, self.server, spent).await;
+        self.store.set_now(self.op, spent).await;
     }
 }
 
@@ -104,9 +120,7 @@ pub struct Store {
     /// What the background tasks use too: the connection, the key names,
     /// the counters, the table.
     link: Link,
-    /// `store_timeout` in microseconds (a reload may change it).
-    timeout_us: AtomicU64,
-    ops: mpsc::Sender<Op>,
+    ops: mpsc::Sender<Msg>,
     pub stats: Arc<StoreStats>,
     /// What the configuration said (URL and password), to keep the store
     /// across a reload that does not change it.
@@ -148,15 +162,14 @@ impl Store {
     ) -> Option<Arc<Store>> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let _guard = handle.enter();
-        let client = match redis::Client::open(config.info.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(pool, store = %config.shown, error = %e, "cannot use the store");
-                return None;
-            }
+        let found = match &config.target {
+            StoreTarget::Redis(info) => redis::Client::open(info.clone())
+                .and_then(Master::new)
+                .map(|master| (Finder::Fixed, Some(master))),
+            StoreTarget::Sentinel(target) => Finder::sentinel(target).map(|f| (f, None)),
         };
-        let conn = match manager(&client) {
-            Ok(c) => c,
+        let (finder, master) = match found {
+            Ok(found) => found,
             Err(e) => {
                 tracing::error!(pool, store = %config.shown, error = %e, "cannot use the store");
                 return None;
@@ -165,37 +178,34 @@ impl Store {
         let keys = Keys::new(pool);
         let (ttl_ms, refresh_every_s) = ttl_and_refresh(table.idle);
         let (tx, rx) = mpsc::channel(QUEUE);
-        let up = Arc::new(AtomicBool::new(false));
         let stats = stats.unwrap_or_default();
-        let pool: Arc<str> = pool.into();
-        let instance = format!("{:016x}", fastrand::u64(..));
         let link = Link {
-            pool: Arc::clone(&pool),
+            pool: pool.into(),
             shown: config.shown.clone(),
             keys,
-            conn: Arc::new(arc_swap::ArcSwap::from_pointee(conn)),
-            client: client.clone(),
-            up: Arc::clone(&up),
+            master: Arc::new(arc_swap::ArcSwapOption::from(master.map(Arc::new))),
+            moved: Arc::new(tokio::sync::watch::Sender::new(0)),
+            up: Arc::new(AtomicBool::new(false)),
             stats: Arc::clone(&stats),
             table: table.clone(),
             ttl_ms,
-            instance,
+            instance: format!("{:016x}", fastrand::u64(..)),
             pending: Arc::new(std::sync::Mutex::new(VecDeque::new())),
             restored: Arc::new(AtomicBool::new(false)),
             misses: moka::sync::Cache::builder()
                 .max_capacity(NEGATIVE_ENTRIES)
                 .time_to_live(NEGATIVE_TTL)
                 .build(),
+            timeout_us: Arc::new(AtomicU64::new(micros(config.timeout))),
         };
         let tasks = vec![
             handle.spawn(link.clone().write(rx)).abort_handle(),
-            handle.spawn(link.clone().check()).abort_handle(),
-            handle.spawn(link.clone().subscribe(client)).abort_handle(),
+            handle.spawn(link.clone().check(finder)).abort_handle(),
+            handle.spawn(link.clone().subscribe()).abort_handle(),
         ];
         Some(Arc::new(Store {
             shown: config.shown.clone(),
             link,
-            timeout_us: AtomicU64::new(micros(config.timeout)),
             ops: tx,
             stats,
             identity: config.identity.clone(),
@@ -209,13 +219,15 @@ impl Store {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_micros(self.timeout_us.load(Ordering::Relaxed))
+        self.link.timeout()
     }
 
     /// A reload kept this store (same Redis, same password) and says how
     /// long a request may wait for it from now on.
     pub fn set_timeout(&self, timeout: Duration) {
-        self.timeout_us.store(micros(timeout), Ordering::Relaxed);
+        self.link
+            .timeout_us
+            .store(micros(timeout), Ordering::Relaxed);
     }
 
     /// The table was just restored from `state_dir`: Redis's word wins
@@ -230,16 +242,16 @@ impl Store {
     }
 
     fn send(&self, op: Op) {
-        if self.ops.try_send(op).is_err() {
+        if self.ops.try_send(Msg::Op(op)).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// A server issued (or took over) this session: written in the
-    /// background.
-    pub fn set(&self, key: u64, server: Arc<str>) {
-        self.send(Op::Set(key, server));
+    /// background, with the table's value when it goes.
+    pub fn set(&self, key: u64) {
+        self.send(Op::Set(key));
     }
 
     /// A server issued (or took over) this session, and the answer that
@@ -249,38 +261,41 @@ impl Store {
     /// Waits at most `store_timeout` less `spent` (what the request already
     /// waited for the store); past that, or with the store down, the write
     /// goes to the background queue and the answer goes on.
-    pub async fn set_now(&self, key: u64, server: Arc<str>, spent: Duration) {
+    pub async fn set_now(&self, op: Op, spent: Duration) {
         let budget = self.timeout().saturating_sub(spent);
         if !self.is_up() || budget.is_zero() {
-            return self.set(key, server);
+            return self.send(op);
         }
-        let mut pipe = redis::pipe();
-        self.link.add_set(&mut pipe, key, &server);
-        let mut conn = self.link.conn();
-        match tokio::time::timeout(budget, pipe.query_async::<()>(&mut conn)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(pool = %self.link.pool, error = %e, "store write failed");
-                self.link.error();
-                self.set(key, server);
-            }
-            // Too slow: sent again from the queue (the same value twice is
-            // harmless).
-            Err(_) => {
-                self.link.error();
-                self.set(key, server);
-            }
+        // Too slow or failed: sent again from the queue (the same value
+        // twice is harmless).
+        if !self.link.send(std::slice::from_ref(&op), budget).await {
+            self.send(op);
         }
     }
 
-    /// The session is in use: refresh its TTL.
-    pub fn touch(&self, key: u64, server: Arc<str>) {
-        self.send(Op::Touch(key, server));
+    /// The session is in use: refresh its TTL, and follow Redis if it
+    /// names another server.
+    pub fn touch(&self, key: u64) {
+        self.send(Op::Touch(key));
     }
 
     /// The server ended the session.
     pub fn end(&self, key: u64) {
         self.send(Op::End(key));
+    }
+
+    /// Sends every write still queued, each batch within `store_timeout`,
+    /// trying until `deadline` (shutdown). Whether all went.
+    pub async fn flush(&self, deadline: tokio::time::Instant) -> bool {
+        let (done, result) = oneshot::channel();
+        let queued = tokio::time::timeout_at(deadline, self.ops.send(Msg::Flush(deadline, done)));
+        if !matches!(queued.await, Ok(Ok(()))) {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout_at(deadline, result).await,
+            Ok(Ok(true))
+        )
     }
 
     /// Asks the store which server holds session `key`, within
@@ -296,7 +311,10 @@ impl Store {
                 .fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss;
         }
-        let mut conn = self.link.conn();
+        let Some(mut conn) = self.link.conn() else {
+            self.stats.lookup_skipped.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Skipped;
+        };
         let name = self.link.keys.key(key);
         let got = tokio::time::timeout(self.timeout(), conn.get::<_, Option<String>>(name)).await;
         match got {

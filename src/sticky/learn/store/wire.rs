@@ -34,6 +34,18 @@ impl Keys {
     }
 }
 
+/// A failover's compare-and-set: `KEYS[1]` the session's key, `ARGV[1]`
+/// the server it was on, `ARGV[2]` the server it moves to, `ARGV[3]` the
+/// TTL in ms, `ARGV[4]` the channel, `ARGV[5]` the announcement. Written
+/// (and announced) only if Redis still names the old server, or nothing,
+/// or the new one already; the answer is the server Redis names after.
+pub const MOVE_SCRIPT: &str = "local now = redis.call('GET', KEYS[1]) \
+if now == false or now == ARGV[1] or now == ARGV[2] then \
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
+if now ~= ARGV[2] then redis.call('PUBLISH', ARGV[4], ARGV[5]) end \
+return ARGV[2] end \
+return now";
+
 /// `session` is on `server`.
 pub fn announce_set(instance: &str, key: u64, server: &str) -> String {
     format!("{instance} {key:016x} {server}")
