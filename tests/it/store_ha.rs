@@ -501,9 +501,19 @@ async fn sessions_survive_a_sentinel_failover_and_new_ones_reach_the_promoted_ma
     // must go on saying it for 2 s (two health checks), so that neither
     // is still reading a check made before the master died.
     let mut settled: Option<Instant> = None;
+    // A session learned through A while the master is dead: its write is
+    // queued, and must reach the promoted master.
+    let mut during = None;
     for round in 0..1000 {
         if round == 1 {
             cluster.kill_master();
+        }
+        if round == 2 {
+            let (browser, jar) = harness::browser_with_jar(None);
+            let url = a.url("/during");
+            let home =
+                visit_within(&browser, &url, budget, "a new session during the failover").await;
+            during = Some((browser, key_of(&session_id(&jar, &url)), home));
         }
         for (i, (browser, home)) in sessions.iter().enumerate() {
             for (lb, name) in [(&a, "A"), (&b, "B")] {
@@ -540,6 +550,32 @@ async fn sessions_survive_a_sentinel_failover_and_new_ones_reach_the_promoted_ma
     for (browser, home) in &sessions {
         assert_eq!(visit(browser, &b.url("/")).await, (200, home.clone()));
     }
+    // The queued write of the session learned during the failover reached
+    // the promoted master, and B routes that session too.
+    let (browser, key, home) = during.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            value(&cluster.replica, &key).await.as_deref() == Some(home.as_str())
+        })
+        .await,
+        "the session learned during the failover ({key} on {home}) is not on the promoted master: {:?}\n{}",
+        cluster.replica.sessions().await,
+        a.proc.log()
+    );
+    assert_eq!(visit(&browser, &b.url("/")).await, (200, home));
+    // The table survived: an instance started now, which knows nothing,
+    // finds every session learned before the failover on the promoted
+    // master.
+    let c = Instance::start("ha-sentinel-c", &nodes, &pool).await;
+    c.wait_store(true).await;
+    for (i, (browser, home)) in sessions.iter().enumerate() {
+        assert_eq!(
+            visit(browser, &c.url("/")).await,
+            (200, home.clone()),
+            "session {i} through C"
+        );
+    }
+    assert_eq!(lookups(&c, "hit").await, 6.0);
     // Sessions learned through A now are on the promoted master, and B
     // (which never heard of them otherwise) routes them.
     for i in 0..4 {
