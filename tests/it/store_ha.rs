@@ -882,3 +882,32 @@ async fn two_instances_moving_one_session_at_once_end_on_one_server() {
     }
     assert_eq!(value(&redis, &key).await, Some(winner));
 }
+
+#[test]
+fn sentinel_store_urls_are_checked_when_the_file_is_loaded() {
+    let parse = |store: &str| {
+        let yaml = format!(
+            "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\npools:\n  app:\n    sticky:\n      mode: learn\n      learn:\n        store: \"{store}\"\n    servers:\n      - {{ name: a, address: 127.0.0.1:9 }}\n"
+        );
+        limpet::config::parse(&yaml, Path::new("lb.yaml"))
+    };
+    for ok in [
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+        "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381/mymaster",
+        "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/3",
+        "rediss+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster",
+    ] {
+        if let Err(e) = parse(ok) {
+            panic!("{ok}: {e}");
+        }
+    }
+    // Without a master name there is nothing to ask the Sentinels for.
+    for bad in [
+        "redis+sentinel://127.0.0.1:26379",
+        "redis+sentinel://127.0.0.1:26379/",
+        "redis+sentinel://127.0.0.1:notaport/mymaster",
+    ] {
+        let e = parse(bad).expect_err(bad).to_string();
+        assert!(e.contains("lb.yaml:"), "{bad}: {e}");
+    }
+}
