@@ -36,6 +36,7 @@ mod sticky_ip_hash;
 mod sticky_jvm_route;
 mod sticky_learn;
 mod store;
+mod store_ha;
 mod structure;
 mod tls;
 mod tomcat;

@@ -16,15 +16,15 @@ use crate::harness::{self, Proc, eventually, nodes, servers_yaml};
 
 /// A `redis-server` of the test's own, on a free loopback port, without
 /// persistence.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
+pub(super) struct Redis {
+    pub(super) child: Option<Child>,
+    pub(super) port: u16,
 }
 
 impl Redis {
     /// Starts one, or `None` when redis-server is not installed (and CI
     /// does not require it).
-    async fn start() -> Option<Redis> {
+    pub(super) async fn start() -> Option<Redis> {
         let port = harness::closed_port().port();
         let mut r = Redis { child: None, port };
         if !r.spawn() {
@@ -55,7 +55,7 @@ impl Redis {
         }
     }
 
-    async fn wait_ready(&self) {
+    pub(super) async fn wait_ready(&self) {
         let port = self.port;
         assert!(
             eventually(Duration::from_secs(10), || async move { ping(port).await }).await,
@@ -63,12 +63,12 @@ impl Redis {
         );
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     /// Killed: every connection to it drops, and it forgets everything.
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -82,7 +82,7 @@ impl Redis {
         self.wait_ready().await;
     }
 
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+    pub(super) async fn conn(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -106,7 +106,7 @@ impl Redis {
     }
 
     /// The session keys of pool `app`.
-    async fn sessions(&self) -> Vec<String> {
+    pub(super) async fn sessions(&self) -> Vec<String> {
         let mut c = self.conn().await;
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg("limpet:app:*")
@@ -139,14 +139,14 @@ async fn ping(port: u16) -> bool {
 }
 
 /// One limpet process with an admin endpoint.
-struct Instance {
-    proc: Proc,
-    admin: SocketAddr,
+pub(super) struct Instance {
+    pub(super) proc: Proc,
+    pub(super) admin: SocketAddr,
 }
 
 impl Instance {
     /// `pool` is the pool block's extra lines (sticky and so on).
-    async fn start(name: &str, nodes: &[DemoNode], pool: &str) -> Instance {
+    pub(super) async fn start(name: &str, nodes: &[DemoNode], pool: &str) -> Instance {
         Instance::start_in(name, &harness::temp_dir(name), nodes, pool).await
     }
 
@@ -168,9 +168,21 @@ impl Instance {
         pool: &str,
         env: &str,
     ) -> Instance {
+        Instance::start_top(name, dir, nodes, pool, "", env).await
+    }
+
+    /// With `top` added as top-level lines (`timeouts:` and so on).
+    pub(super) async fn start_top(
+        name: &str,
+        dir: &std::path::Path,
+        nodes: &[DemoNode],
+        pool: &str,
+        top: &str,
+        env: &str,
+    ) -> Instance {
         let admin = harness::closed_port();
         let yaml = format!(
-            "listeners:\n  - name: http\n    bind: \"{{BIND}}\"\n    pool: app\nadmin:\n  bind: \"{admin}\"\nlog:\n  level: info\nstate_dir: \"{{STATE}}\"\npools:\n  app:\n{pool}\n    servers:\n{}",
+            "listeners:\n  - name: http\n    bind: \"{{BIND}}\"\n    pool: app\nadmin:\n  bind: \"{admin}\"\nlog:\n  level: info\n{top}state_dir: \"{{STATE}}\"\npools:\n  app:\n{pool}\n    servers:\n{}",
             servers_yaml(nodes)
         );
         let yaml = yaml.replace("{STATE}", &dir.display().to_string());
@@ -180,7 +192,7 @@ impl Instance {
 
     /// Two instances `<name>-a` and `<name>-b` with the same pool, both
     /// connected to their store.
-    async fn pair(name: &str, nodes: &[DemoNode], pool: &str) -> (Instance, Instance) {
+    pub(super) async fn pair(name: &str, nodes: &[DemoNode], pool: &str) -> (Instance, Instance) {
         let a = Instance::start(&format!("{name}-a"), nodes, pool).await;
         let b = Instance::start(&format!("{name}-b"), nodes, pool).await;
         a.wait_store(true).await;
@@ -188,19 +200,19 @@ impl Instance {
         (a, b)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proc.addr)
     }
 
-    async fn metrics(&self) -> String {
+    pub(super) async fn metrics(&self) -> String {
         harness::get_text(&format!("http://{}/metrics", self.admin)).await
     }
 
-    async fn store_up(&self) -> bool {
+    pub(super) async fn store_up(&self) -> bool {
         harness::metric(&self.metrics().await, "limpet_store_up", "pool=\"app\"") == 1.0
     }
 
-    async fn wait_store(&self, up: bool) {
+    pub(super) async fn wait_store(&self, up: bool) {
         assert!(
             eventually(Duration::from_secs(15), || async {
                 self.store_up().await == up
@@ -215,11 +227,11 @@ impl Instance {
 /// A learn pool sharing through `redis`. The lookup budget is generous
 /// (1 s) so that a loaded CI machine does not turn a slow lookup into a
 /// different node; the test of the budget itself sets its own.
-fn learn_pool(redis: &Redis, extra: &str) -> String {
+pub(super) fn learn_pool(redis: &Redis, extra: &str) -> String {
     learn_pool_with_timeout(redis, "1s", extra)
 }
 
-fn learn_pool_with_timeout(redis: &Redis, store_timeout: &str, extra: &str) -> String {
+pub(super) fn learn_pool_with_timeout(redis: &Redis, store_timeout: &str, extra: &str) -> String {
     format!(
         "    sticky:\n      mode: learn\n      learn:\n        store: \"{}\"\n        store_timeout: {store_timeout}\n{extra}",
         redis.url()
@@ -227,7 +239,7 @@ fn learn_pool_with_timeout(redis: &Redis, store_timeout: &str, extra: &str) -> S
 }
 
 /// GET through `url` with `browser`: (status, server).
-async fn visit(browser: &reqwest::Client, url: &str) -> (u16, String) {
+pub(super) async fn visit(browser: &reqwest::Client, url: &str) -> (u16, String) {
     let (status, v) = harness::get_json(browser, url).await;
     (status, harness::server_of(&v))
 }
@@ -290,7 +302,7 @@ async fn a_session_learned_through_one_instance_is_routed_to_its_node_through_th
 }
 
 /// Holds Redis's write commands (and announcements) for `ms`; reads go on.
-async fn pause_writes(redis: &Redis, ms: u64) {
+pub(super) async fn pause_writes(redis: &Redis, ms: u64) {
     let mut c = redis.conn().await;
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
