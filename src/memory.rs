@@ -24,6 +24,9 @@ pub struct PoolMemory {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerMemory {
     pub name: String,
+    /// A server added through the admin API: the body it was added with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
     #[serde(flatten)]
     pub vitals: Vitals,
 }
@@ -41,6 +44,10 @@ impl Snapshot {
                     .iter()
                     .map(|s| ServerMemory {
                         name: s.name.to_string(),
+                        api: match &s.source {
+                            crate::config::Source::Api(body) => Some(body.to_string()),
+                            _ => None,
+                        },
                         vitals: s.live.vitals(),
                     })
                     .collect(),

@@ -41,6 +41,8 @@ pub struct StoreView {
 pub struct ServerView {
     pub name: String,
     pub address: String,
+    /// Where it comes from: `file`, `dns` (`discover`) or `api`.
+    pub source: &'static str,
     pub route: String,
     pub weight: u32,
     /// Takes requests only while no other server of the pool can.
@@ -89,6 +91,7 @@ pub fn server(pool: &Pool, i: usize) -> ServerView {
     ServerView {
         name: s.name.to_string(),
         address: s.address.to_string(),
+        source: s.source.as_str(),
         route: s.route.to_string(),
         weight: s.weight,
         backup: s.backup,
@@ -157,6 +160,34 @@ pub fn set_state(
         "server state changed through the admin API"
     );
     json(StatusCode::OK, &server(pool, i))
+}
+
+/// Why a server could not be added or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerChange {
+    #[error("no pool {0:?}")]
+    NoPool(String),
+    #[error("no server {server:?} in pool {pool:?}")]
+    NoServer { pool: String, server: String },
+    /// The name or the route is taken.
+    #[error("{0}")]
+    Taken(String),
+    /// Only the API's own servers can be removed through it.
+    #[error("{0}")]
+    NotOurs(String),
+    /// A bad body.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServerChange {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServerChange::NoPool(_) | ServerChange::NoServer { .. } => StatusCode::NOT_FOUND,
+            ServerChange::Taken(_) | ServerChange::NotOurs(_) => StatusCode::CONFLICT,
+            ServerChange::Invalid(_) => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 /// Unix milliseconds as `2026-11-30T03:51:22.123Z`.

@@ -179,6 +179,27 @@ impl Collector for Limpet {
             &up,
         )?;
 
+        // How many servers each pool has from each source (file, dns, api);
+        // every source of every pool, zeros included, so a rule can watch
+        // one.
+        let mut counts = Vec::new();
+        for p in &snap.pools {
+            for source in ["file", "dns", "api"] {
+                let n = p
+                    .servers
+                    .iter()
+                    .filter(|s| s.source.as_str() == source)
+                    .count();
+                counts.push((vec![("pool", &*p.name), ("source", source)], n as f64));
+            }
+        }
+        gauge(
+            &mut enc,
+            "limpet_servers",
+            "Servers of the pool by where they come from: file, dns (discover) or api (added at run time).",
+            &counts,
+        )?;
+
         let mut states = Vec::new();
         for (p, s) in &servers {
             let now = s.live.state();

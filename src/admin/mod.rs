@@ -6,6 +6,8 @@
 //! GET  /status                                    HTML page: pools, servers, health, traffic, failovers
 //! GET  /api/pools                                 the same as JSON
 //! PUT  /api/pools/{pool}/servers/{server}/state   {"state":"drain"|"active"|"disabled"}
+//! POST /api/pools/{pool}/servers                  {"name","address", optional "route","weight","state","backup","tls"}: 201
+//! DELETE /api/pools/{pool}/servers/{server}       a server added through the API: 204
 //! POST /api/reload                                same as SIGHUP
 //! ```
 //!
@@ -13,10 +15,11 @@
 //! fields, none in HTTP/1.1: 400); two `Authorization` fields are 400. A
 //! `Host` the endpoint does not answer to, or a `PUT` or `POST` from
 //! another site, gets 403 (`guard.rs`: DNS rebinding and cross-site
-//! requests from the operator's browser). With `admin.token_file`, `PUT`
-//! and `POST` need `Authorization: Bearer <token>` (the scheme in any case;
+//! requests from the operator's browser). With `admin.token_file`, `PUT`,
+//! `POST` and `DELETE` need `Authorization: Bearer <token>` (the scheme in any case;
 //! compared in constant time), else 401. Unknown pool or server: 404; a bad
-//! body: 400 with a message; a wrong method: 405 with `Allow`. Every state
+//! body: 400 with a message; a name or route taken, or removing a server
+//! the file or DNS defines: 409; a wrong method: 405 with `Allow`. Every state
 //! change is logged with the peer that made it. At most 64 connections are
 //! open, 16 per address (`conns.rs`); past the cap, the next one waits
 //! while the idlest is closed.
@@ -27,6 +30,7 @@ mod guard;
 mod history;
 mod html;
 mod metrics;
+mod route;
 mod status;
 
 use std::convert::Infallible;
@@ -46,6 +50,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::runtime::Shared;
+pub use api::ServerChange;
+use route::Route;
 
 type Body = Full<Bytes>;
 
@@ -53,9 +59,21 @@ type Body = Full<Bytes>;
 pub type ReloadFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
-/// The running instance, as the admin API reloads it.
+/// What adding or removing a server at run time comes to.
+pub type ChangeFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ServerChange>> + Send>>;
+
+/// The running instance, as the admin API reloads it and adds and
+/// removes servers.
 pub trait Reload: Send + Sync {
     fn reload(self: Arc<Self>) -> ReloadFuture;
+    fn add_server(self: Arc<Self>, pool: String, body: String, peer: SocketAddr) -> ChangeFuture;
+    fn remove_server(
+        self: Arc<Self>,
+        pool: String,
+        server: String,
+        peer: SocketAddr,
+    ) -> ChangeFuture;
 }
 
 /// The admin endpoint: its listening socket and what its requests act on.
@@ -176,50 +194,6 @@ async fn accept(s: Endpoint) {
     let _ = tokio::time::timeout(Duration::from_secs(5), open.wait()).await;
 }
 
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
-    Metrics,
-    Status,
-    Pools,
-    State { pool: &'a str, server: &'a str },
-    Reload,
-}
-
-impl Route<'_> {
-    fn parse(path: &str) -> Option<Route<'_>> {
-        match path {
-            "/metrics" => return Some(Route::Metrics),
-            "/status" | "/" => return Some(Route::Status),
-            "/api/pools" => return Some(Route::Pools),
-            "/api/reload" => return Some(Route::Reload),
-            _ => {}
-        }
-        let rest = path.strip_prefix("/api/pools/")?;
-        let mut parts = rest.split('/');
-        match (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) {
-            (Some(pool), Some("servers"), Some(server), Some("state"), None) => {
-                Some(Route::State { pool, server })
-            }
-            _ => None,
-        }
-    }
-
-    fn allowed(&self) -> Method {
-        match self {
-            Route::Metrics | Route::Status | Route::Pools => Method::GET,
-            Route::State { .. } => Method::PUT,
-            Route::Reload => Method::POST,
-        }
-    }
-}
-
 async fn handle(
     ctx: Arc<Ctx>,
     peer: SocketAddr,
@@ -300,6 +274,48 @@ async fn handle(
             };
             api::set_state(&snap, pool, server, &body, peer)
         }
+        Route::Servers { pool } => {
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(res) => return Ok(res),
+            };
+            let Ok(body) = String::from_utf8(body.to_vec()) else {
+                return Ok(text(
+                    StatusCode::BAD_REQUEST,
+                    "the body must be UTF-8 JSON\n",
+                ));
+            };
+            let name = server_name(&body);
+            match Arc::clone(&ctx.reload)
+                .add_server(pool.to_owned(), body, peer)
+                .await
+            {
+                Ok(()) => {
+                    let snap = ctx.shared.snapshot.load_full();
+                    let added = snap
+                        .pool(pool)
+                        .and_then(|p| Some((p, p.servers.by_name(&name?)?)));
+                    match added {
+                        Some((p, i)) => json(StatusCode::CREATED, &api::server(p, i)),
+                        None => text(StatusCode::CREATED, "added\n"),
+                    }
+                }
+                Err(e) => text(e.status(), &format!("{e}\n")),
+            }
+        }
+        Route::Server { pool, server } => {
+            match Arc::clone(&ctx.reload)
+                .remove_server(pool.to_owned(), server.to_owned(), peer)
+                .await
+            {
+                Ok(()) => {
+                    let mut res = Response::new(Full::new(Bytes::new()));
+                    *res.status_mut() = StatusCode::NO_CONTENT;
+                    res
+                }
+                Err(e) => text(e.status(), &format!("{e}\n")),
+            }
+        }
         Route::Reload => {
             tracing::info!(%peer, "reload requested through the admin API");
             match Arc::clone(&ctx.reload).reload().await {
@@ -311,6 +327,12 @@ async fn handle(
             }
         }
     })
+}
+
+/// The `name` of a server's JSON body (once it was accepted).
+fn server_name(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(v.get("name")?.as_str()?.to_owned())
 }
 
 /// The refusal's status, and one log line saying why and to whom (a
@@ -382,25 +404,5 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
             res
         }
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode JSON\n"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_are_parsed() {
-        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
-        assert_eq!(
-            Route::parse("/api/pools/app/servers/node1/state"),
-            Some(Route::State {
-                pool: "app",
-                server: "node1"
-            })
-        );
-        assert_eq!(Route::parse("/api/pools/app/servers/node1/state/x"), None);
-        assert_eq!(Route::parse("/api/pools/app/servers/node1"), None);
-        assert_eq!(Route::parse("/nope"), None);
     }
 }

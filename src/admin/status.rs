@@ -107,7 +107,7 @@ pub fn page(snap: &Snapshot, history: &History) -> String {
             let _ = write!(
                 h,
                 "<tr class=\"server\" data-server=\"{name}\" data-up=\"{up}\" data-state=\"{state}\">\
-                 <td>{name}{backup}</td><td>{addr}</td><td><span class=\"{updown}\">{updown}</span></td>\
+                 <td>{name}{backup}{source}</td><td>{addr}</td><td><span class=\"{updown}\">{updown}</span></td>\
                  <td class=\"state-{state}\">{state}{state_note}</td><td class=\"num\">{weight}</td>\
                  <td class=\"num\">{share:.1}%</td><td class=\"num\">{requests}</td>\
                  <td class=\"num\">{active}</td><td>{check}</td></tr>",
@@ -116,6 +116,10 @@ pub fn page(snap: &Snapshot, history: &History) -> String {
                     " <span class=\"muted backup\">(backup)</span>"
                 } else {
                     ""
+                },
+                source = match s.source.as_str() {
+                    "file" => String::new(),
+                    other => format!(" <span class=\"muted source\">({other})</span>"),
                 },
                 addr = escape(&s.address.to_string()),
                 updown = if up { "up" } else { "down" },

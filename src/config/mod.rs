@@ -48,6 +48,12 @@ pub fn parse_with_env(
     validate::validate(file, path, http1_env)
 }
 
+/// A server added through the admin API, from its JSON body: the same
+/// rules as a server in the file.
+pub fn api_server(body: &str) -> Result<ServerConfig, ConfigError> {
+    validate::api::server(body)
+}
+
 /// The environment variable that picks [`Http1`] when the file has no
 /// `http1:` key: CI runs the tests on both engines, and an operator can
 /// fall back without editing the file.
@@ -321,6 +327,28 @@ pub struct ServerConfig {
     /// Takes requests only while no other server of the pool can
     /// (HAProxy's `backup`, nginx's `backup`).
     pub backup: bool,
+    /// Where the server comes from.
+    pub source: Source,
+}
+
+/// Where a server comes from: `lb.yaml`, DNS (`discover`), or the admin
+/// API (`POST /api/pools/{pool}/servers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Dns,
+    /// The JSON body it was added with: what an upgrade hands over.
+    Api(Arc<str>),
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Dns => "dns",
+            Source::Api(_) => "api",
+        }
+    }
 }
 
 /// How limpet speaks TLS to a server.

@@ -38,6 +38,7 @@ use crate::worker::{self, Workers};
 use crate::{admin, health, listener, logging};
 
 mod learned;
+mod servers;
 pub use learned::{PERSIST_EVERY, persist_learned};
 use learned::{persist_periodically, restore_learned};
 
@@ -101,6 +102,8 @@ struct State {
     permits_total: usize,
     next_id: u64,
     workers: Option<Workers>,
+    /// Servers added through the admin API, by pool.
+    api: servers::ApiServers,
 }
 
 /// The running instance.
@@ -142,6 +145,7 @@ impl Control {
                 permits_total: 0,
                 next_id: 1,
                 workers: Some(workers),
+                api: servers::ApiServers::new(),
             }),
             stop: CancellationToken::new().drop_guard(),
             persist: std::sync::Mutex::new(None),
@@ -288,10 +292,15 @@ impl Control {
             _ => None,
         };
 
-        // The new world, with the live state of the old one.
+        // The new world, with the live state of the old one, and the
+        // servers added at run time.
+        if first {
+            st.api = servers::from_memory(memory);
+        }
+        servers::reconcile(&mut st.api, &config);
         let previous = self.shared.snapshot.load_full();
         let snapshot = Arc::new(Snapshot::build(
-            &config,
+            &servers::effective(&config, &st.api),
             (!first).then_some(&*previous),
             &by_name,
             admin_addr,
@@ -507,5 +516,23 @@ fn certificates_changed(previous: &Config, next: &Config) -> bool {
 impl admin::Reload for Control {
     fn reload(self: Arc<Self>) -> admin::ReloadFuture {
         Box::pin(async move { self.reload_file().await.map_err(|e| e.to_string()) })
+    }
+
+    fn add_server(
+        self: Arc<Self>,
+        pool: String,
+        body: String,
+        peer: SocketAddr,
+    ) -> admin::ChangeFuture {
+        Box::pin(async move { Control::add_server(&self, &pool, &body, peer).await })
+    }
+
+    fn remove_server(
+        self: Arc<Self>,
+        pool: String,
+        server: String,
+        peer: SocketAddr,
+    ) -> admin::ChangeFuture {
+        Box::pin(async move { Control::remove_server(&self, &pool, &server, peer).await })
     }
 }

@@ -64,6 +64,15 @@ impl Pool {
                         live.apply_file_state(sc.state);
                         Arc::clone(live)
                     }
+                    // Appeared at run time where checks run: down until
+                    // they pass. At start, and from the file, up at once
+                    // (as HAProxy and nginx start their servers).
+                    None if previous.is_some()
+                        && config.health_check.is_some()
+                        && sc.source != crate::config::Source::File =>
+                    {
+                        Arc::new(Live::pending(sc.state))
+                    }
                     None => Arc::new(Live::new(sc.state)),
                 };
                 if config.health_check.is_none() && !live.is_healthy() {

@@ -74,11 +74,22 @@ fn state_of(v: u8) -> ServerState {
 
 impl Live {
     pub fn new(state: ServerState) -> Live {
+        Live::with_health(state, true)
+    }
+
+    /// A server that appeared at run time (DNS, the admin API) in a pool
+    /// with active checks: down until they pass, so it takes no session
+    /// before it has shown it can.
+    pub fn pending(state: ServerState) -> Live {
+        Live::with_health(state, false)
+    }
+
+    fn with_health(state: ServerState, healthy: bool) -> Live {
         Live {
             active: Default::default(),
             state: AtomicU8::new(state as u8),
             file_state: AtomicU8::new(state as u8),
-            healthy: AtomicBool::new(true),
+            healthy: AtomicBool::new(healthy),
             checked: AtomicBool::new(false),
             fails: AtomicU32::new(0),
             window_start: AtomicU64::new(0),
@@ -279,6 +290,8 @@ pub struct Server {
     /// Where each worker keeps its idle connections to this address
     /// (stable for the process; see `runtime::Shared::slot`).
     pub slot: usize,
+    /// Where it comes from: the file, DNS or the admin API.
+    pub source: crate::config::Source,
 }
 
 impl Server {
@@ -292,6 +305,7 @@ impl Server {
             backup: config.backup,
             live,
             slot,
+            source: config.source.clone(),
         }
     }
 

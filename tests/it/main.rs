@@ -31,6 +31,7 @@ mod package;
 mod proxy_protocol;
 mod reload;
 mod resources;
+mod servers_api;
 mod sticky_cookie;
 mod sticky_ip_hash;
 mod sticky_jvm_route;

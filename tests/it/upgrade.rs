@@ -326,6 +326,68 @@ async fn learned_sessions_a_drain_and_a_server_found_down_survive_an_upgrade() {
 }
 
 #[tokio::test]
+async fn a_server_added_through_the_api_survives_an_upgrade() {
+    let n = nodes(3).await;
+    let (_installed, exe) = installed("upgrade-api-server");
+    let yaml = learn_yaml(
+        &n[..2],
+        "    sticky:\n      mode: learn\n      learn:\n        persist: false\n",
+    );
+    let mut p = Proc::start_exe("upgrade-api-server", &yaml, &exe, &[]).await;
+    let admin = admin_of(&p);
+    let c = client();
+    let res = c
+        .post(format!("http://{admin}/api/pools/app/servers"))
+        .body(format!(
+            r#"{{"name":"node3","address":"{}","weight":2}}"#,
+            n[2].addr()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // A session learned on node3 through the old process.
+    let mut on_node3 = None;
+    for _ in 0..30 {
+        let res = c
+            .get(format!("http://{}/login", p.addr))
+            .send()
+            .await
+            .unwrap();
+        let cookie = set_cookies(&res)
+            .into_iter()
+            .find(|s| s.starts_with("JSESSIONID="))
+            .unwrap();
+        let v: serde_json::Value = res.json().await.unwrap();
+        if server_of(&v) == "node3" {
+            on_node3 = Some(cookie.split(';').next().unwrap().to_owned());
+            break;
+        }
+    }
+    let cookie = on_node3.expect("no session reached node3");
+
+    let _new = upgrade(&mut p).await;
+    let (_, pools) = get_json(&c, &format!("http://{admin}/api/pools")).await;
+    let node3 = pools["pools"][0]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "node3")
+        .cloned();
+    let node3 = node3.unwrap_or_else(|| panic!("node3 is gone after the upgrade: {pools}"));
+    assert_eq!(node3["source"], "api");
+    assert_eq!(node3["weight"], 2);
+    assert_eq!(server_with_cookie(&c, &p.url("/"), &cookie).await, "node3");
+    // Still the API's to remove.
+    let res = c
+        .delete(format!("http://{admin}/api/pools/app/servers/node3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
+
+#[tokio::test]
 async fn a_jvm_route_failover_binding_survives_an_upgrade() {
     let n = nodes(3).await;
     let (_installed, exe) = installed("upgrade-jvm");

@@ -6,6 +6,7 @@
 //! section with more to it has its own file.
 
 mod admin;
+pub mod api;
 mod checker;
 mod listeners;
 mod pool;

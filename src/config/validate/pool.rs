@@ -7,13 +7,58 @@ use std::time::Duration;
 use super::super::file;
 use super::super::{
     Balance, CheckKind, ConfigError, HealthCheckConfig, PassiveConfig, PoolConfig, ServerConfig,
-    ServerState,
+    ServerState, Source,
 };
 use super::checker::{Checker, DAY, HOUR, MS, Span};
 
 /// Highest accepted server weight (HAProxy's limit); keeps the smooth
 /// round-robin schedule small.
 pub const MAX_WEIGHT: u64 = 256;
+
+/// One server (`skey` names it in errors).
+pub fn server(
+    c: &Checker<'_>,
+    skey: &str,
+    s: &file::ServerFile,
+    roots: &mut super::tls::Roots,
+    source: Source,
+) -> Result<ServerConfig, ConfigError> {
+    let name = c.name(&s.name, &format!("{skey}.name"))?;
+    let address = c.address(&s.address, &format!("{skey}.address"))?;
+    let weight = c.number(
+        &s.weight,
+        &format!("{skey}.weight"),
+        1,
+        1,
+        MAX_WEIGHT,
+        " (use `state: drain` or `disabled` to take a server out)",
+    )? as u32;
+    let route = c.token(&s.route, &format!("{skey}.route"), &name)?;
+    let state = c.choice(
+        &s.state,
+        &format!("{skey}.state"),
+        &[
+            ("active", ServerState::Active),
+            ("drain", ServerState::Drain),
+            ("disabled", ServerState::Disabled),
+        ],
+        ServerState::Active,
+    )?;
+    let tls = match &s.tls {
+        Some(t) => super::tls::server(c, t, address, &format!("{skey}.tls"), roots)?,
+        None => None,
+    };
+    Ok(ServerConfig {
+        name,
+        address,
+        weight,
+        route,
+        state,
+        tls,
+        backup: file::flag(s.backup, false),
+        source,
+    })
+}
 
 pub fn validate(
     c: &Checker<'_>,
@@ -45,51 +90,26 @@ pub fn validate(
     let mut routes = HashSet::new();
     for (i, s) in p.servers.value.iter().enumerate() {
         let skey = format!("{key}.servers[{i}]");
-        let sname = c.name(&s.name, &format!("{skey}.name"))?;
-        if servers.iter().any(|o| o.name == sname) {
+        let server = server(c, &skey, s, roots, Source::File)?;
+        if servers.iter().any(|o| o.name == server.name) {
             return Err(c.err(
                 &s.name,
                 &skey,
-                format!("server {sname:?} appears twice in pool {name:?}."),
+                format!("server {:?} appears twice in pool {name:?}.", server.name),
             ));
         }
-        let address = c.address(&s.address, &format!("{skey}.address"))?;
-        let weight = c.number(
-            &s.weight,
-            &format!("{skey}.weight"),
-            1,
-            1,
-            MAX_WEIGHT,
-            " (use `state: drain` or `disabled` to take a server out)",
-        )? as u32;
-        let route = c.token(&s.route, &format!("{skey}.route"), &sname)?;
-        if !routes.insert(route.clone()) {
+        if !routes.insert(server.route.clone()) {
             let at = s.route.as_ref().unwrap_or(&s.name);
-            return Err(c.err(at, &skey, format!("route {route:?} is used by two servers of pool {name:?}; routes must be unique.")));
+            return Err(c.err(
+                at,
+                &skey,
+                format!(
+                    "route {:?} is used by two servers of pool {name:?}; routes must be unique.",
+                    server.route
+                ),
+            ));
         }
-        let state = c.choice(
-            &s.state,
-            &format!("{skey}.state"),
-            &[
-                ("active", ServerState::Active),
-                ("drain", ServerState::Drain),
-                ("disabled", ServerState::Disabled),
-            ],
-            ServerState::Active,
-        )?;
-        let tls = match &s.tls {
-            Some(t) => super::tls::server(c, t, address, &format!("{skey}.tls"), roots)?,
-            None => None,
-        };
-        servers.push(ServerConfig {
-            name: sname,
-            address,
-            weight,
-            route,
-            state,
-            tls,
-            backup: file::flag(s.backup, false),
-        });
+        servers.push(server);
     }
     let sticky = super::sticky::validate(c, key, p.sticky.as_ref(), warnings)?;
     let health_check = match &p.health_check {

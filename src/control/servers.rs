@@ -1,0 +1,178 @@
+//! Servers that come and go at run time. Those added through the admin API
+//! (`POST /api/pools/{pool}/servers`) are kept here, beside the file's
+//! configuration: a snapshot is built from both, so they survive reloads
+//! (unless the file comes to define one of the same name: the file wins)
+//! and upgrades (handed over with the rest of the running state).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{Control, State};
+use crate::admin::ServerChange;
+use crate::config::{self, Config, ServerConfig, Source};
+use crate::memory::PoolMemory;
+use crate::runtime::{Bound, Snapshot};
+
+/// The API's servers, by pool name.
+pub type ApiServers = BTreeMap<String, Vec<ServerConfig>>;
+
+/// `config` with the API's servers added to their pools.
+pub fn effective<'a>(config: &'a Config, api: &ApiServers) -> Cow<'a, Config> {
+    if api.values().all(Vec::is_empty) {
+        return Cow::Borrowed(config);
+    }
+    let mut all = config.clone();
+    for pool in &mut all.pools {
+        if let Some(extra) = api.get(&pool.name) {
+            pool.servers.extend(extra.iter().cloned());
+        }
+    }
+    Cow::Owned(all)
+}
+
+/// After a reload: an API server whose name the file now defines gives
+/// way to the file's; one whose pool is gone goes too.
+pub(super) fn reconcile(api: &mut ApiServers, config: &Config) {
+    api.retain(|pool, servers| {
+        let Some(pc) = config.pools.iter().find(|p| p.name == *pool) else {
+            for s in servers.iter() {
+                tracing::warn!(pool, server = %s.name, "the pool is gone from the configuration: the server added through the API goes with it");
+            }
+            return false;
+        };
+        servers.retain(|s| {
+            let clash = pc.servers.iter().find(|f| f.name == s.name || f.route == s.route);
+            if let Some(f) = clash {
+                tracing::info!(pool, server = %s.name, file = %f.name, "the file now defines this server (or its route): the file's wins over the one added through the API");
+            }
+            clash.is_none()
+        });
+        !servers.is_empty()
+    });
+}
+
+/// The API's servers a previous process handed over (an upgrade).
+pub(super) fn from_memory(memory: &[PoolMemory]) -> ApiServers {
+    let mut api = ApiServers::new();
+    for pm in memory {
+        for sm in &pm.servers {
+            let Some(body) = &sm.api else {
+                continue;
+            };
+            match config::api_server(body) {
+                Ok(s) => api.entry(pm.name.clone()).or_default().push(s),
+                Err(e) => {
+                    tracing::warn!(pool = %pm.name, server = %sm.name, error = %e, "a server the previous process had from the API is not valid here: left out");
+                }
+            }
+        }
+    }
+    api
+}
+
+impl Control {
+    /// Adds the server `body` describes to `pool`; it takes requests (new
+    /// sessions included) once up: at once without active checks, else
+    /// after its first passing check.
+    pub async fn add_server(
+        &self,
+        pool: &str,
+        body: &str,
+        peer: SocketAddr,
+    ) -> Result<(), ServerChange> {
+        let server = config::api_server(body).map_err(|e| ServerChange::Invalid(e.to_string()))?;
+        let mut st = self.state.lock().await;
+        let snap = self.shared.snapshot.load_full();
+        let Some(running) = snap.pool(pool) else {
+            return Err(ServerChange::NoPool(pool.to_owned()));
+        };
+        if let Some(other) = running
+            .servers
+            .iter()
+            .find(|s| *s.name == *server.name || *s.route == *server.route)
+        {
+            return Err(ServerChange::Taken(if *other.name == *server.name {
+                format!(
+                    "pool {pool:?} has a server {:?} already ({})",
+                    server.name,
+                    other.source.as_str()
+                )
+            } else {
+                format!(
+                    "server {:?} of pool {pool:?} has the route {:?} already",
+                    other.name, server.route
+                )
+            }));
+        }
+        tracing::info!(pool, server = %server.name, address = %server.address, by = %peer, "server added through the admin API");
+        st.api.entry(pool.to_owned()).or_default().push(server);
+        self.rebuild(&mut st);
+        Ok(())
+    }
+
+    /// Removes a server the API added: its sessions move as a dead
+    /// server's do, each to its deterministic replacement.
+    pub async fn remove_server(
+        &self,
+        pool: &str,
+        server: &str,
+        peer: SocketAddr,
+    ) -> Result<(), ServerChange> {
+        let mut st = self.state.lock().await;
+        let snap = self.shared.snapshot.load_full();
+        let Some(running) = snap.pool(pool) else {
+            return Err(ServerChange::NoPool(pool.to_owned()));
+        };
+        let no_server = || ServerChange::NoServer {
+            pool: pool.to_owned(),
+            server: server.to_owned(),
+        };
+        let i = running.servers.by_name(server).ok_or_else(no_server)?;
+        match running.servers[i].source {
+            Source::Api(_) => {}
+            Source::File => {
+                return Err(ServerChange::NotOurs(format!(
+                    "server {server:?} is defined in the configuration file: remove it there and reload"
+                )));
+            }
+            Source::Dns => {
+                return Err(ServerChange::NotOurs(format!(
+                    "server {server:?} was found through DNS: it leaves when DNS stops naming it"
+                )));
+            }
+        }
+        let list = st.api.get_mut(pool).ok_or_else(no_server)?;
+        list.retain(|s| s.name != server);
+        if list.is_empty() {
+            st.api.remove(pool);
+        }
+        tracing::info!(pool, server, by = %peer, "server removed through the admin API: its sessions move to their replacements");
+        self.rebuild(&mut st);
+        Ok(())
+    }
+
+    /// Publishes a snapshot of the file's configuration and the run-time
+    /// servers, keeping everything else as it runs.
+    pub(super) fn rebuild(&self, st: &mut State) {
+        let Some(config) = &st.config else {
+            return;
+        };
+        let bound: Bound = st
+            .listeners
+            .iter()
+            .map(|a| (a.name.clone(), (a.id, a.addr)))
+            .collect();
+        let previous = self.shared.snapshot.load_full();
+        let snapshot = Arc::new(Snapshot::build(
+            &effective(config, &st.api),
+            Some(&previous),
+            &bound,
+            st.admin.as_ref().map(|a| a.addr),
+            &self.shared.slots,
+        ));
+        self.shared.publish(Arc::clone(&snapshot));
+        st.checks.sync(&snapshot);
+    }
+}
