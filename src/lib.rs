@@ -42,6 +42,7 @@ pub mod config;
 pub mod connect;
 pub mod control;
 pub mod decision;
+pub mod discovery;
 pub mod fields;
 pub mod h1;
 pub mod health;

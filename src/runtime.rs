@@ -28,6 +28,8 @@ pub struct Shared {
     pub generation: AtomicU64,
     pub global: Global,
     pub slots: Slots,
+    /// `limpet_dns_resolutions_total`.
+    pub dns: Arc<crate::discovery::Counters>,
 }
 
 impl Shared {
@@ -37,6 +39,7 @@ impl Shared {
             generation: AtomicU64::new(0),
             global: Global::default(),
             slots: Slots::default(),
+            dns: Arc::default(),
         }
     }
 

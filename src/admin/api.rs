@@ -43,6 +43,13 @@ pub struct ServerView {
     pub address: String,
     /// Where it comes from: `file`, `dns` (`discover`) or `api`.
     pub source: &'static str,
+    /// The host name `address` was resolved from (`null` for an IP address).
+    pub host: Option<String>,
+    /// The host name resolved (always, for an IP address).
+    pub resolved: bool,
+    /// The host name's other addresses, not used (with several A records
+    /// the first, sorted, is `address`).
+    pub other_addresses: Vec<String>,
     pub route: String,
     pub weight: u32,
     /// Takes requests only while no other server of the pool can.
@@ -90,14 +97,21 @@ pub fn server(pool: &Pool, i: usize) -> ServerView {
     let s = &pool.servers[i];
     ServerView {
         name: s.name.to_string(),
-        address: s.address.to_string(),
+        address: if s.resolved {
+            s.address.to_string()
+        } else {
+            String::new()
+        },
         source: s.source.as_str(),
+        host: s.host.as_deref().map(str::to_owned),
+        resolved: s.resolved,
+        other_addresses: s.others.iter().map(ToString::to_string).collect(),
         route: s.route.to_string(),
         weight: s.weight,
         backup: s.backup,
         state: s.live.state().as_str(),
         configured_state: s.live.file_state().as_str(),
-        up: s.live.is_up(),
+        up: s.resolved && s.live.is_up(),
         last_check: s.live.last_check().map(|(at, ok)| CheckView {
             ok,
             at: rfc3339(at),

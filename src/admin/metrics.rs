@@ -13,6 +13,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+mod sources;
+
 use crate::config::ServerState;
 use crate::metrics::{Histogram, OUTCOMES, RequestStats, process};
 use crate::runtime::Shared;
@@ -168,7 +170,7 @@ impl Collector for Limpet {
             .map(|(p, s)| {
                 (
                     vec![("pool", *p), ("server", &*s.name)],
-                    f64::from(u8::from(s.live.is_up())),
+                    f64::from(u8::from(s.resolved && s.live.is_up())),
                 )
             })
             .collect();
@@ -179,26 +181,7 @@ impl Collector for Limpet {
             &up,
         )?;
 
-        // How many servers each pool has from each source (file, dns, api);
-        // every source of every pool, zeros included, so a rule can watch
-        // one.
-        let mut counts = Vec::new();
-        for p in &snap.pools {
-            for source in ["file", "dns", "api"] {
-                let n = p
-                    .servers
-                    .iter()
-                    .filter(|s| s.source.as_str() == source)
-                    .count();
-                counts.push((vec![("pool", &*p.name), ("source", source)], n as f64));
-            }
-        }
-        gauge(
-            &mut enc,
-            "limpet_servers",
-            "Servers of the pool by where they come from: file, dns (discover) or api (added at run time).",
-            &counts,
-        )?;
+        sources::servers(&mut enc, &snap)?;
 
         let mut states = Vec::new();
         for (p, s) in &servers {
@@ -351,6 +334,8 @@ impl Collector for Limpet {
             "The notAfter of each certificate a TLS listener serves, Unix seconds.",
             &expiry,
         )?;
+
+        sources::resolutions(&mut enc, &self.shared.dns)?;
 
         let g = &self.shared.global;
         counter(

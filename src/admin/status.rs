@@ -81,7 +81,7 @@ pub fn page(snap: &Snapshot, history: &History) -> String {
              <th>last health check</th></tr></thead><tbody>",
         );
         for s in pool.servers.iter() {
-            let up = s.live.is_up();
+            let up = s.resolved && s.live.is_up();
             let state = s.live.state();
             let share = if total == 0 {
                 0.0
@@ -121,7 +121,11 @@ pub fn page(snap: &Snapshot, history: &History) -> String {
                     "file" => String::new(),
                     other => format!(" <span class=\"muted source\">({other})</span>"),
                 },
-                addr = escape(&s.address.to_string()),
+                addr = escape(&match (&s.host, s.resolved) {
+                    (Some(host), true) => format!("{} ({host})", s.address),
+                    (Some(host), false) => format!("{host}:{} (not resolved)", s.address.port()),
+                    (None, _) => s.address.to_string(),
+                }),
                 updown = if up { "up" } else { "down" },
                 state = state_label(state),
                 weight = s.weight,

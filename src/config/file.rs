@@ -97,7 +97,28 @@ pub struct FileConfig {
     pub workers: Option<S<Workers>>,
     pub log: Option<LogFile>,
     pub http1: Option<S<String>>,
+    pub resolvers: Option<ResolversFile>,
     pub pools: S<IndexMap<S<String>, PoolFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolversFile {
+    pub nameservers: Option<Vec<S<String>>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverFile {
+    pub srv: Option<S<String>>,
+    pub a: Option<S<String>>,
+    pub port: Option<S<Num>>,
+    pub weight: Option<S<Num>>,
+    pub tls: Option<S<ServerTlsFile>>,
+    pub backup: Option<Flag>,
+    pub max_servers: Option<S<Num>>,
 }
 
 /// A key that is present, even with no value.
@@ -216,7 +237,8 @@ pub struct PoolFile {
     pub health_check: Option<HealthCheckFile>,
     pub passive: Option<PassiveFile>,
     pub slow_start: Option<S<String>>,
-    pub servers: S<Vec<ServerFile>>,
+    pub discover: Option<S<DiscoverFile>>,
+    pub servers: Option<S<Vec<ServerFile>>>,
 }
 
 #[derive(Debug, Deserialize)]

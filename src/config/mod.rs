@@ -4,6 +4,7 @@
 
 mod error;
 pub mod file;
+mod server;
 pub mod sni;
 mod store;
 pub mod tickets;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use error::ConfigError;
+pub use server::{Discover, DiscoverKind, Resolvers, ServerConfig, Source};
 pub use store::{SentinelTarget, StoreConfig, StoreTarget};
 
 /// Reads, parses and validates the configuration file at `path`.
@@ -79,6 +81,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The engine that serves HTTP/1 on the listeners.
     pub http1: Http1,
+    /// DNS for server host names and `discover`.
+    pub resolvers: Resolvers,
     pub pools: Vec<PoolConfig>,
 }
 
@@ -266,6 +270,8 @@ pub struct PoolConfig {
     pub health_check: Option<HealthCheckConfig>,
     pub passive: PassiveConfig,
     pub slow_start: Duration,
+    /// More servers from DNS.
+    pub discover: Option<Discover>,
     pub servers: Vec<ServerConfig>,
 }
 
@@ -311,42 +317,6 @@ impl Default for PassiveConfig {
         PassiveConfig {
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub name: String,
-    pub address: SocketAddr,
-    pub weight: u32,
-    pub route: String,
-    pub state: ServerState,
-    /// HTTPS to this server.
-    pub tls: Option<ServerTls>,
-    /// Takes requests only while no other server of the pool can
-    /// (HAProxy's `backup`, nginx's `backup`).
-    pub backup: bool,
-    /// Where the server comes from.
-    pub source: Source,
-}
-
-/// Where a server comes from: `lb.yaml`, DNS (`discover`), or the admin
-/// API (`POST /api/pools/{pool}/servers`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    File,
-    Dns,
-    /// The JSON body it was added with: what an upgrade hands over.
-    Api(Arc<str>),
-}
-
-impl Source {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Source::File => "file",
-            Source::Dns => "dns",
-            Source::Api(_) => "api",
         }
     }
 }

@@ -104,6 +104,10 @@ struct State {
     workers: Option<Workers>,
     /// Servers added through the admin API, by pool.
     api: servers::ApiServers,
+    /// What DNS said last (host names, `discover`).
+    found: crate::discovery::Found,
+    /// What the discovery task resolves.
+    targets: tokio::sync::watch::Sender<Arc<crate::discovery::Targets>>,
 }
 
 /// The running instance.
@@ -146,10 +150,13 @@ impl Control {
                 next_id: 1,
                 workers: Some(workers),
                 api: servers::ApiServers::new(),
+                found: crate::discovery::Found::default(),
+                targets: tokio::sync::watch::Sender::new(Arc::default()),
             }),
             stop: CancellationToken::new().drop_guard(),
             persist: std::sync::Mutex::new(None),
         });
+        control.discover(&config).await;
         control.apply(config, bound, memory).await?;
         let task = tokio::spawn(persist_periodically(
             Arc::clone(&control.shared),
@@ -298,9 +305,10 @@ impl Control {
             st.api = servers::from_memory(memory);
         }
         servers::reconcile(&mut st.api, &config);
+        self.resolve(&st, &config);
         let previous = self.shared.snapshot.load_full();
         let snapshot = Arc::new(Snapshot::build(
-            &servers::effective(&config, &st.api),
+            &servers::effective(&config, &st.api, &st.found),
             (!first).then_some(&*previous),
             &by_name,
             admin_addr,

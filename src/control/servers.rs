@@ -8,19 +8,27 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Control, State};
 use crate::admin::ServerChange;
 use crate::config::{self, Config, ServerConfig, Source};
+use crate::discovery::{Found, Targets};
 use crate::memory::PoolMemory;
 use crate::runtime::{Bound, Snapshot};
 
 /// The API's servers, by pool name.
 pub type ApiServers = BTreeMap<String, Vec<ServerConfig>>;
 
-/// `config` with the API's servers added to their pools.
-pub fn effective<'a>(config: &'a Config, api: &ApiServers) -> Cow<'a, Config> {
-    if api.values().all(Vec::is_empty) {
+/// `config` with the servers that came at run time: the API's added to
+/// their pools, then what DNS says (host names resolved, discovered
+/// servers added unless the file or the API has their name or route).
+pub fn effective<'a>(config: &'a Config, api: &ApiServers, found: &Found) -> Cow<'a, Config> {
+    let dns = config
+        .pools
+        .iter()
+        .any(|p| p.discover.is_some() || p.servers.iter().any(|s| s.host.is_some()));
+    if !dns && api.values().all(Vec::is_empty) {
         return Cow::Borrowed(config);
     }
     let mut all = config.clone();
@@ -29,6 +37,7 @@ pub fn effective<'a>(config: &'a Config, api: &ApiServers) -> Cow<'a, Config> {
             pool.servers.extend(extra.iter().cloned());
         }
     }
+    crate::discovery::apply(&mut all, found);
     Cow::Owned(all)
 }
 
@@ -73,6 +82,64 @@ pub(super) fn from_memory(memory: &[PoolMemory]) -> ApiServers {
 }
 
 impl Control {
+    /// Starts the discovery task for `config`'s names, and what applies its
+    /// findings; both end with the control (or at shutdown). Waits for the
+    /// first round (bounded: a query's `timeout` per name, 10 s at most),
+    /// so that the first snapshot has the servers DNS names: a session is
+    /// never moved off a server only because its name was not asked yet.
+    pub(super) async fn discover(self: &Arc<Self>, config: &Config) {
+        let targets = Targets::of(config);
+        let names = targets.hosts.len() + 2 * targets.discover.len();
+        let wait = (targets.resolvers.timeout * (names as u32 + 1)).min(Duration::from_secs(10));
+        let first = !targets.is_empty();
+        let receiver = {
+            let st = self.state.lock().await;
+            st.targets.send_replace(Arc::new(targets));
+            st.targets.subscribe()
+        };
+        let (out, mut found) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(crate::discovery::run(
+            receiver,
+            out,
+            Arc::clone(&self.shared.dns),
+        ));
+        if first && let Ok(Some(now)) = tokio::time::timeout(wait, found.recv()).await {
+            self.state.lock().await.found = now;
+        }
+        let control = Arc::downgrade(self);
+        let stop = self.stop.token().clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = stop.cancelled() => return,
+                    next = found.recv() => next,
+                };
+                let (Some(next), Some(control)) = (next, control.upgrade()) else {
+                    return;
+                };
+                control.found(next).await;
+            }
+        });
+    }
+
+    /// What DNS says now (the discovery task): a new snapshot.
+    async fn found(&self, found: Found) {
+        let mut st = self.state.lock().await;
+        if self.stop.token().is_cancelled() {
+            return;
+        }
+        st.found = found;
+        self.rebuild(&mut st);
+    }
+
+    /// Tells the discovery task what to resolve, if that changed.
+    pub(super) fn resolve(&self, st: &State, config: &Config) {
+        let targets = Targets::of(config);
+        if !st.targets.borrow().same(&targets) {
+            st.targets.send_replace(Arc::new(targets));
+        }
+    }
+
     /// Adds the server `body` describes to `pool`; it takes requests (new
     /// sessions included) once up: at once without active checks, else
     /// after its first passing check.
@@ -166,7 +233,7 @@ impl Control {
             .collect();
         let previous = self.shared.snapshot.load_full();
         let snapshot = Arc::new(Snapshot::build(
-            &effective(config, &st.api),
+            &effective(config, &st.api, &st.found),
             Some(&previous),
             &bound,
             st.admin.as_ref().map(|a| a.addr),

@@ -107,7 +107,8 @@ impl Checks {
             let Some(check) = &pool.health_check else {
                 continue;
             };
-            for server in pool.servers.iter() {
+            // A host name that never resolved has nothing to check yet.
+            for server in pool.servers.iter().filter(|s| s.resolved) {
                 let target = Target {
                     address: server.address,
                     tls_identity: server

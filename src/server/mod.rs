@@ -292,6 +292,12 @@ pub struct Server {
     pub slot: usize,
     /// Where it comes from: the file, DNS or the admin API.
     pub source: crate::config::Source,
+    /// The host name of `address: host:port`, if it was one.
+    pub host: Option<Arc<str>>,
+    /// `address` is known (a host name that never resolved: not yet).
+    pub resolved: bool,
+    /// The host name's other addresses (not used).
+    pub others: Vec<SocketAddr>,
 }
 
 impl Server {
@@ -306,17 +312,20 @@ impl Server {
             live,
             slot,
             source: config.source.clone(),
+            host: config.host.clone(),
+            resolved: config.resolved,
+            others: config.others.clone(),
         }
     }
 
     /// May take requests that carry affinity to it (up, and not `disabled`).
     pub fn usable(&self) -> bool {
-        self.live.is_up() && self.live.state() != ServerState::Disabled
+        self.resolved && self.live.is_up() && self.live.state() != ServerState::Disabled
     }
 
     /// May take new placements (up and `active`).
     pub fn placeable(&self) -> bool {
-        self.live.is_up() && self.live.state() == ServerState::Active
+        self.resolved && self.live.is_up() && self.live.state() == ServerState::Active
     }
 }
 

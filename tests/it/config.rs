@@ -118,9 +118,29 @@ fn a_pool_without_servers_is_an_error() {
 
 #[test]
 fn a_bad_socket_address_is_an_error() {
+    // A server's address may be a host name, but it needs a port.
     let e = error_of(&GOOD.replace("127.0.0.1:9001", "localhost"));
     assert!(e.starts_with("lb.yaml:8:33:"), "{e}");
-    assert!(e.contains("must be an IP address and port"), "{e}");
+    assert!(
+        e.contains("must be an IP address or a host name, and a port"),
+        "{e}"
+    );
+    for bad in ["tomcat a:8080", "tomcat:0", "-:80x", "\"[::1]\""] {
+        let e = error_of(&GOOD.replace("127.0.0.1:9001", bad));
+        assert!(
+            e.contains("must be an IP address or a host name"),
+            "{bad}: {e}"
+        );
+    }
+    let c = limpet::config::parse(
+        &GOOD.replace("127.0.0.1:9001", "tomcat-1.internal:9001"),
+        std::path::Path::new("lb.yaml"),
+    )
+    .unwrap();
+    let s = &c.pools[0].servers[0];
+    assert_eq!(s.host.as_deref(), Some("tomcat-1.internal"));
+    assert_eq!(s.address.port(), 9001);
+    assert!(!s.resolved);
     let e = error_of(&GOOD.replace("127.0.0.1:8080", "127.0.0.1:99999"));
     assert!(e.starts_with("lb.yaml:3:11:"), "{e}");
 }

@@ -11,6 +11,7 @@ mod backend_tls;
 mod backup;
 mod balancing;
 mod config;
+mod discovery;
 mod edge;
 mod examples;
 mod failover;

@@ -20,6 +20,10 @@ pub struct Span {
     pub max: Duration,
 }
 
+/// Highest accepted server weight (HAProxy's limit); keeps the smooth
+/// round-robin schedule small.
+pub const MAX_WEIGHT: u64 = 256;
+
 pub const MS: Duration = Duration::from_millis(1);
 pub const SEC: Duration = Duration::from_secs(1);
 pub const HOUR: Duration = Duration::from_secs(3600);
@@ -200,6 +204,34 @@ impl Checker<'_> {
         Ok(addr)
     }
 
+    /// A server's address: an IP address and port, or a host name and
+    /// port (then `0.0.0.0:<port>` and the name, resolved later).
+    pub fn server_address(
+        &self,
+        s: &S<String>,
+        key: &str,
+    ) -> Result<(SocketAddr, Option<String>), ConfigError> {
+        let text = s.value.trim();
+        if text.parse::<SocketAddr>().is_ok() {
+            return self.address(s, key).map(|a| (a, None));
+        }
+        let host_port = text.rsplit_once(':').and_then(|(host, port)| {
+            let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+            is_dns_name(host).then(|| (host.to_owned(), port))
+        });
+        match host_port {
+            Some((host, port)) => Ok((SocketAddr::from(([0, 0, 0, 0], port)), Some(host))),
+            None => Err(self.err(
+                s,
+                key,
+                format!(
+                    "`{key}` must be an IP address or a host name, and a port from 1 to 65535, such as 10.0.1.11:8080 or tomcat-1.internal:8080, not {:?}.",
+                    s.value
+                ),
+            )),
+        }
+    }
+
     fn socket_address(&self, s: &S<String>, key: &str) -> Result<SocketAddr, ConfigError> {
         let addr: SocketAddr = s.value.trim().parse().map_err(|_| {
             self.err(
@@ -213,4 +245,19 @@ impl Checker<'_> {
         })?;
         Ok(addr)
     }
+}
+
+/// A name DNS is asked for: letters, digits, `-`, `_` (SRV labels) and
+/// dots, at most 253 characters.
+pub fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }

@@ -219,15 +219,7 @@ pub(super) fn valid_route_host(h: &str) -> bool {
         return v6.parse::<std::net::Ipv6Addr>().is_ok();
     }
     let name = h.strip_prefix("*.").unwrap_or(h);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    !name.ends_with('.') && super::checker::is_dns_name(name)
 }
 
 /// Two binds conflict when they are the same, or one is the wildcard address

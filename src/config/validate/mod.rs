@@ -8,6 +8,7 @@
 mod admin;
 pub mod api;
 mod checker;
+mod dns;
 mod listeners;
 mod pool;
 mod secret;
@@ -195,6 +196,7 @@ pub fn validate(
     };
 
     let http1 = http1(&c, &file.http1, http1_env)?;
+    let resolvers = dns::resolvers(&c, file.resolvers.as_ref())?;
 
     let state_dir = match &file.state_dir {
         None => PathBuf::from("./state"),
@@ -226,6 +228,7 @@ pub fn validate(
         workers,
         log,
         http1,
+        resolvers,
         pools,
     })
 }

@@ -9,11 +9,7 @@ use super::super::{
     Balance, CheckKind, ConfigError, HealthCheckConfig, PassiveConfig, PoolConfig, ServerConfig,
     ServerState, Source,
 };
-use super::checker::{Checker, DAY, HOUR, MS, Span};
-
-/// Highest accepted server weight (HAProxy's limit); keeps the smooth
-/// round-robin schedule small.
-pub const MAX_WEIGHT: u64 = 256;
+use super::checker::{Checker, DAY, HOUR, MAX_WEIGHT, MS, Span};
 
 /// One server (`skey` names it in errors).
 pub fn server(
@@ -24,7 +20,7 @@ pub fn server(
     source: Source,
 ) -> Result<ServerConfig, ConfigError> {
     let name = c.name(&s.name, &format!("{skey}.name"))?;
-    let address = c.address(&s.address, &format!("{skey}.address"))?;
+    let (address, host) = c.server_address(&s.address, &format!("{skey}.address"))?;
     let weight = c.number(
         &s.weight,
         &format!("{skey}.weight"),
@@ -45,7 +41,14 @@ pub fn server(
         ServerState::Active,
     )?;
     let tls = match &s.tls {
-        Some(t) => super::tls::server(c, t, address, &format!("{skey}.tls"), roots)?,
+        Some(t) => super::tls::server(
+            c,
+            t,
+            address,
+            host.as_deref(),
+            &format!("{skey}.tls"),
+            roots,
+        )?,
         None => None,
     };
     Ok(ServerConfig {
@@ -57,6 +60,9 @@ pub fn server(
         tls,
         backup: file::flag(s.backup, false),
         source,
+        resolved: host.is_none(),
+        host: host.map(Into::into),
+        others: Vec::new(),
     })
 }
 
@@ -79,16 +85,32 @@ pub fn validate(
         Balance::RoundRobin,
     )?;
     let retries = c.number(&p.retries, &format!("{key}.retries"), 2, 0, 16, "")? as u32;
-    if p.servers.value.is_empty() {
-        return Err(c.err(
-            &p.servers,
-            &format!("{key}.servers"),
-            format!("pool {name:?} has no servers; it needs at least one."),
-        ));
+    let discover = match &p.discover {
+        Some(d) => Some(super::dns::discover(
+            c,
+            &format!("{key}.discover"),
+            d,
+            roots,
+        )?),
+        None => None,
+    };
+    let listed = p.servers.as_ref().map_or(&[][..], |s| &s.value[..]);
+    if listed.is_empty() && discover.is_none() {
+        let message =
+            format!("pool {name:?} has no servers; it needs at least one, or `discover`.");
+        return Err(match &p.servers {
+            Some(s) => c.err(s, &format!("{key}.servers"), message),
+            None => ConfigError::at(
+                c.path,
+                serde_saphyr::Location::UNKNOWN,
+                &format!("{key}.servers"),
+                message,
+            ),
+        });
     }
     let mut servers: Vec<ServerConfig> = Vec::new();
     let mut routes = HashSet::new();
-    for (i, s) in p.servers.value.iter().enumerate() {
+    for (i, s) in listed.iter().enumerate() {
         let skey = format!("{key}.servers[{i}]");
         let server = server(c, &skey, s, roots, Source::File)?;
         if servers.iter().any(|o| o.name == server.name) {
@@ -148,6 +170,7 @@ pub fn validate(
         health_check,
         passive,
         slow_start,
+        discover,
         servers,
     })
 }

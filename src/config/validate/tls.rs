@@ -249,6 +249,7 @@ pub fn server(
     c: &Checker<'_>,
     spanned: &S<file::ServerTlsFile>,
     address: std::net::SocketAddr,
+    host: Option<&str>,
     key: &str,
     roots: &mut Roots,
 ) -> Result<Option<ServerTls>, ConfigError> {
@@ -303,7 +304,16 @@ pub fn server(
                 format!("`server_name` must be a DNS name or an IP address, not {n:?}."),
             )
         })?,
-        None => ServerName::IpAddress(address.ip().into()),
+        None => match host {
+            Some(h) => ServerName::try_from(h.to_owned()).map_err(|_| {
+                c.err(
+                    spanned,
+                    key,
+                    format!("the host name {h:?} cannot be a TLS server name; set `server_name`."),
+                )
+            })?,
+            None => ServerName::IpAddress(address.ip().into()),
+        },
     };
     let mut client = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
