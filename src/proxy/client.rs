@@ -71,6 +71,16 @@ impl<T> Stacks<T> {
     pub fn len(&self, slot: usize) -> usize {
         self.idle.borrow().get(slot).map_or(0, Vec::len)
     }
+
+    /// Closes the idle connections of every slot no server uses any more
+    /// (it left, or its host name now resolves elsewhere).
+    pub fn keep_only(&self, used: &std::collections::HashSet<usize>) {
+        for (slot, stack) in self.idle.borrow_mut().iter_mut().enumerate() {
+            if !used.contains(&slot) {
+                stack.clear();
+            }
+        }
+    }
 }
 
 /// One worker's idle connections, by server slot (see `server::Server::slot`).
@@ -109,6 +119,11 @@ impl ConnectError {
 }
 
 impl Clients {
+    /// See [`Stacks::keep_only`].
+    pub fn keep_only(&self, used: &std::collections::HashSet<usize>) {
+        self.idle.keep_only(used);
+    }
+
     /// An idle connection to the server in `slot`, or a new one to `addr`
     /// (over TLS with `tls`; the handshake counts in the connect timeout).
     pub async fn checkout(
@@ -157,5 +172,21 @@ impl Clients {
     /// Idle connections to the server in `slot` (for tests).
     pub fn idle(&self, slot: usize) -> usize {
         self.idle.len(slot)
+    }
+}
+
+#[cfg(test)]
+mod stack_tests {
+    use super::Stacks;
+
+    #[test]
+    fn the_idle_connections_of_a_slot_no_server_uses_are_closed() {
+        let stacks: Stacks<u32> = Stacks::default();
+        stacks.push(0, 10);
+        stacks.push(2, 20);
+        stacks.push(2, 21);
+        stacks.keep_only(&[0].into_iter().collect());
+        assert_eq!((stacks.len(0), stacks.len(2)), (1, 0));
+        assert_eq!(stacks.pop(0), Some(10));
     }
 }

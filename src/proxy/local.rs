@@ -69,7 +69,17 @@ impl Local {
     pub fn current(&self) -> Rc<Current> {
         let generation = self.shared.generation.load(Ordering::Acquire);
         if generation != self.generation.get() {
-            let fresh = Rc::new(Current::of(self.shared.snapshot.load_full()));
+            let snap = self.shared.snapshot.load_full();
+            // A server gone, or at another address: its idle connections
+            // are closed rather than left to age.
+            let used = snap
+                .pools
+                .iter()
+                .flat_map(|p| p.servers.iter().map(|s| s.slot))
+                .collect();
+            self.clients.keep_only(&used);
+            self.raw.keep_only(&used);
+            let fresh = Rc::new(Current::of(snap));
             *self.current.borrow_mut() = fresh;
             self.generation.set(generation);
         }

@@ -30,6 +30,11 @@ pub struct Checked {
 }
 
 impl ServerConns {
+    /// See [`Stacks::keep_only`].
+    pub fn keep_only(&self, used: &std::collections::HashSet<usize>) {
+        self.idle.keep_only(used);
+    }
+
     /// An idle connection to the server in `slot`, or a new one to `addr`.
     pub async fn checkout(
         &self,
