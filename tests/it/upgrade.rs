@@ -108,6 +108,22 @@ async fn upgrade(p: &mut Proc) -> Successor {
     new
 }
 
+/// A new session through `p`: its `JSESSIONID=…` and the server that
+/// issued it.
+async fn login(c: &reqwest::Client, p: &Proc) -> (String, String) {
+    let res = c
+        .get(format!("http://{}/login", p.addr))
+        .send()
+        .await
+        .unwrap();
+    let cookie = set_cookies(&res)
+        .into_iter()
+        .find(|s| s.starts_with("JSESSIONID="))
+        .unwrap();
+    let v: serde_json::Value = res.json().await.unwrap();
+    (cookie.split(';').next().unwrap().to_owned(), server_of(&v))
+}
+
 /// `learn` with `persist: false`, checks every `interval`.
 fn learn_yaml(nodes: &[limpet_demo::DemoNode], extra: &str) -> String {
     format!(
@@ -266,17 +282,7 @@ async fn learned_sessions_a_drain_and_a_server_found_down_survive_an_upgrade() {
     let c = client();
     let mut sessions = Vec::new();
     for _ in 0..12 {
-        let res = c
-            .get(format!("http://{}/login", p.addr))
-            .send()
-            .await
-            .unwrap();
-        let cookie = set_cookies(&res)
-            .into_iter()
-            .find(|s| s.starts_with("JSESSIONID="))
-            .unwrap();
-        let v: serde_json::Value = res.json().await.unwrap();
-        sessions.push((cookie.split(';').next().unwrap().to_owned(), server_of(&v)));
+        sessions.push(login(&c, &p).await);
     }
     assert!(
         sessions.iter().all(|(_, s)| s != "node3"),
@@ -349,18 +355,9 @@ async fn a_server_added_through_the_api_survives_an_upgrade() {
     // A session learned on node3 through the old process.
     let mut on_node3 = None;
     for _ in 0..30 {
-        let res = c
-            .get(format!("http://{}/login", p.addr))
-            .send()
-            .await
-            .unwrap();
-        let cookie = set_cookies(&res)
-            .into_iter()
-            .find(|s| s.starts_with("JSESSIONID="))
-            .unwrap();
-        let v: serde_json::Value = res.json().await.unwrap();
-        if server_of(&v) == "node3" {
-            on_node3 = Some(cookie.split(';').next().unwrap().to_owned());
+        let (cookie, server) = login(&c, &p).await;
+        if server == "node3" {
+            on_node3 = Some(cookie);
             break;
         }
     }
