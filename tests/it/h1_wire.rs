@@ -941,6 +941,22 @@ async fn a_malformed_response_head_from_the_server_gives_502() {
 }
 
 #[tokio::test]
+async fn a_101_the_client_did_not_ask_for_gives_502() {
+    if limpet_engine_only("the hyper engine answers what hyper's client makes of the 101") {
+        return;
+    }
+    let (server, _rx) = canned(|_| {
+        Answer::close(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw bytes")
+    })
+    .await;
+    let lb = lb_for(server).await;
+    let mut c = Conn::connect(lb.addr).await;
+    c.send(get("/").as_bytes()).await;
+    let res = c.response("GET").await;
+    assert_eq!(res.status(), 502, "{res:?}");
+}
+
+#[tokio::test]
 async fn a_response_keeps_the_servers_date_and_gets_one_when_it_has_none() {
     let (server, _rx) = canned(|req| match req.head.target() {
         "/dated" => Answer::keep(

@@ -169,14 +169,22 @@ where
     let complete = match req.body {
         Body::WithHead => true,
         Body::Stream(framing) => {
-            match upload(c, server, framing, req.http11, snap.timeouts.client_body).await? {
+            match upload(
+                c,
+                server,
+                framing,
+                (req.http11, req.upgrade),
+                snap.timeouts.client_body,
+            )
+            .await?
+            {
                 Uploaded::Whole => true,
                 Uploaded::Answered => return Ok(false),
             }
         }
     };
     let deadline = tokio::time::Instant::now() + snap.timeouts.backend_response;
-    response_head(c, server, req.http11, deadline).await?;
+    response_head(c, server, req.http11, req.upgrade, deadline).await?;
     Ok(complete)
 }
 
@@ -270,7 +278,7 @@ async fn upload<I>(
     c: &mut Client<I>,
     server: &mut ServerIo,
     framing: Framing,
-    http11: bool,
+    (http11, upgrade): (bool, bool),
     client_body: Duration,
 ) -> Result<Uploaded, Failure>
 where
@@ -289,7 +297,7 @@ where
             r = server.read_buf(&mut c.from_server) => match r {
                 Ok(0) | Err(_) => return Err(Failure::GaveUpOnClient),
                 Ok(_) => {
-                    if interim(c, http11).await? {
+                    if interim(c, http11, upgrade).await? {
                         return Ok(Uploaded::Answered);
                     }
                 }
@@ -322,11 +330,13 @@ where
 }
 
 /// Reads the server's response head into `c.res`, passing `1xx` answers
-/// (but `101`) to an HTTP/1.1 client on the way.
+/// (but `101`) to an HTTP/1.1 client on the way. `upgrade`: the request
+/// asked to switch protocols (a `101` to any other is the server's fault).
 async fn response_head<I>(
     c: &mut Client<I>,
     server: &mut ServerIo,
     http11: bool,
+    upgrade: bool,
     deadline: tokio::time::Instant,
 ) -> Result<(), Failure>
 where
@@ -334,7 +344,7 @@ where
 {
     let mut answered = !c.from_server.is_empty();
     loop {
-        if interim(c, http11).await? {
+        if interim(c, http11, upgrade).await? {
             return Ok(());
         }
         super::read::reserve(&mut c.from_server);
@@ -362,7 +372,7 @@ where
 /// Parses what came from the server so far. `Ok(true)`: a final response
 /// head is in `c.res`; `Ok(false)`: more is needed (a `1xx` was passed on
 /// and dropped from the buffer).
-async fn interim<I>(c: &mut Client<I>, http11: bool) -> Result<bool, Failure>
+async fn interim<I>(c: &mut Client<I>, http11: bool, upgrade: bool) -> Result<bool, Failure>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -373,6 +383,11 @@ where
             Ok(Parsed::Complete) => {}
         }
         let status = c.res.status;
+        if status == http::StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+            // RFC 9110 §15.2.2: a 101 answers an Upgrade request only; a
+            // client that did not ask cannot read what follows. 502.
+            return Err(Failure::Server { answered: true });
+        }
         if !status.is_informational() || status == http::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(true);
         }
