@@ -133,8 +133,9 @@ impl Control {
     }
 
     /// Tells the discovery task what to resolve, if that changed.
+    /// (The API's servers' host names too.)
     pub(super) fn resolve(&self, st: &State, config: &Config) {
-        let targets = Targets::of(config);
+        let targets = Targets::of(&effective(config, &st.api, &Found::default()));
         if !st.targets.borrow().same(&targets) {
             st.targets.send_replace(Arc::new(targets));
         }
@@ -175,7 +176,7 @@ impl Control {
         }
         tracing::info!(pool, server = %server.name, address = %server.address, by = %peer, "server added through the admin API");
         st.api.entry(pool.to_owned()).or_default().push(server);
-        self.rebuild(&mut st);
+        self.refresh(&mut st);
         Ok(())
     }
 
@@ -216,8 +217,17 @@ impl Control {
             st.api.remove(pool);
         }
         tracing::info!(pool, server, by = %peer, "server removed through the admin API: its sessions move to their replacements");
-        self.rebuild(&mut st);
+        self.refresh(&mut st);
         Ok(())
+    }
+
+    /// After the API's servers changed: what to resolve (an API server may
+    /// be named by host name), and a new snapshot.
+    fn refresh(&self, st: &mut State) {
+        if let Some(config) = &st.config {
+            self.resolve(st, config);
+        }
+        self.rebuild(st);
     }
 
     /// Publishes a snapshot of the file's configuration and the run-time

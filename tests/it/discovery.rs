@@ -411,3 +411,39 @@ async fn dns_gone_silent_or_answering_nxdomain_never_moves_a_session_and_is_said
     }
     assert_eq!(warned(&p.log()), 2, "{}", p.log());
 }
+
+#[tokio::test]
+async fn a_server_added_through_the_api_by_host_name_is_resolved_too() {
+    let dns = DnsServer::start().await;
+    let n1 = DemoNode::start("node1").await.unwrap();
+    let n2 = DemoNode::start_on("node2", SocketAddr::from(([127, 0, 0, 4], 0)))
+        .await
+        .unwrap();
+    dns.set_a("node2.test", &[Ipv4Addr::new(127, 0, 0, 4)]);
+    let yaml = format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n{}pools:\n  app:\n    sticky:\n      mode: cookie\n    servers:\n      - {{ name: node1, address: \"{}\" }}\n",
+        resolvers(&dns),
+        n1.addr()
+    );
+    let lb = Lb::start(&yaml).await;
+    let res = client()
+        .post(lb.admin_url("/api/pools/app/servers"))
+        .body(format!(
+            r#"{{"name":"node2","address":"node2.test:{}"}}"#,
+            n2.addr().port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    wait_for(&lb, "node2 resolves", |s| up(s, "node2")).await;
+    let node2 = server(&lb, "node2").await.unwrap();
+    assert_eq!(
+        (&node2["source"], &node2["host"]),
+        (&"api".into(), &"node2.test".into())
+    );
+    assert_eq!(
+        server_with_cookie(&client(), &lb.url("/"), "SERVERID=node2").await,
+        "node2"
+    );
+}
