@@ -108,12 +108,19 @@ async fn running_out_of_descriptors_never_takes_a_healthy_server_down() {
             "{text}"
         );
     }
-    // Both servers are still in rotation: plain traffic reaches each.
+    // Both servers are still in rotation: plain traffic reaches each. The
+    // slow requests' descriptors are being given back meanwhile, so limpet
+    // may still answer its own 503 for a moment; never a server's fault.
     let mut seen = HashSet::new();
-    for _ in 0..20 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 && std::time::Instant::now() < deadline {
         let (code, v) = get_json(&client(), &format!("http://{}/static/x", p.addr)).await;
-        assert_eq!(code, 200, "{v}");
-        seen.insert(server_of(&v));
+        assert!(code == 200 || code == 503, "{code} {v}");
+        if code == 200 {
+            seen.insert(server_of(&v));
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     assert_eq!(
         seen.len(),
@@ -121,4 +128,5 @@ async fn running_out_of_descriptors_never_takes_a_healthy_server_down() {
         "a server was marked down: {seen:?}\n{}",
         p.log()
     );
+    assert!(!p.log().contains("server is down"), "{}", p.log());
 }
