@@ -130,6 +130,19 @@ pub fn apply(config: &mut Config, found: &Found) {
     }
 }
 
+/// The server name (and route) of an SRV target: its first label, if it
+/// is one lb.yaml would take as a name. What DNS says can be anything,
+/// and the route goes into cookies, logs and metric labels.
+pub fn server_name(target: &str) -> Option<&str> {
+    let label = target.split('.').next()?;
+    let ok = !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then_some(label)
+}
+
 /// The server a discovered target makes.
 fn server(d: &Discover, f: &Discovered) -> ServerConfig {
     let tls = d.tls.clone().map(|mut t| {
@@ -198,5 +211,33 @@ impl Counters {
         let mut v: Vec<_> = m.iter().map(|(k, c)| (k.clone(), *c)).collect();
         v.sort();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_name;
+
+    #[test]
+    fn a_targets_first_label_names_a_server_only_if_the_file_would_take_it() {
+        assert_eq!(
+            server_name("tomcat-1.tomcat.prod.svc.cluster.local."),
+            Some("tomcat-1")
+        );
+        assert_eq!(server_name("node_2"), Some("node_2"));
+        // hickory writes other bytes escaped (`\059` for `;`), or as is.
+        for bad in [
+            "",
+            ".x",
+            "a;b.x",
+            "a\\059b.x",
+            "a=b.x",
+            "a\"b.x",
+            "a b.x",
+            "\u{e9}.x",
+        ] {
+            assert_eq!(server_name(bad), None, "{bad:?}");
+        }
+        assert_eq!(server_name(&format!("{}.x", "a".repeat(64))), None);
     }
 }

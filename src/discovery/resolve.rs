@@ -280,7 +280,11 @@ async fn discover(r: &TokioResolver, d: &Discover) -> Result<(Vec<Discovered>, I
                     continue;
                 };
                 let target = srv.target.to_string().to_lowercase();
-                let Some(label) = target.split('.').next().filter(|l| !l.is_empty()) else {
+                let Some(label) = super::server_name(&target) else {
+                    tracing::debug!(
+                        target,
+                        "an SRV target whose first label cannot name a server: left out"
+                    );
                     continue;
                 };
                 let mut ips = glue.get(&target).cloned().unwrap_or_default();
