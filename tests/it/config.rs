@@ -562,3 +562,66 @@ fn the_complete_file_in_the_configuration_reference_passes_limpet_check() {
     assert_eq!(config.listeners.len(), 2);
     assert!(config.listeners[1].certs.is_some());
 }
+
+#[test]
+fn resolvers_and_discover_are_checked_when_the_file_is_loaded() {
+    let with_discover = |discover: &str| {
+        GOOD.replace(
+            "    servers:\n      - { name: node1, address: 127.0.0.1:9001 }\n",
+            &format!("    discover: {discover}\n"),
+        )
+    };
+    for (discover, says) in [
+        ("{ srv: _http._tcp.x, a: x, port: 80 }", "one of `srv:`"),
+        ("{ }", "one of `srv:`"),
+        ("{ a: tomcat.internal }", "needs `port:`"),
+        ("{ srv: _http._tcp.x, port: 80 }", "goes with `a:`"),
+        ("{ srv: \"not a name\" }", "must be a DNS name"),
+        ("{ a: x, port: 0 }", "port"),
+        ("{ srv: x, weight: 0 }", "weight"),
+        ("{ srv: x, max_servers: 0 }", "max_servers"),
+        ("{ srv: x, colour: red }", "colour"),
+    ] {
+        let e = error_of(&with_discover(discover));
+        assert!(
+            e.contains("lb.yaml:") && e.contains(says),
+            "{discover}: {e}"
+        );
+    }
+    // A pool with discover needs no servers; one with neither is an error.
+    let c = parse(
+        &with_discover("{ srv: _http._tcp.tomcat.test }"),
+        Path::new("lb.yaml"),
+    )
+    .unwrap();
+    assert!(c.pools[0].servers.is_empty() && c.pools[0].discover.is_some());
+    let e = error_of(&GOOD.replace(
+        "    servers:\n      - { name: node1, address: 127.0.0.1:9001 }\n",
+        "    retries: 1\n",
+    ));
+    assert!(e.contains("no servers") && e.contains("discover"), "{e}");
+
+    for (resolvers, says) in [
+        ("{ nameservers: [nowhere] }", "resolvers.nameservers[0]"),
+        (
+            "{ nameservers: [\"10.0.0.2:0\"] }",
+            "resolvers.nameservers[0]",
+        ),
+        ("{ interval: 100ms }", "resolvers.interval"),
+        ("{ timeout: 1h }", "resolvers.timeout"),
+        ("{ retries: 3 }", "retries"),
+    ] {
+        let e = error_of(&format!("{GOOD}resolvers: {resolvers}\n"));
+        assert!(
+            e.contains("lb.yaml:") && e.contains(says),
+            "{resolvers}: {e}"
+        );
+    }
+    let c = parse(
+        &format!("{GOOD}resolvers: {{ nameservers: [10.0.0.2, \"10.0.0.3:5353\"] }}\n"),
+        Path::new("lb.yaml"),
+    )
+    .unwrap();
+    let ports: Vec<u16> = c.resolvers.nameservers.iter().map(|a| a.port()).collect();
+    assert_eq!(ports, [53, 5353]);
+}
