@@ -447,3 +447,54 @@ async fn a_server_added_through_the_api_by_host_name_is_resolved_too() {
         "node2"
     );
 }
+
+#[tokio::test]
+async fn discover_a_makes_one_server_per_address_and_follows_the_record() {
+    let dns = DnsServer::start().await;
+    let first = DemoNode::start_on("at-2", SocketAddr::from(([127, 0, 0, 2], 0)))
+        .await
+        .unwrap();
+    let port = first.addr().port();
+    let _second = DemoNode::start_on("at-3", SocketAddr::from(([127, 0, 0, 3], port)))
+        .await
+        .unwrap();
+    let _third = DemoNode::start_on("at-5", SocketAddr::from(([127, 0, 0, 5], port)))
+        .await
+        .unwrap();
+    dns.set_a(
+        "tomcat.test",
+        &[Ipv4Addr::new(127, 0, 0, 3), Ipv4Addr::new(127, 0, 0, 2)],
+    );
+    let yaml = format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n{}pools:\n  app:\n    sticky:\n      mode: cookie\n    discover:\n      a: tomcat.test\n      port: {port}\n      weight: 3\n",
+        resolvers(&dns)
+    );
+    let lb = Lb::start(&yaml).await;
+    wait_for(&lb, "two servers", |s| s.len() == 2).await;
+    assert_eq!(names(&lb).await, ["127.0.0.2", "127.0.0.3"]);
+    let s = server(&lb, "127.0.0.3").await.unwrap();
+    assert_eq!(
+        (&s["route"], &s["weight"]),
+        (&"127.0.0.3".into(), &3.into())
+    );
+    let c = client();
+    assert_eq!(
+        server_with_cookie(&c, &lb.url("/"), "SERVERID=127.0.0.3").await,
+        "at-3"
+    );
+    // An address leaves, another comes: its sessions move, the others stay.
+    dns.set_a(
+        "tomcat.test",
+        &[Ipv4Addr::new(127, 0, 0, 5), Ipv4Addr::new(127, 0, 0, 3)],
+    );
+    wait_for(&lb, "127.0.0.5 in, 127.0.0.2 out", |s| {
+        s.len() == 2 && up(s, "127.0.0.5") && !s.iter().any(|s| s["name"] == "127.0.0.2")
+    })
+    .await;
+    assert_eq!(
+        server_with_cookie(&c, &lb.url("/"), "SERVERID=127.0.0.3").await,
+        "at-3"
+    );
+    let moved = server_with_cookie(&c, &lb.url("/"), "SERVERID=127.0.0.2").await;
+    assert!(moved == "at-3" || moved == "at-5", "{moved}");
+}
