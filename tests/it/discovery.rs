@@ -498,3 +498,97 @@ async fn discover_a_makes_one_server_per_address_and_follows_the_record() {
     let moved = server_with_cookie(&c, &lb.url("/"), "SERVERID=127.0.0.2").await;
     assert!(moved == "at-3" || moved == "at-5", "{moved}");
 }
+
+/// A keep-alive HTTP backend answering `{"server":"old"}`, counting the
+/// connections it had and those the client closed.
+async fn counting_backend(
+    addr: SocketAddr,
+) -> (
+    SocketAddr,
+    std::sync::Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counts = std::sync::Arc::new(Default::default());
+    let c = std::sync::Arc::clone(&counts);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let c: std::sync::Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)> =
+                std::sync::Arc::clone(&c);
+            c.0.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let body = br#"{"server":"old"}"#;
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = s.write_all(head.as_bytes()).await;
+                        let _ = s.write_all(body).await;
+                    }
+                }
+                c.1.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, counts)
+}
+
+#[tokio::test]
+async fn a_server_that_moves_has_its_idle_connections_to_the_old_address_closed() {
+    use std::sync::atomic::Ordering;
+    let dns = DnsServer::start().await;
+    let (old, counts) = counting_backend(SocketAddr::from(([127, 0, 0, 6], 0))).await;
+    let _new = DemoNode::start_on("new", SocketAddr::from(([127, 0, 0, 7], old.port())))
+        .await
+        .unwrap();
+    dns.set_a("app.test", &[Ipv4Addr::new(127, 0, 0, 6)]);
+    let yaml = format!(
+        "workers: 1\nlisteners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n{}pools:\n  app:\n    servers:\n      - {{ name: app, address: \"app.test:{}\" }}\n",
+        resolvers(&dns),
+        old.port()
+    );
+    let lb = Lb::start(&yaml).await;
+    wait_for(&lb, "app resolves", |s| up(s, "app")).await;
+    let c = client();
+    for _ in 0..3 {
+        let (_, v) = get_json(&c, &lb.url("/")).await;
+        assert_eq!(server_of(&v), "old");
+    }
+    assert!(counts.0.load(Ordering::SeqCst) >= 1);
+    assert_eq!(
+        counts.1.load(Ordering::SeqCst),
+        0,
+        "kept alive while in use"
+    );
+
+    dns.set_a("app.test", &[Ipv4Addr::new(127, 0, 0, 7)]);
+    wait_for(&lb, "app moves", |s| {
+        s.iter()
+            .any(|s| s["name"] == "app" && s["address"] == format!("127.0.0.7:{}", old.port()))
+    })
+    .await;
+    // The worker picks the new snapshot up with its next request, and
+    // closes its idle connections to the old address then, not 15 s later.
+    let (_, v) = get_json(&c, &lb.url("/")).await;
+    assert_eq!(server_of(&v), "new");
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            counts.1.load(Ordering::SeqCst) == counts.0.load(Ordering::SeqCst)
+        })
+        .await,
+        "idle connections to the old address left open: {} of {}",
+        counts.0.load(Ordering::SeqCst) - counts.1.load(Ordering::SeqCst),
+        counts.0.load(Ordering::SeqCst)
+    );
+}
