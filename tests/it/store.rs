@@ -151,7 +151,7 @@ impl Instance {
     }
 
     /// With its `state_dir` in `dir`.
-    async fn start_in(
+    pub(super) async fn start_in(
         name: &str,
         dir: &std::path::Path,
         nodes: &[DemoNode],

@@ -912,3 +912,33 @@ fn sentinel_store_urls_are_checked_when_the_file_is_loaded() {
         assert!(e.contains("lb.yaml:"), "{bad}: {e}");
     }
 }
+
+#[tokio::test]
+async fn a_value_in_redis_that_is_not_a_server_name_never_takes_the_store_down() {
+    // Something else wrote bytes that are not text under a session's key.
+    // An instance restarted with that session in its saved table checks it
+    // against Redis: the foreign value is no answer, not a failure.
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = nodes(2).await;
+    let pool = learn_pool(&redis, "        cookie: a");
+    let dir = harness::temp_dir("ha-foreign");
+    let mut a = Instance::start_in("ha-foreign", &dir, &nodes, &pool).await;
+    a.wait_store(true).await;
+    let browser = harness::browser(None);
+    let (_, home) = visit(&browser, &a.url("/set-cookies")).await;
+    a.proc.signal("TERM");
+    assert_eq!(a.proc.wait_exit(Duration::from_secs(10)).await, Some(0));
+
+    let mut c = redis.conn().await;
+    let _: () = redis::cmd("SET")
+        .arg(key_of("1"))
+        .arg(&[0xff_u8, 0xfe, 0x00][..])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let a2 = Instance::start_in("ha-foreign2", &dir, &nodes, &pool).await;
+    a2.wait_store(true).await;
+    assert_eq!(visit(&browser, &a2.url("/")).await.1, home);
+}

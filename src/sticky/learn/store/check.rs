@@ -294,13 +294,12 @@ impl Link {
                 return false;
             };
             let found =
-                tokio::time::timeout(SLOW, pipe.query_async::<Vec<Option<String>>>(&mut conn))
-                    .await;
+                tokio::time::timeout(SLOW, pipe.query_async::<Vec<redis::Value>>(&mut conn)).await;
             let Ok(Ok(found)) = found else {
                 self.error();
                 return false;
             };
-            for (e, server) in chunk.iter().zip(found) {
+            for (e, server) in chunk.iter().zip(wire::texts(found)) {
                 if let Some(server) = server
                     && server.as_str() != &*e.server
                     && self.table.insert(e.key, &server).is_some()

@@ -61,6 +61,20 @@ pub fn heartbeat(instance: &str) -> String {
     format!("{instance} @")
 }
 
+/// Redis's answers to `GET`-like commands, as text: a value that is not
+/// (not UTF-8, another type) reads as none, so one foreign value in Redis
+/// fails no batch, and so never takes the store down.
+pub fn texts(answers: Vec<redis::Value>) -> Vec<Option<String>> {
+    answers
+        .into_iter()
+        .map(|v| match v {
+            redis::Value::BulkString(b) => String::from_utf8(b).ok(),
+            redis::Value::SimpleString(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 /// An announcement as heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heard<'a> {
@@ -130,6 +144,21 @@ mod tests {
         assert_eq!(hear(b"i1"), None);
         assert_eq!(hear(b"i1 zz node1"), None);
         assert_eq!(hear(b"\xff\xfe 01 node1"), None);
+    }
+
+    #[test]
+    fn a_value_that_is_not_text_reads_as_none() {
+        use redis::Value;
+        assert_eq!(
+            texts(vec![
+                Value::BulkString(b"node1".to_vec()),
+                Value::Nil,
+                Value::BulkString(vec![0xff, 0xfe]),
+                Value::Int(3),
+                Value::SimpleString("node2".into()),
+            ]),
+            [Some("node1".into()), None, None, None, Some("node2".into())]
+        );
     }
 
     proptest! {

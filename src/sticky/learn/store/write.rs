@@ -64,9 +64,9 @@ impl Link {
             return false;
         };
         let result =
-            tokio::time::timeout(limit, pipe.query_async::<Vec<Option<String>>>(&mut conn)).await;
+            tokio::time::timeout(limit, pipe.query_async::<Vec<redis::Value>>(&mut conn)).await;
         let answers = match result {
-            Ok(Ok(r)) => r,
+            Ok(Ok(r)) => super::wire::texts(r),
             Ok(Err(e)) => {
                 tracing::debug!(pool = %self.pool, error = %e, "store write failed");
                 self.error();
