@@ -29,12 +29,12 @@ jq -e -s 'map(select(.kind == "setup")) | length == 1' "$RESULTS" >/dev/null ||
 # --------------------------------------------------------------------------
 US=$'\x1f'   # between fields: a character no value contains
 IFS=$US read -r V_GIT TREE NCPU CPU MEM KERNEL V_LIMPET V_LIMPET_B V_HAPROXY V_NGINX V_WRK V_OPENSSL WORKERS PINNING \
-    THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_DURATION SC_NOTE < <(
+    THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_DURATION SC_NOTE SCRAPED < <(
     jq -r 'select(.kind == "setup") | [.commit, .tree, .cpus, .cpu, .mem, .kernel, .versions.limpet,
         (.versions.limpet_b // ""), .versions.haproxy, .versions.nginx, .versions.wrk, (.versions.openssl // "?"), .workers, .pinning,
         .threads, .connections, .duration, .warmup, .rounds, (.scenarios | join(" ")),
         (.balancers | join(" ")), .lb_port, .t, (.syscalls.tool // ""), (.syscalls.duration // ""),
-        (.syscalls.note // "")]
+        (.syscalls.note // ""), (.scraped // "limpet")]
         | map(tostring) | join("\u001f")' "$RESULTS")
 # shellcheck disable=SC2034  # read by scenario_balancers and balancer_target
 LB_ADDR=127.0.0.1:$LB_PORT
@@ -205,6 +205,14 @@ took() { # how long the run took, or that it stopped
     fi
 }
 
+scraped() { # which balancers' metrics the run scraped (before 2026-12-06: limpet's only)
+    if [[ $SCRAPED == all ]]; then
+        printf '%s' "every balancer's metrics scraped every second (limpet \`/metrics\`, HAProxy's Prometheus
+  exporter, nginx \`stub_status\`)."
+    else
+        printf '%s' "limpet with its admin endpoint on and \`/metrics\` scraped every second (the others not scraped)."
+    fi
+}
 report() {
     local rounds_word=rounds
     ((ROUNDS == 1)) && rounds_word=round
@@ -216,7 +224,7 @@ report() {
 * Versions: $V_LIMPET, $V_HAPROXY, $V_NGINX, $V_WRK$([[ -n $V_LIMPET_B ]] && printf '\n* limpet_b: %s, same configuration as limpet' "$V_LIMPET_B")
 * Workers: $WORKERS for every balancer (limpet \`workers: $WORKERS\`, HAProxy \`nbthread $WORKERS\`,
   nginx \`worker_processes $WORKERS\`); keep-alive to the backends, access logs off;
-  limpet with its admin endpoint on and \`/metrics\` scraped every second.
+  $(scraped)
 * Pinning: $PINNING.
 * Load: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency --timeout 5s\` after a $WARMUP warm-up;
   3 demo nodes (one \`demo_nodes\` process). Fresh demo nodes and a freshly started

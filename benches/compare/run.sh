@@ -305,7 +305,7 @@ jq -nc --arg commit "$V_GIT" --arg tree "$TREE" --argjson cpus "$NCPU" --arg cpu
       scenarios: ($scenarios | split(" ") | map(select(. != ""))),
       balancers: ($balancers | split(" ") | map(select(. != ""))), $lb_port,
       syscalls: {tool: (if $sc_tool == "" then null else $sc_tool end), duration: $sc_duration, note: $sc_note},
-      $t}' >"$RESULTS"
+      scraped: "all", $t}' >"$RESULTS"
 
 # --------------------------------------------------------------------------
 # runs: for each scenario, ROUNDS rounds, the balancers' order rotated

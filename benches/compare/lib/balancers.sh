@@ -5,7 +5,7 @@
 # LIMPET_BIN, LIMPET_B and ON_LB_CPUS.
 # shellcheck shell=bash disable=SC2154,SC2034  # globals shared with run.sh and lib/scenarios.sh
 
-SCRAPE_URL=    # set while limpet runs: its /metrics, scraped every second
+SCRAPE_URL=    # the running balancer's metrics, scraped every second
 HIT_ID=        # learn_hit: the id the balancer under test learned from node2 (per run)
 LB_PID=
 
@@ -94,11 +94,11 @@ start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
     local name=$1 scenario=$2 conf
     SCRAPE_URL=
     wait_port_free "$LB_PORT"
+    wait_port_free $((PORT_BASE + 90))
     case $name in
         limpet | limpet_b)   # limpet_b: the same configuration, the binary LIMPET_B
             local bin=$LIMPET_BIN
             [[ $name == limpet_b ]] && bin=$LIMPET_B
-            wait_port_free $((PORT_BASE + 90))
             conf=$TMP/lb-$scenario.yaml
             limpet_config "$scenario" >"$conf"
             mkdir -p "$TMP/limpet-state"
@@ -106,7 +106,6 @@ start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
                 die "$name rejected $conf: $(cat "$TMP/$name-check.log")"
             "${ON_LB_CPUS[@]}" "$bin" --config "$conf" >"$TMP/$name-$scenario.log" 2>&1 &
             LB_PID=$!
-            SCRAPE_URL="http://$ADMIN_ADDR/metrics"
             ;;
         haproxy)
             wait_port_free "$HAPROXY_STATS_PORT"
@@ -130,8 +129,11 @@ start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
             ;;
     esac
     PIDS+=("$LB_PID")
+    # Every balancer's metrics are scraped alike: limpet's /metrics, HAProxy's
+    # Prometheus exporter, nginx's stub_status, all on ADMIN_ADDR.
+    SCRAPE_URL="http://$ADMIN_ADDR/metrics"
     wait_http "$(scenario_scheme "$scenario")://$(balancer_target "$scenario")/static/ready" "$LB_PID" "$name"
-    [[ -z $SCRAPE_URL ]] || wait_http "$SCRAPE_URL" "$LB_PID" "$name admin endpoint"
+    wait_http "$SCRAPE_URL" "$LB_PID" "$name metrics endpoint"
 }
 
 learned_sessions() { # learned_sessions NAME: entries in the balancer's learned table now
