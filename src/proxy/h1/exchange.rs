@@ -392,10 +392,13 @@ where
             return Ok(true);
         }
         // RFC 9110 §15.2: a proxy passes 1xx on, except to HTTP/1.0.
+        // `c.out` may hold the request for a replay: the head goes out of
+        // a buffer of its own (1xx answers are rare).
         let len = c.res.len;
         if http11 {
-            let line = &c.from_server[c.res.start..len];
-            let _ = c.io.write_all(line).await;
+            let mut head = Vec::with_capacity(len);
+            super::answer::interim_head(c, &mut head);
+            let _ = c.io.write_all(&head).await;
         }
         c.from_server.advance(len);
     }
