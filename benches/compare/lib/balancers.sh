@@ -86,8 +86,11 @@ nginx_config() { # scenario → nginx.conf
         *) die "nginx has no configuration for scenario $1" ;;
     esac
     listen=$(render "nginx/listen-$(tls_suffix "$1").conf")
+    # nginx closes an upstream connection once `keepalive` others are idle:
+    # it must be able to keep one per wrk connection, as limpet and HAProxy do.
     render nginx/nginx.conf UPSTREAM="$upstream" LISTEN="$listen" \
-        RLIMIT_NOFILE=$((4 * MAXCONN)) WORKER_CONNECTIONS=$((2 * MAXCONN))
+        RLIMIT_NOFILE=$((4 * MAXCONN)) WORKER_CONNECTIONS=$((2 * MAXCONN)) \
+        KEEPALIVE=$((CONNECTIONS > 64 ? CONNECTIONS : 64))
 }
 
 start_balancer() { # start_balancer NAME SCENARIO → sets LB_PID
