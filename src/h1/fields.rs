@@ -93,6 +93,15 @@ impl Name {
     }
 }
 
+/// Is the field named `name` listed in one of `fields`' `Connection` fields?
+pub fn listed(buf: &[u8], fields: &[Field], name: &[u8]) -> bool {
+    fields
+        .iter()
+        .filter(|c| c.known == Name::Connection)
+        .flat_map(|c| c.value.get(buf).split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+}
+
 /// The options of every `Connection` field of a head.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Connection {

@@ -23,6 +23,7 @@ use super::{Client, Req};
 use crate::connect::ServerIo;
 use crate::h1::chunked::{Decoder, LAST_CHUNK, SizeLine};
 use crate::h1::edit::Edited;
+use crate::h1::fields::listed;
 use crate::h1::{Framing, Name};
 use crate::pool::Pool;
 use crate::proxy::conn::ConnCtx;
@@ -186,45 +187,6 @@ where
         to.local.raw.checkin(sent.slot, server);
     }
     !close
-}
-
-/// The head of the `1xx` answer in `c.res` as the client gets it, into
-/// `out`: the status line in HTTP/1.1 and the received fields but the
-/// hop-by-hop ones (RFC 9110 §7.6.1 holds for interim answers too: a
-/// server's `Connection: keep-alive` on a `100` is about its own hop).
-pub fn interim_head<I>(c: &mut Client<I>, out: &mut Vec<u8>) {
-    c.res_edits.clear();
-    let buf = &c.from_server[..c.res.len];
-    let connection_names = c.res.facts.connection.names;
-    for (i, f) in c.res.fields.iter().enumerate() {
-        let hop = f.known.is_hop_by_hop()
-            || (f.known == Name::Other
-                && connection_names
-                && listed(buf, &c.res.fields, f.name.get(buf)));
-        if hop {
-            c.res_edits.remove(i);
-        }
-    }
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(c.res.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(c.res.reason.get(buf));
-    out.extend_from_slice(b"\r\n");
-    Edited {
-        buf,
-        fields: &c.res.fields,
-        edits: &mut c.res_edits,
-    }
-    .write_fields(out);
-}
-
-/// Is the field named `name` listed in one of `fields`' `Connection` fields?
-fn listed(buf: &[u8], fields: &[crate::h1::Field], name: &[u8]) -> bool {
-    fields
-        .iter()
-        .filter(|c| c.known == Name::Connection)
-        .flat_map(|c| c.value.get(buf).split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
 }
 
 /// Why a relay stopped early: either side broke off.

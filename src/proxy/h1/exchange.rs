@@ -19,7 +19,9 @@ use crate::config::Limits;
 use crate::connect::ServerIo;
 use crate::decision::Decision;
 use crate::h1::chunked::Decoder;
-use crate::h1::{Framing, Parsed, parse_response};
+use crate::h1::edit::Edited;
+use crate::h1::fields::listed;
+use crate::h1::{Framing, Name, Parsed, parse_response};
 use crate::pool::Pool;
 use crate::proxy::end::End;
 use crate::proxy::error::ProxyError;
@@ -397,10 +399,40 @@ where
         let len = c.res.len;
         if http11 {
             let mut head = Vec::with_capacity(len);
-            super::answer::interim_head(c, &mut head);
+            interim_head(c, &mut head);
             let _ = c.io.write_all(&head).await;
         }
         c.from_server.advance(len);
     }
     Ok(false)
+}
+
+/// The head of the `1xx` answer in `c.res` as the client gets it, into
+/// `out`: the status line in HTTP/1.1 and the received fields but the
+/// hop-by-hop ones (RFC 9110 §7.6.1 holds for interim answers too: a
+/// server's `Connection: keep-alive` on a `100` is about its own hop).
+pub fn interim_head<I>(c: &mut Client<I>, out: &mut Vec<u8>) {
+    c.res_edits.clear();
+    let buf = &c.from_server[..c.res.len];
+    let connection_names = c.res.facts.connection.names;
+    for (i, f) in c.res.fields.iter().enumerate() {
+        let hop = f.known.is_hop_by_hop()
+            || (f.known == Name::Other
+                && connection_names
+                && listed(buf, &c.res.fields, f.name.get(buf)));
+        if hop {
+            c.res_edits.remove(i);
+        }
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(c.res.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(c.res.reason.get(buf));
+    out.extend_from_slice(b"\r\n");
+    Edited {
+        buf,
+        fields: &c.res.fields,
+        edits: &mut c.res_edits,
+    }
+    .write_fields(out);
 }
