@@ -52,17 +52,17 @@ fi
 # --------------------------------------------------------------------------
 # the runs, keyed "scenario|balancer|round", formatted as run.sh logs them
 # --------------------------------------------------------------------------
-declare -A R_RPS R_P50 R_P99 R_US R_USER R_SYS R_PCT R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY R_TLS
+declare -A R_RPS R_P50 R_P99 R_US R_USER R_SYS R_PCT R_LOAD R_OTHER R_IDLE R_PEAK R_HWM R_NON2XX R_SOCK R_REQS R_DIST R_POS R_SANITY R_TLS
 PROBLEMS=()
-while IFS=$US read -r scenario name round pos rps p50 p99 us user sys pct other idle peak hwm non2xx sock reqs dist tls sanity; do
+while IFS=$US read -r scenario name round pos rps p50 p99 us user sys pct load other idle peak hwm non2xx sock reqs dist tls sanity; do
     k="$scenario|$name|$round"
     R_RPS[$k]=$rps R_P50[$k]=$p50 R_P99[$k]=$p99 R_US[$k]=$us R_USER[$k]=$user R_SYS[$k]=$sys
-    R_PCT[$k]=$pct R_OTHER[$k]=$other
+    R_PCT[$k]=$pct R_LOAD[$k]=$load R_OTHER[$k]=$other
     R_IDLE[$k]=$idle R_PEAK[$k]=$peak R_HWM[$k]=$hwm R_NON2XX[$k]=$non2xx R_SOCK[$k]=$sock
     R_REQS[$k]=$reqs R_DIST[$k]=$dist R_POS[$k]=$pos R_TLS[$k]=$tls R_SANITY[$k]=$sanity
 done < <(
     jq -r 'select(.kind == "run") | [.scenario, .balancer, .round, .order, .rps, .p50_ms, .p99_ms,
-        .cpu_us_per_req, .user_us_per_req, .sys_us_per_req, .cpu_pct_of_core, .other_cpu_pct, .rss_idle_mib, .rss_peak_mib, .vmhwm_mib,
+        .cpu_us_per_req, .user_us_per_req, .sys_us_per_req, .cpu_pct_of_core, .load_cpu_pct, .other_cpu_pct, .rss_idle_mib, .rss_peak_mib, .vmhwm_mib,
         .non2xx, .socket_errors, .requests, .warmup, (.tls // ""), .sanity]
         | map(if . == null then "-" else tostring end) | join("\u001f")' "$RESULTS" |
         # numbers with the decimals run.sh gives them; latencies as wrk reports them
@@ -70,8 +70,8 @@ done < <(
             function f(fmt, v) { return v == "-" ? v : sprintf(fmt, v) }
             function ms(v) { return v == "-" ? v : sprintf(v + 0 < 1 ? "%.3f" : v + 0 < 1000 ? "%.2f" : "%.0f", v) }
             { $5 = f("%.0f", $5); $6 = ms($6); $7 = ms($7); $8 = f("%.1f", $8); $9 = f("%.1f", $9)
-              $10 = f("%.1f", $10); $11 = f("%.0f", $11); $12 = f("%.0f", $12); $13 = f("%.1f", $13)
-              $14 = f("%.1f", $14); $15 = f("%.1f", $15); print }')
+              $10 = f("%.1f", $10); $11 = f("%.0f", $11); $12 = f("%.0f", $12); $13 = f("%.0f", $13)
+              $14 = f("%.1f", $14); $15 = f("%.1f", $15); $16 = f("%.1f", $16); print }')
 while IFS= read -r p; do PROBLEMS+=("$p"); done < <(jq -r 'select(.kind == "run") | .problems[]' "$RESULTS")
 
 # the system calls counted after the last round, keyed "scenario|balancer":
@@ -334,8 +334,8 @@ EOF
 
 <details><summary>Every run ($ROUNDS $rounds_word per scenario; <i>order</i> is the run's place in its round)</summary>
 
-| scenario | round | order | balancer | req/s | p50 ms | p99 ms | CPU µs/req | user µs/req | system µs/req | balancer CPU % of a core | other CPU % | RSS idle MiB | RSS peak MiB | VmHWM MiB | non-2xx | socket errors | requests | warm-up responses per node |
-|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| scenario | round | order | balancer | req/s | p50 ms | p99 ms | CPU µs/req | user µs/req | system µs/req | balancer CPU % of a core | load side CPU % of a core | other CPU % | RSS idle MiB | RSS peak MiB | VmHWM MiB | non-2xx | socket errors | requests | warm-up responses per node |
+|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 EOF
     local r k
     for scenario in $SCENARIOS; do
@@ -346,13 +346,16 @@ EOF
                 [[ -n ${R_RPS[$k]:-} ]] || continue
                 echo "| $scenario | $r | ${R_POS[$k]} | $name | ${R_RPS[$k]} | ${R_P50[$k]} | ${R_P99[$k]} | ${R_US[$k]} |" \
                     "${R_USER[$k]} | ${R_SYS[$k]} |" \
-                    "${R_PCT[$k]} | ${R_OTHER[$k]} | ${R_IDLE[$k]} | ${R_PEAK[$k]} | ${R_HWM[$k]} | ${R_NON2XX[$k]} |" \
+                    "${R_PCT[$k]} | ${R_LOAD[$k]} | ${R_OTHER[$k]} | ${R_IDLE[$k]} | ${R_PEAK[$k]} | ${R_HWM[$k]} | ${R_NON2XX[$k]} |" \
                     "${R_SOCK[$k]} | ${R_REQS[$k]} | ${R_DIST[$k]} |"
             done
         done
     done
     cat <<EOF
 
+*load side CPU %*: wrk and the demo nodes together, in % of one core (runs
+before 2026-12-06: -); when it nears 100 times the load CPUs, the load side set
+the pace and req/s and p99 say little about the balancer.
 *other CPU %*: the share of the whole machine used during the run by anything
 but wrk, the demo nodes and the balancer (other jobs); above a few percent,
 distrust that run. *RSS idle*: after start-up and the curl checks; *VmHWM*: the

@@ -228,7 +228,7 @@ measure() {
     # CPU: the balancer's own (µs per request: user + system, and each apart;
     # % of one core), and what the rest of the machine (not wrk, not the
     # nodes, not the balancer) used
-    local wrk_cpu lb_user lb_sys lb_ticks nodes_ticks lb_us lb_user_us lb_sys_us lb_pct other_pct
+    local wrk_cpu lb_user lb_sys lb_ticks nodes_ticks lb_us lb_user_us lb_sys_us lb_pct other_pct load_pct
     wrk_cpu=$(awk '{print $1 + $2}' "$f.cpu")
     read -r lb_user lb_sys lb_ticks <<<"$(ticks_since "$lb0" "$lb1")"
     read -r _ _ nodes_ticks <<<"$(ticks_since "$nodes0" "$nodes1")"
@@ -239,6 +239,10 @@ measure() {
     other_pct=$(awk -v sys=$((sys1 - sys0)) -v lb="$lb_ticks" -v nodes="$nodes_ticks" \
         -v w="$wrk_cpu" -v hz="$CLK_TCK" -v s="$secs" -v n="$NCPU" \
         'BEGIN { o = (sys - lb - nodes) / hz - w; if (o < 0) o = 0; printf "%.0f", 100 * o / (s * n) }')
+    # The load side (wrk + the demo nodes), in % of one core: near 100 times
+    # the load CPUs, the load side set the pace, not the balancer.
+    load_pct=$(awk -v nodes="$nodes_ticks" -v w="$wrk_cpu" -v hz="$CLK_TCK" -v s="$secs" \
+        'BEGIN { printf "%.0f", 100 * (nodes / hz + w) / s }')
     [[ $pid == - ]] && { lb_us=-; lb_user_us=-; lb_sys_us=-; lb_pct=-; }
 
     local mem_idle=- mem_peak=- mem_hwm=-
@@ -263,7 +267,7 @@ measure() {
         problems+=("$scenario / $name, round $round: not a single response in the measured run")
     fi
     log "  $scenario / $name (round $round): ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, non-2xx ${non2xx}, socket errors ${sockerr}," \
-        "balancer CPU ${lb_us} µs/req (user ${lb_user_us} + system ${lb_sys_us}; ${lb_pct}% of a core), other load ${other_pct}%, RSS ${mem_idle} → ${mem_peak} MiB; warm-up: ${dist}"
+        "balancer CPU ${lb_us} µs/req (user ${lb_user_us} + system ${lb_sys_us}; ${lb_pct}% of a core), load side ${load_pct}% of a core, other load ${other_pct}%, RSS ${mem_idle} → ${mem_peak} MiB; warm-up: ${dist}"
     PROBLEMS+=("${problems[@]}")
 
     # One line of JSON per run, appended at once: a run that stops later
@@ -272,7 +276,7 @@ measure() {
         --argjson rps "$(num "$rps")" --argjson p50_ms "$(num "$p50")" --argjson p99_ms "$(num "$p99")" \
         --argjson cpu_us_per_req "$(num "$lb_us")" --argjson user_us_per_req "$(num "$lb_user_us")" \
         --argjson sys_us_per_req "$(num "$lb_sys_us")" --argjson cpu_pct_of_core "$(num "$lb_pct")" \
-        --argjson other_cpu_pct "$(num "$other_pct")" --argjson rss_idle_mib "$(num "$mem_idle")" \
+        --argjson other_cpu_pct "$(num "$other_pct")" --argjson load_cpu_pct "$(num "$load_pct")" --argjson rss_idle_mib "$(num "$mem_idle")" \
         --argjson rss_peak_mib "$(num "$mem_peak")" --argjson vmhwm_mib "$(num "$mem_hwm")" \
         --argjson non2xx "$(num "$non2xx")" --argjson socket_errors "$(num "$sockerr")" \
         --argjson requests "$(num "$reqs")" --argjson seconds "$(num "$secs")" \
@@ -280,7 +284,7 @@ measure() {
         --arg warmup "${dist:-?}" --arg tls "$tls" --arg learned "$learned" --arg sanity "$sanity" \
         --argjson problems "$(jq -nc '$ARGS.positional' --args "${problems[@]}")" --argjson t "$(date +%s)" \
         '{kind: "run", $scenario, $balancer, $round, $order, $rps, $p50_ms, $p99_ms, $cpu_us_per_req,
-          $user_us_per_req, $sys_us_per_req, $cpu_pct_of_core, $other_cpu_pct, $rss_idle_mib,
+          $user_us_per_req, $sys_us_per_req, $cpu_pct_of_core, $load_cpu_pct, $other_cpu_pct, $rss_idle_mib,
           $rss_peak_mib, $vmhwm_mib, $non2xx, $socket_errors, $requests, $seconds, $curl, $expected, $warmup,
           tls: (if $tls == "" then null else $tls end),
           learned: (if $learned == "" then null else ($learned | tonumber? // .) end),
