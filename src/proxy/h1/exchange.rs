@@ -411,7 +411,7 @@ where
 /// `out`: the status line in HTTP/1.1 and the received fields but the
 /// hop-by-hop ones (RFC 9110 §7.6.1 holds for interim answers too: a
 /// server's `Connection: keep-alive` on a `100` is about its own hop).
-pub fn interim_head<I>(c: &mut Client<I>, out: &mut Vec<u8>) {
+fn interim_head<I>(c: &mut Client<I>, out: &mut Vec<u8>) {
     c.res_edits.clear();
     let buf = &c.from_server[..c.res.len];
     let connection_names = c.res.facts.connection.names;
