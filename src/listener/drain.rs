@@ -17,35 +17,35 @@ use std::future::Future;
 use std::pin::pin;
 
 use hyper_util::server::graceful::GracefulConnection;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::proxy::ConnState;
+use crate::proxy::stop::{StopSignal, StopWatch};
 
 pub use crate::proxy::conn::IDLE_GRACE;
 
 /// The stop signal of one listener's connections, and their tasks.
 pub struct Drain {
-    stop: CancellationToken,
+    stop: StopSignal,
     conns: TaskTracker,
 }
 
 /// What a connection watches for its listener's stop.
 pub struct Watcher {
-    stop: CancellationToken,
+    stop: StopWatch,
 }
 
 impl Drain {
     pub fn new() -> Drain {
         Drain {
-            stop: CancellationToken::new(),
+            stop: StopSignal::new(),
             conns: TaskTracker::new(),
         }
     }
 
     pub fn watcher(&self) -> Watcher {
         Watcher {
-            stop: self.stop.clone(),
+            stop: self.stop.watch(),
         }
     }
 
@@ -60,7 +60,7 @@ impl Drain {
     /// Tells every connection to close between two requests, and waits
     /// until all have.
     pub async fn shutdown(self) {
-        self.stop.cancel();
+        self.stop.stop();
         self.conns.close();
         self.conns.wait().await;
     }
@@ -75,8 +75,8 @@ impl Default for Drain {
 impl Watcher {
     /// The listener's stop signal, for a connection that watches it itself
     /// (limpet's HTTP/1 path, `proxy/h1/`).
-    pub fn stop(&self) -> CancellationToken {
-        self.stop.clone()
+    pub fn stop(&self) -> &StopWatch {
+        &self.stop
     }
 
     /// Serves `conn` until it ends; once the listener stops, closes it as
@@ -88,7 +88,7 @@ impl Watcher {
         let mut conn = pin!(conn);
         tokio::select! {
             r = conn.as_mut() => return r,
-            () = self.stop.cancelled() => {}
+            () = self.stop.stopped() => {}
         }
         state.start_draining();
         let mut idle = pin!(tokio::time::sleep(IDLE_GRACE));

@@ -225,8 +225,8 @@ where
         return watcher.watch(conn, &state).await;
     }
     drop(current);
-    let stop = watcher.stop();
-    let Some(h2) = proxy::h1::serve(Rc::clone(&local), Rc::clone(&ctx), io, stop).await else {
+    let Some(h2) = proxy::h1::serve(Rc::clone(&local), Rc::clone(&ctx), io, watcher.stop()).await
+    else {
         return Ok(());
     };
     // HTTP/2 with prior knowledge: hyper reads it from the preface on.

@@ -34,6 +34,7 @@ pub mod local;
 pub mod redirect;
 pub mod route;
 pub mod server_conns;
+pub mod stop;
 pub mod upload;
 pub mod verdict;
 

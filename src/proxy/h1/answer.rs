@@ -16,7 +16,6 @@ use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use http::header::{self, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 use super::exchange::{self, Sent};
 use super::{Client, Req};
@@ -29,6 +28,7 @@ use crate::pool::Pool;
 use crate::proxy::conn::ConnCtx;
 use crate::proxy::end::End;
 use crate::proxy::local::Local;
+use crate::proxy::stop::StopWatch;
 use crate::sticky::Found;
 
 /// What the answer needs besides the connection.
@@ -38,7 +38,7 @@ pub struct To<'a> {
     pub pool: &'a Pool,
     pub found: &'a Found,
     pub req: &'a Req,
-    pub stop: &'a CancellationToken,
+    pub stop: &'a StopWatch,
     /// `timeouts.client_body`, for the rest of an upload the server
     /// answered early.
     pub client_body: Duration,
@@ -61,7 +61,7 @@ where
     // HTTP/1.1 client, whose connection can then go on.
     let encode = framing == Framing::UntilClose && req.http11;
     let close = !req.keep_alive
-        || to.stop.is_cancelled()
+        || to.stop.is_stopped()
         || !sent.complete
         || (framing == Framing::UntilClose && !req.http11)
         || (framing == Framing::Chunked && !req.http11)

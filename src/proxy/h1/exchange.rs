@@ -357,6 +357,8 @@ where
             super::read::reserve(&mut c.buf);
         }
         tokio::select! {
+            // The server first: its answer is what is waited for.
+            biased;
             r = tokio::time::timeout_at(deadline, server.read_buf(&mut c.from_server)) => match r {
                 Err(_) => return Err(Failure::Timeout),
                 Ok(Ok(0) | Err(_)) => return Err(Failure::Server { answered }),

@@ -32,7 +32,6 @@ use std::rc::Rc;
 use bytes::{Buf, BytesMut};
 use http::{Method, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 use super::client_addr;
 use super::end::{Access, End};
@@ -43,6 +42,7 @@ use super::upload::REPLAY_LIMIT;
 use super::{ConnCtx, redirect};
 use crate::h1::edit::{Edited, Edits};
 use crate::h1::{Framing, RequestHead, ResponseHead, chunked::Decoder};
+use crate::proxy::stop::StopWatch;
 use read::Head;
 
 /// A client connection on the HTTP/1 path: its socket and the buffers its
@@ -112,7 +112,7 @@ pub async fn serve<I>(
     local: Rc<Local>,
     ctx: Rc<ConnCtx>,
     io: I,
-    stop: CancellationToken,
+    stop: &StopWatch,
 ) -> Option<Handover<I>>
 where
     I: AsyncRead + AsyncWrite + Unpin,
@@ -133,7 +133,7 @@ where
     };
     let mut first = true;
     loop {
-        match read::head(&mut c, &limits, &stop, first).await {
+        match read::head(&mut c, &limits, stop, first).await {
             Head::Ready => {}
             Head::Closed => break,
             Head::Http2 => {
@@ -150,7 +150,7 @@ where
             }
         }
         first = false;
-        if !request(&local, &ctx, &mut c, &stop).await {
+        if !request(&local, &ctx, &mut c, stop).await {
             break;
         }
     }
@@ -162,12 +162,7 @@ where
 
 /// One request whose head is parsed in `c.head`: checked, routed, tied to
 /// a server, forwarded, answered. Whether the connection serves another.
-async fn request<I>(
-    local: &Rc<Local>,
-    conn: &ConnCtx,
-    c: &mut Client<I>,
-    stop: &CancellationToken,
-) -> bool
+async fn request<I>(local: &Rc<Local>, conn: &ConnCtx, c: &mut Client<I>, stop: &StopWatch) -> bool
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {

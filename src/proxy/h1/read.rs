@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 
 use super::Client;
 use crate::config::Limits;
 use crate::h1::{HeadError, Parsed, parse_request};
 use crate::proxy::conn::IDLE_GRACE;
+use crate::proxy::stop::StopWatch;
 use crate::proxy::upload::ClientFault;
 
 /// What reading a request head came to.
@@ -35,12 +35,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 /// Reads until a whole request head is in `c.buf` and parses it into
 /// `c.head`. `first`: the connection's first request (HTTP/2 may start).
-pub async fn head<I>(
-    c: &mut Client<I>,
-    limits: &Limits,
-    stop: &CancellationToken,
-    first: bool,
-) -> Head
+pub async fn head<I>(c: &mut Client<I>, limits: &Limits, stop: &StopWatch, first: bool) -> Head
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -70,19 +65,22 @@ where
 
 /// Reads more from the client. Once the listener stopped, a connection
 /// with nothing of a request received gets `IDLE_GRACE` to send one.
-async fn read<I>(c: &mut Client<I>, stop: &CancellationToken) -> std::io::Result<usize>
+async fn read<I>(c: &mut Client<I>, stop: &StopWatch) -> std::io::Result<usize>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     reserve(&mut c.buf);
-    if stop.is_cancelled() && c.buf.is_empty() {
+    if stop.is_stopped() && c.buf.is_empty() {
         return tokio::time::timeout(IDLE_GRACE, c.io.read_buf(&mut c.buf))
             .await
             .unwrap_or(Ok(0));
     }
     tokio::select! {
+        // The socket first: a request that is there is read without
+        // waiting on the stop.
+        biased;
         r = c.io.read_buf(&mut c.buf) => r,
-        () = stop.cancelled() => {
+        () = stop.stopped() => {
             if c.buf.is_empty() {
                 tokio::time::timeout(IDLE_GRACE, c.io.read_buf(&mut c.buf))
                     .await
