@@ -44,35 +44,50 @@ pub enum Name {
     Date,
 }
 
-const NAMES: [(&[u8], Name); 20] = [
-    (b"host", Name::Host),
-    (b"content-length", Name::ContentLength),
-    (b"transfer-encoding", Name::TransferEncoding),
-    (b"connection", Name::Connection),
-    (b"upgrade", Name::Upgrade),
-    (b"expect", Name::Expect),
-    (b"cookie", Name::Cookie),
-    (b"set-cookie", Name::SetCookie),
-    (b"cache-control", Name::CacheControl),
-    (b"x-forwarded-for", Name::XForwardedFor),
-    (b"x-forwarded-proto", Name::XForwardedProto),
-    (b"x-forwarded-host", Name::XForwardedHost),
-    (b"forwarded", Name::Forwarded),
-    (b"x-real-ip", Name::XRealIp),
-    (b"te", Name::Te),
-    (b"trailer", Name::Trailer),
-    (b"keep-alive", Name::KeepAlive),
-    (b"proxy-connection", Name::ProxyConnection),
-    (b"proxy-authenticate", Name::ProxyAuthenticate),
-    (b"date", Name::Date),
+/// The known names by length (`BY_LENGTH[n]`: those `n` bytes long), so
+/// that most names of a head are compared with one or two known names, or
+/// none.
+const BY_LENGTH: [&[(&[u8], Name)]; 19] = [
+    &[],
+    &[],
+    &[(b"te", Name::Te)],
+    &[],
+    &[(b"host", Name::Host), (b"date", Name::Date)],
+    &[],
+    &[(b"expect", Name::Expect), (b"cookie", Name::Cookie)],
+    &[(b"upgrade", Name::Upgrade), (b"trailer", Name::Trailer)],
+    &[],
+    &[
+        (b"forwarded", Name::Forwarded),
+        (b"x-real-ip", Name::XRealIp),
+    ],
+    &[
+        (b"connection", Name::Connection),
+        (b"set-cookie", Name::SetCookie),
+        (b"keep-alive", Name::KeepAlive),
+    ],
+    &[],
+    &[],
+    &[(b"cache-control", Name::CacheControl)],
+    &[(b"content-length", Name::ContentLength)],
+    &[(b"x-forwarded-for", Name::XForwardedFor)],
+    &[
+        (b"x-forwarded-host", Name::XForwardedHost),
+        (b"proxy-connection", Name::ProxyConnection),
+    ],
+    &[
+        (b"transfer-encoding", Name::TransferEncoding),
+        (b"x-forwarded-proto", Name::XForwardedProto),
+    ],
+    &[(b"proxy-authenticate", Name::ProxyAuthenticate)],
 ];
 
 impl Name {
     /// Recognizes a field name in any case.
     pub fn of(name: &[u8]) -> Name {
-        NAMES
-            .iter()
-            .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        BY_LENGTH
+            .get(name.len())
+            .and_then(|known| known.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)))
             .map_or(Name::Other, |&(_, known)| known)
     }
 
@@ -271,6 +286,17 @@ mod tests {
         assert_eq!(Name::of(b"x-forwarded-for"), Name::XForwardedFor);
         assert_eq!(Name::of(b"hosts"), Name::Other);
         assert_eq!(Name::of(b""), Name::Other);
+        // Every known name sits at its length and is found in any case.
+        let mut count = 0;
+        for (len, known) in BY_LENGTH.iter().enumerate() {
+            for &(name, n) in *known {
+                assert_eq!(name.len(), len);
+                assert_eq!(Name::of(name), n);
+                assert_eq!(Name::of(&name.to_ascii_uppercase()), n);
+                count += 1;
+            }
+        }
+        assert_eq!(count, 20);
         assert!(Name::of(b"Keep-Alive").is_hop_by_hop());
         assert!(!Name::of(b"Cookie").is_hop_by_hop());
     }
