@@ -100,12 +100,20 @@ pub fn reserve(buf: &mut BytesMut) {
 }
 
 /// Has the head ended (an empty line) in `buf`? Searches only the bytes
-/// after `scanned`, so a trickled head costs linear time.
+/// after `scanned`, so a trickled head costs linear time. A head that came
+/// whole ends the buffer, and is found without a search.
 fn ends(buf: &[u8], scanned: &mut usize) -> bool {
+    if buf.ends_with(b"\r\n\r\n") {
+        return true;
+    }
     let from = scanned.saturating_sub(3);
     *scanned = buf.len();
     let tail = &buf[from..];
-    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+    memchr::memchr_iter(b'\n', tail).any(|i| match tail.get(i + 1) {
+        Some(b'\n') => true,
+        Some(b'\r') => tail.get(i + 2) == Some(&b'\n'),
+        _ => false,
+    })
 }
 
 /// Reads until `c.buf` holds `n` bytes (a small body), each read within
@@ -142,5 +150,17 @@ mod tests {
         assert!(ends(&buf, &mut scanned));
         let mut scanned = 0;
         assert!(ends(b"GET / HTTP/1.1\nHost: a\n\n", &mut scanned));
+        // An end before pipelined bytes; none in a line ending split
+        // across reads until its last byte came.
+        let mut scanned = 0;
+        assert!(ends(b"GET / HTTP/1.1\r\n\r\nGET / HT", &mut scanned));
+        let mut scanned = 0;
+        let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r".to_vec();
+        assert!(!ends(&buf, &mut scanned));
+        assert!(!ends(&buf, &mut scanned));
+        buf.push(b'\n');
+        assert!(ends(&buf, &mut scanned));
+        let mut scanned = 0;
+        assert!(!ends(b"GET / HTTP/1.1\r\nHost: a\r\n\rX", &mut scanned));
     }
 }
