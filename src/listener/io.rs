@@ -50,6 +50,9 @@ pin_project_lite::pin_project! {
         first_read: bool,
         header_timeout: Duration,
         idle_timeout: Duration,
+        // Wake the reader when the last request ends (see
+        // `ConnState::register_reader`).
+        wake_when_idle: bool,
     }
 }
 
@@ -77,7 +80,16 @@ impl<T> TimedIo<T> {
             first_read: true,
             header_timeout,
             idle_timeout,
+            wake_when_idle: true,
         }
+    }
+
+    /// Whether a request's end wakes the reader, so that the idle timer
+    /// starts. hyper needs it: it may not read again by itself. limpet's
+    /// own HTTP/1 path reads again as a request ends, and the wake would
+    /// only poll its task once more for nothing.
+    pub fn wake_when_idle(&mut self, wake: bool) {
+        self.wake_when_idle = wake;
     }
 }
 
@@ -147,7 +159,9 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for TimedIo<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                this.state.register_reader(cx.waker());
+                if *this.wake_when_idle {
+                    this.state.register_reader(cx.waker());
+                }
                 let horizon = (*this.header_timeout).min(*this.idle_timeout);
                 if busy || !expired(this.timer, *this.deadline, horizon, cx) {
                     return Poll::Pending;

@@ -213,7 +213,7 @@ where
 {
     let current = local.current();
     let state = Arc::clone(&ctx.state);
-    let io = TimedIo::new(
+    let mut io = TimedIo::new(
         io,
         Arc::clone(&ctx.state),
         current.snap.timeouts.request_header,
@@ -225,11 +225,14 @@ where
         return watcher.watch(conn, &state).await;
     }
     drop(current);
-    let Some(h2) = proxy::h1::serve(Rc::clone(&local), Rc::clone(&ctx), io, watcher.stop()).await
+    io.wake_when_idle(false);
+    let Some(mut h2) =
+        proxy::h1::serve(Rc::clone(&local), Rc::clone(&ctx), io, watcher.stop()).await
     else {
         return Ok(());
     };
     // HTTP/2 with prior knowledge: hyper reads it from the preface on.
+    h2.io.wake_when_idle(true);
     let current = local.current();
     let conn = hyper_conn(&current, &local, ctx, Prefixed::new(h2.received, h2.io));
     drop(current);
