@@ -23,6 +23,61 @@ async fn a_slow_server_gives_504() {
     );
 }
 
+/// `backend_response` counts from each request on a kept-alive
+/// connection: a later request is not held to an earlier one's deadline,
+/// and a slow one still gets 504 in time.
+#[tokio::test]
+async fn backend_response_counts_from_each_request_on_a_kept_alive_connection() {
+    let n = nodes(1).await;
+    let lb = Lb::start(&config(&n, "", "timeouts:\n  backend_response: 600ms\n")).await;
+    let mut s = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    let mut get = async |path: &str| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        read_response(&mut s).await
+    };
+    assert!(get("/").await.starts_with("HTTP/1.1 200"));
+    // The first request's deadline passes while this one is answered
+    // (400 + 400 ms > 600 ms), within its own.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(get("/slow?ms=400").await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(get("/slow?ms=300").await.starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    assert!(get("/slow?ms=3000").await.starts_with("HTTP/1.1 504"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(550) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+/// One response head and its `Content-Length` body from `s`, as text.
+async fn read_response(s: &mut tokio::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&got).into_owned();
+            }
+        }
+        assert!(Instant::now() < deadline, "no whole response: {got:?}");
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[tokio::test]
 async fn a_trickled_header_gets_408_and_the_connection_is_cut() {
     let n = nodes(1).await;

@@ -194,8 +194,8 @@ where
         (Body::WithHead, Some(t)) => tokio::time::Instant::from_std(t),
         _ => tokio::time::Instant::now(),
     };
-    let deadline = sent + snap.timeouts.backend_response;
-    response_head(c, server, req.http11, req.upgrade, deadline).await?;
+    c.deadline.set(sent + snap.timeouts.backend_response);
+    response_head(c, server, req.http11, req.upgrade).await?;
     Ok(complete)
 }
 
@@ -348,7 +348,6 @@ async fn response_head<I>(
     server: &mut ServerIo,
     http11: bool,
     upgrade: bool,
-    deadline: tokio::time::Instant,
 ) -> Result<(), Failure>
 where
     I: AsyncRead + AsyncWrite + Unpin,
@@ -368,11 +367,11 @@ where
         tokio::select! {
             // The server first: its answer is what is waited for.
             biased;
-            r = tokio::time::timeout_at(deadline, server.read_buf(&mut c.from_server)) => match r {
-                Err(_) => return Err(Failure::Timeout),
-                Ok(Ok(0) | Err(_)) => return Err(Failure::Server { answered }),
-                Ok(Ok(_)) => answered = true,
+            r = server.read_buf(&mut c.from_server) => match r {
+                Ok(0) | Err(_) => return Err(Failure::Server { answered }),
+                Ok(_) => answered = true,
             },
+            () = c.deadline.expired() => return Err(Failure::Timeout),
             r = c.io.read_buf(&mut c.buf), if watch => {
                 if matches!(r, Ok(0) | Err(_)) {
                     return Err(Failure::Client(ClientFault::Gone));

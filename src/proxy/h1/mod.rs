@@ -22,6 +22,7 @@
 //! ```
 
 mod answer;
+mod deadline;
 mod exchange;
 mod outgoing;
 mod read;
@@ -65,6 +66,8 @@ pub struct Client<I> {
     res_edits: Edits,
     /// For a chunked response body.
     decoder: Decoder,
+    /// `backend_response`, kept across the requests.
+    deadline: deadline::Deadline,
     /// Where a streamed request body is.
     up: exchange::Upload,
     /// The current request's body is not read whole: an answer now must
@@ -128,6 +131,7 @@ where
         res: ResponseHead::default(),
         res_edits: Edits::default(),
         decoder: Decoder::new(&limits, false),
+        deadline: deadline::Deadline::default(),
         up: exchange::Upload::new(&limits),
         body_unread: false,
     };
