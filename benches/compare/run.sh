@@ -45,6 +45,9 @@
 #   QUIET_IDLE_PCT, WAIT_QUIET   before each measured run, wait up to WAIT_QUIET
 #                seconds (default 60) for the machine to be QUIET_IDLE_PCT % idle
 #                (default 90): a compile running next to the benchmark skews it
+#   LB_CPU_PCT   cap every balancer at this % of each of its CPUs (a cgroup CPU
+#                quota per LB_CPU_PERIOD_US, default 2000; root), so that the
+#                balancer sets the pace, not the load side (lib/cap.sh); default: no cap
 #   SYSCALLS     1 (default): after the last round's measured run of each balancer,
 #                a SYSCALLS_DURATION (default 2s) wrk run with its system calls
 #                counted (perf stat, or strace -c); 0: no such run
@@ -230,6 +233,8 @@ source "$here/lib/balancers.sh"
 source "$here/lib/measure.sh"
 # shellcheck source=lib/syscalls.sh
 source "$here/lib/syscalls.sh"
+# shellcheck source=lib/cap.sh
+source "$here/lib/cap.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -266,6 +271,7 @@ fi
 # The balancer's command prefix: taskset execs the balancer, so $! is its PID.
 ON_LB_CPUS=()
 if ((PINNED)); then ON_LB_CPUS=(taskset -c "$LB_CPUS"); fi
+cap_setup
 
 # A real Tomcat-style session id, issued by node2 itself (32 hex + ".node2").
 start_nodes

@@ -22,6 +22,7 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
+    cap_cleanup
     if [[ ${KEEP_TMP:-0} == 1 || $rc -ne 0 ]]; then
         log "run.sh: configs, logs and raw wrk output kept in $TMP"
     else
