@@ -129,10 +129,40 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Removes what earlier runs of the tests left in the temporary directory:
+/// the `limpet-<name>-<pid>-<n>` directories of a process that is gone.
+/// This run's stay behind it, so that a failed test's files can be read;
+/// the next run removes them.
+fn sweep_earlier_runs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("limpet-")) else {
+                continue;
+            };
+            let mut parts = rest.rsplitn(3, '-');
+            let (Some(n), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(_), Ok(pid)) = (n.parse::<u32>(), pid.parse::<u32>()) else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
+    sweep_earlier_runs();
     let dir = std::env::temp_dir().join(format!(
         "limpet-{name}-{}-{}",
         std::process::id(),
@@ -514,6 +544,7 @@ impl Proc {
     async fn spawn(name: &str, yaml: &str, prefix: &str, exe: &Path, env: &[(&str, &str)]) -> Proc {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
+        sweep_earlier_runs();
         let dir = std::env::temp_dir().join(format!(
             "limpet-{name}-{}-{}",
             std::process::id(),
