@@ -103,11 +103,11 @@ pub fn reserve(buf: &mut BytesMut) {
 /// after `scanned`, so a trickled head costs linear time. A head that came
 /// whole ends the buffer, and is found without a search.
 fn ends(buf: &[u8], scanned: &mut usize) -> bool {
+    let from = scanned.saturating_sub(3);
+    *scanned = buf.len();
     if buf.ends_with(b"\r\n\r\n") {
         return true;
     }
-    let from = scanned.saturating_sub(3);
-    *scanned = buf.len();
     let tail = &buf[from..];
     memchr::memchr_iter(b'\n', tail).any(|i| match tail.get(i + 1) {
         Some(b'\n') => true,
