@@ -200,6 +200,66 @@ async fn a_removed_listener_stops_accepting_and_the_others_keep_their_sockets() 
     assert_eq!(get_json(&client(), &lb.url("/")).await.0, 200);
 }
 
+/// A removed listener's kept-alive connections close between two requests
+/// (`listener/drain.rs`): an idle one within its grace, long before
+/// `client_idle`, and one that sends a request just then gets one answer
+/// (its listener is gone: 503) and is closed after it. An answer given
+/// before the request was forwarded used to leave the head in the buffer,
+/// and the connection answered it again and again.
+#[tokio::test]
+async fn a_removed_listeners_kept_alive_connections_close_between_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = nodes(1).await;
+    let two = format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n  - name: second\n    bind: 127.0.0.1:3\n    pool: app\nlog:\n  level: warn\ntimeouts:\n  client_idle: 60s\npools:\n  app:\n    servers:\n{}",
+        servers_yaml(&n)
+    );
+    let lb = Lb::start(&two).await;
+    let second = lb.limpet.as_ref().unwrap().addr("second").unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Two connections, each with one request answered and kept alive.
+    let mut idle = tokio::net::TcpStream::connect(second).await.unwrap();
+    let mut busy = tokio::net::TcpStream::connect(second).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    for s in [&mut idle, &mut busy] {
+        s.write_all(request).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..got].starts_with(b"HTTP/1.1 200"));
+    }
+    let one = two.replace(
+        "  - name: second\n    bind: 127.0.0.1:3\n    pool: app\n",
+        "",
+    );
+    lb.reload_new(&one, &[]).await;
+    // A request during the grace is answered, and closes the connection.
+    busy.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 4096];
+        // Bounded: one answer is a few hundred bytes.
+        while answer.len() < 64 * 1024 {
+            match busy.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(read.is_ok(), "the connection stayed open after its answer");
+    assert_eq!(answer.matches("http/1.1 ").count(), 1, "{answer:.300}");
+    assert!(
+        answer.starts_with("http/1.1 200") || answer.starts_with("http/1.1 503"),
+        "{answer:.300}"
+    );
+    // The idle one is closed within the grace (1 s), not after client_idle.
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+}
+
 /// `workers` applies at the next upgrade, not on a reload: a reload that
 /// changes it keeps every socket of the listener's group (one closed would
 /// reset the connections the kernel queued in it), so under load, with new

@@ -207,6 +207,7 @@ where
         Err(e) => {
             let reply = reply::bad_head(e);
             end.set_status(reply.status.as_u16());
+            skip_head(c);
             return send_reply(c, &reply, end).await;
         }
     };
@@ -229,9 +230,13 @@ where
             let location = host
                 .zip(target.parse::<http::Uri>().ok())
                 .and_then(|(h, uri)| redirect::location(h, &uri));
+            skip_head(c);
             return to_https(c, location, end).await;
         }
-        Err(e) => return fail(c, e, end).await,
+        Err(e) => {
+            skip_head(c);
+            return fail(c, e, end).await;
+        }
     };
     end.set_pool(pool);
     let pool = &snap.pools[pool];
@@ -294,6 +299,14 @@ where
         client_body,
     };
     answer::answer(c, &to, sent, end).await
+}
+
+/// The request's head is answered before it was forwarded: it leaves the
+/// buffer, so that the next request is read after it (its body, if any,
+/// is unread, and the answer closes the connection).
+fn skip_head<I>(c: &mut Client<I>) {
+    let n = c.head.len;
+    c.buf.advance(n);
 }
 
 /// Writes limpet's answer `e` and ends the request; whether the
