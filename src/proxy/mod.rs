@@ -80,15 +80,22 @@ pub async fn handle(
     // The pool.
     let host = checked.host();
     let path = req.uri().path();
-    let pool = match route::route(
-        snap.listener(conn.listener),
-        conn.strict_sni.as_deref(),
-        host,
-        path,
-    ) {
+    let listener = snap.listener(conn.listener);
+    let pool = match route::route(listener, conn.strict_sni.as_deref(), host, path) {
         Ok(Routed::Pool(i)) => i,
         Ok(Routed::ToHttps) => return Ok(redirect::to_https(host, req.uri(), end)),
-        Err(e) => return Ok(e.into_response(end)),
+        Err(e) => {
+            let mut res = e.into_response(end);
+            // A reload removed the listener: an HTTP/1 connection closes
+            // now (its stop follows).
+            if listener.is_none() && req.version() < http::Version::HTTP_2 {
+                res.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            return Ok(res);
+        }
     };
     end.set_pool(pool);
     let pool = &snap.pools[pool];

@@ -255,6 +255,9 @@ async fn a_removed_listeners_kept_alive_connections_close_between_requests() {
         answer.starts_with("http/1.1 200") || answer.starts_with("http/1.1 503"),
         "{answer:.300}"
     );
+    // ... and says so before the connection closes.
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(head.contains("\r\nconnection: close\r\n"), "{answer:.300}");
     // The idle one is closed within the grace (1 s), not after client_idle.
     let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");

@@ -208,7 +208,7 @@ where
             let reply = reply::bad_head(e);
             end.set_status(reply.status.as_u16());
             skip_head(c);
-            return send_reply(c, &reply, end).await;
+            return send_reply(c, &reply, end, stop).await;
         }
     };
 
@@ -219,23 +219,30 @@ where
     let target = std::str::from_utf8(head.path().get(buf)).unwrap_or("/");
     let path = target.split('?').next().unwrap_or_default();
     let path = if path.is_empty() { "/" } else { path };
-    let pool = match route::route(
-        snap.listener(conn.listener),
-        conn.strict_sni.as_deref(),
-        host,
-        path,
-    ) {
+    let listener = snap.listener(conn.listener);
+    let pool = match route::route(listener, conn.strict_sni.as_deref(), host, path) {
         Ok(Routed::Pool(i)) => i,
         Ok(Routed::ToHttps) => {
             let location = host
                 .zip(target.parse::<http::Uri>().ok())
                 .and_then(|(h, uri)| redirect::location(h, &uri));
             skip_head(c);
-            return to_https(c, location, end).await;
+            return to_https(c, location, end, stop).await;
+        }
+        // A reload removed the listener: its stop follows, and the
+        // connection closes now.
+        Err(e) if listener.is_none() => {
+            skip_head(c);
+            end.set_status(e.logged_status());
+            let reply = reply::Reply {
+                close: true,
+                ..reply::error(e)
+            };
+            return send_reply(c, &reply, end, stop).await;
         }
         Err(e) => {
             skip_head(c);
-            return fail(c, e, end).await;
+            return fail(c, e, end, stop).await;
         }
     };
     end.set_pool(pool);
@@ -274,7 +281,7 @@ where
         // Bounded by REPLAY_LIMIT.
         let n = usize::try_from(n).unwrap_or(usize::MAX);
         if let Err(fault) = read::fill(c, n, snap.timeouts.client_body).await {
-            return fail(c, fault.into(), end).await;
+            return fail(c, fault.into(), end, stop).await;
         }
         c.out.extend_from_slice(&c.buf[..n]);
         c.buf.advance(n);
@@ -284,7 +291,7 @@ where
     // Which server, and send it there (elsewhere when that is safe).
     let sent = match exchange::send(c, local, snap, pool, &found, &req, &mut end).await {
         Ok(s) => s,
-        Err(e) => return fail(c, e, end).await,
+        Err(e) => return fail(c, e, end, stop).await,
     };
 
     // Act on the response; relay it, logged and counted at its end.
@@ -311,21 +318,27 @@ fn skip_head<I>(c: &mut Client<I>) {
 
 /// Writes limpet's answer `e` and ends the request; whether the
 /// connection serves another.
-async fn fail<I>(c: &mut Client<I>, e: ProxyError, mut end: End) -> bool
+async fn fail<I>(c: &mut Client<I>, e: ProxyError, mut end: End, stop: &StopWatch) -> bool
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     end.set_status(e.logged_status());
-    send_reply(c, &reply::error(e), end).await
+    send_reply(c, &reply::error(e), end, stop).await
 }
 
 /// Writes `reply` (closing the connection after it when the client asked
-/// to) and ends the request; whether the connection serves another.
-async fn send_reply<I>(c: &mut Client<I>, reply: &reply::Reply<'_>, end: End) -> bool
+/// to, or the listener stopped) and ends the request; whether the
+/// connection serves another.
+async fn send_reply<I>(
+    c: &mut Client<I>,
+    reply: &reply::Reply<'_>,
+    end: End,
+    stop: &StopWatch,
+) -> bool
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let close = reply.close || !c.head.keep_alive() || c.body_unread;
+    let close = reply.close || !c.head.keep_alive() || c.body_unread || stop.is_stopped();
     c.out.clear();
     reply::Reply { close, ..*reply }.write(&mut c.out);
     let written = c.io.write_all(&c.out).await.is_ok() && c.io.flush().await.is_ok();
@@ -334,12 +347,17 @@ where
 }
 
 /// `redirect_https`: 308 to the same target over HTTPS.
-async fn to_https<I>(c: &mut Client<I>, location: Option<http::HeaderValue>, mut end: End) -> bool
+async fn to_https<I>(
+    c: &mut Client<I>,
+    location: Option<http::HeaderValue>,
+    mut end: End,
+    stop: &StopWatch,
+) -> bool
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let Some(location) = location else {
-        return fail(c, ProxyError::BadRequest, end).await;
+        return fail(c, ProxyError::BadRequest, end, stop).await;
     };
     let mut extra = b"location: ".to_vec();
     extra.extend_from_slice(location.as_bytes());
@@ -351,5 +369,5 @@ where
         extra: &extra,
     };
     end.set_status(308);
-    send_reply(c, &reply, end).await
+    send_reply(c, &reply, end, stop).await
 }
