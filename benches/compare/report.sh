@@ -29,12 +29,13 @@ jq -e -s 'map(select(.kind == "setup")) | length == 1' "$RESULTS" >/dev/null ||
 # --------------------------------------------------------------------------
 US=$'\x1f'   # between fields: a character no value contains
 IFS=$US read -r V_GIT TREE NCPU CPU MEM KERNEL V_LIMPET V_LIMPET_B V_HAPROXY V_NGINX V_WRK V_OPENSSL WORKERS PINNING \
-    THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_DURATION SC_NOTE SCRAPED < <(
+    THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_DURATION SC_NOTE SCRAPED \
+    RATE PACE_MS < <(
     jq -r 'select(.kind == "setup") | [.commit, .tree, .cpus, .cpu, .mem, .kernel, .versions.limpet,
         (.versions.limpet_b // ""), .versions.haproxy, .versions.nginx, .versions.wrk, (.versions.openssl // "?"), .workers, .pinning,
         .threads, .connections, .duration, .warmup, .rounds, (.scenarios | join(" ")),
         (.balancers | join(" ")), .lb_port, .t, (.syscalls.tool // ""), (.syscalls.duration // ""),
-        (.syscalls.note // ""), (.scraped // "limpet")]
+        (.syscalls.note // ""), (.scraped // "limpet"), (.pace.rate // ""), (.pace.think_ms // "")]
         | map(tostring) | join("\u001f")' "$RESULTS")
 # shellcheck disable=SC2034  # read by scenario_balancers and balancer_target
 LB_ADDR=127.0.0.1:$LB_PORT
@@ -213,6 +214,14 @@ scraped() { # which balancers' metrics the run scraped (before 2026-12-06: limpe
         printf '%s' "limpet with its admin endpoint on and \`/metrics\` scraped every second (the others not scraped)."
     fi
 }
+paced() { # the measured runs' pace (RATE), or nothing when unpaced
+    [[ -n $RATE ]] || return 0
+    printf '%s' "
+  **paced** (\`RATE=$RATE\`, \`templates/pace.lua\`): after each response a connection waits a
+  think time drawn from an exponential distribution of mean $PACE_MS ms, so every balancer is
+  offered the same load (about $RATE req/s, less the latency's share) and p50 and p99 are
+  latencies at that load, not at the load side's limit;"
+}
 report() {
     local rounds_word=rounds
     ((ROUNDS == 1)) && rounds_word=round
@@ -226,7 +235,7 @@ report() {
   nginx \`worker_processes $WORKERS\`); keep-alive to the backends, access logs off;
   $(scraped)
 * Pinning: $PINNING.
-* Load: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency --timeout 5s\` after a $WARMUP warm-up;
+* Load: \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency --timeout 5s\` after a $WARMUP warm-up;$(paced)
   3 demo nodes (one \`demo_nodes\` process). Fresh demo nodes and a freshly started
   balancer for every run; $ROUNDS $rounds_word per scenario, the balancers' order rotated
   each round; the table shows the **median over rounds** (errors: the sum).

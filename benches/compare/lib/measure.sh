@@ -1,7 +1,7 @@
 # Taking the numbers of one run: CPU time and memory of the balancer, wrk's
 # report, and the sanity checks; `measure` appends them to RESULTS as one
 # JSON line the moment the run is over.
-# Sourced by run.sh; reads here, TMP, RESULTS, THREADS, CONNECTIONS,
+# Sourced by run.sh; reads here, TMP, RESULTS, THREADS, CONNECTIONS, RATE,
 # DURATION, WARMUP, NCPU, QUIET_IDLE_PCT, WAIT_QUIET and NODES_PID.
 # shellcheck shell=bash disable=SC2154  # globals set by run.sh
 
@@ -80,6 +80,8 @@ to_ms() {
 WRK_ARGS=()
 wrk_args() { # wrk_args DURATION HEADER → WRK_ARGS: wrk's options for a run of DURATION
     WRK_ARGS=(-t"$THREADS" -c"$CONNECTIONS" -d"$1" --latency --timeout 5s)
+    # Paced (RATE): the warm-up's own -s, given after these, takes its place.
+    if [[ -n $RATE ]]; then WRK_ARGS+=(-s "$here/templates/pace.lua"); fi
     if [[ -n $2 ]]; then WRK_ARGS+=(-H "$2"); fi
 }
 run_wrk() { # run_wrk URL DURATION OUTFILE HEADER [wrk args...]; wrk's own CPU seconds → OUTFILE.cpu
