@@ -30,12 +30,12 @@ jq -e -s 'map(select(.kind == "setup")) | length == 1' "$RESULTS" >/dev/null ||
 US=$'\x1f'   # between fields: a character no value contains
 IFS=$US read -r V_GIT TREE NCPU CPU MEM KERNEL V_LIMPET V_LIMPET_B V_HAPROXY V_NGINX V_WRK V_OPENSSL WORKERS PINNING \
     THREADS CONNECTIONS DURATION WARMUP ROUNDS SCENARIOS BALANCERS LB_PORT STARTED SC_TOOL SC_DURATION SC_NOTE SCRAPED \
-    RATE PACE_MS < <(
+    RATE < <(
     jq -r 'select(.kind == "setup") | [.commit, .tree, .cpus, .cpu, .mem, .kernel, .versions.limpet,
         (.versions.limpet_b // ""), .versions.haproxy, .versions.nginx, .versions.wrk, (.versions.openssl // "?"), .workers, .pinning,
         .threads, .connections, .duration, .warmup, .rounds, (.scenarios | join(" ")),
         (.balancers | join(" ")), .lb_port, .t, (.syscalls.tool // ""), (.syscalls.duration // ""),
-        (.syscalls.note // ""), (.scraped // "limpet"), (.pace.rate // ""), (.pace.think_ms // "")]
+        (.syscalls.note // ""), (.scraped // "limpet"), (.pace.rate // "")]
         | map(tostring) | join("\u001f")' "$RESULTS")
 # shellcheck disable=SC2034  # read by scenario_balancers and balancer_target
 LB_ADDR=127.0.0.1:$LB_PORT
@@ -217,10 +217,9 @@ scraped() { # which balancers' metrics the run scraped (before 2026-12-06: limpe
 paced() { # the measured runs' pace (RATE), or nothing when unpaced
     [[ -n $RATE ]] || return 0
     printf '%s' "
-  **paced** (\`RATE=$RATE\`, \`templates/pace.lua\`): after each response a connection waits a
-  think time drawn from an exponential distribution of mean $PACE_MS ms, so every balancer is
-  offered the same load (about $RATE req/s, less the latency's share) and p50 and p99 are
-  latencies at that load, not at the load side's limit;"
+  **paced** (\`RATE=$RATE\`, \`templates/pace.lua\`): requests leave on a Poisson schedule
+  of $RATE req/s (at most one in flight per connection), so every balancer is offered
+  the same load and p50 and p99 are latencies at that load, not at the load side's limit;"
 }
 report() {
     local rounds_word=rounds

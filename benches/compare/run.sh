@@ -48,11 +48,10 @@
 #   LB_CPU_PCT   cap every balancer at this % of each of its CPUs (a cgroup CPU
 #                quota per LB_CPU_PERIOD_US, default 2000; root), so that the
 #                balancer sets the pace, not the load side (lib/cap.sh); default: no cap
-#   RATE         pace the measured runs (templates/pace.lua): after each response a
-#                connection waits a random think time (exponential, mean
-#                CONNECTIONS/RATE s), so every balancer is offered about RATE req/s
-#                (less the latency's share) and p50/p99 are taken at that same load;
-#                default: unpaced, each connection sends as soon as its response came
+#   RATE         pace the measured runs (templates/pace.lua): requests leave on a
+#                Poisson schedule of RATE req/s, so every balancer is offered the same
+#                load and p50/p99 are taken at it; default: unpaced, each connection
+#                sends as soon as its response came
 #   SYSCALLS     1 (default): after the last round's measured run of each balancer,
 #                a SYSCALLS_DURATION (default 2s) wrk run with its system calls
 #                counted (perf stat, or strace -c); 0: no such run
@@ -118,12 +117,8 @@ fi
 [[ $PIN == auto || $PIN == 0 ]] || die "PIN is \`auto\` or \`0\`, not \`$PIN\`"
 [[ $SYSCALLS == 1 || $SYSCALLS == 0 ]] || die "SYSCALLS is \`1\` or \`0\`, not \`$SYSCALLS\`"
 RATE=${RATE:-}
-PACE_MS=
 if [[ -n $RATE ]]; then
     [[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive number of requests per second, not \`$RATE\`"
-    # the mean think time of a connection, in ms (read by templates/pace.lua)
-    PACE_MS=$(awk -v c="$CONNECTIONS" -v r="$RATE" 'BEGIN { printf "%.3f", 1000 * c / r }')
-    export PACE_MS
 fi
 
 # --------------------------------------------------------------------------
@@ -231,6 +226,11 @@ else
 fi
 THREADS=${THREADS:-$LOAD_N}
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive number, not \`$THREADS\`"
+if [[ -n $RATE ]]; then
+    # each wrk thread keeps its own schedule (templates/pace.lua)
+    PACE_RATE=$(awk -v r="$RATE" -v t="$THREADS" 'BEGIN { printf "%.3f", r / t }')
+    export PACE_RATE
+fi
 
 # --------------------------------------------------------------------------
 # processes, temp dir, cleanup, certificate
@@ -317,7 +317,7 @@ jq -nc --arg commit "$V_GIT" --arg tree "$TREE" --argjson cpus "$NCPU" --arg cpu
     --arg warmup "$WARMUP" --argjson rounds "$ROUNDS" --arg scenarios "$SCENARIOS" \
     --arg balancers "$BALANCERS" --argjson lb_port "$LB_PORT" --argjson t "$STARTED" \
     --arg sc_tool "$SYSCALLS_TOOL" --arg sc_duration "$SYSCALLS_DURATION" --arg sc_note "$SYSCALLS_NOTE" \
-    --arg rate "$RATE" --arg pace_ms "$PACE_MS" \
+    --arg rate "$RATE" \
     '{kind: "setup", $commit, $tree, $cpus, $cpu, $mem, $kernel,
       versions: {$limpet, limpet_b: (if $limpet_b == "" then null else $limpet_b end), $haproxy, $nginx, $wrk,
         openssl: (if $openssl == "" then null else $openssl end)},
@@ -325,7 +325,7 @@ jq -nc --arg commit "$V_GIT" --arg tree "$TREE" --argjson cpus "$NCPU" --arg cpu
       scenarios: ($scenarios | split(" ") | map(select(. != ""))),
       balancers: ($balancers | split(" ") | map(select(. != ""))), $lb_port,
       syscalls: {tool: (if $sc_tool == "" then null else $sc_tool end), duration: $sc_duration, note: $sc_note},
-      pace: (if $rate == "" then null else {rate: ($rate | tonumber), think_ms: ($pace_ms | tonumber)} end),
+      pace: (if $rate == "" then null else {rate: ($rate | tonumber)} end),
       scraped: "all", $t}' >"$RESULTS"
 
 # --------------------------------------------------------------------------
@@ -353,7 +353,7 @@ run_one() { # run_one NAME SCENARIO ROUND POS: fresh nodes, fresh balancer, one 
 log "demo nodes on 127.0.0.1:$((PORT_BASE + 1))-$((PORT_BASE + NODES)); balancers on $LB_ADDR; $WORKERS worker(s) each"
 log "pinning: $PINNING"
 log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $ROUNDS round(s) per scenario"
-[[ -n $RATE ]] && log "paced: a think time of mean $PACE_MS ms after each response (about $RATE req/s offered)"
+[[ -n $RATE ]] && log "paced: requests sent on a Poisson schedule of $RATE req/s"
 log "system calls: $SYSCALLS_NOTE"
 log "results, one JSON line per run: $RESULTS"
 
