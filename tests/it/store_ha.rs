@@ -233,6 +233,38 @@ impl SentinelCluster {
             .contains("role:master")
     }
 
+    /// `n` new sessions learned through `a` and routed by `b` (each a
+    /// browser and its node), and on the replica too (replication is
+    /// asynchronous) before the test goes on.
+    async fn learned_through(
+        &self,
+        a: &Instance,
+        b: &Instance,
+        n: usize,
+    ) -> Vec<(reqwest::Client, String)> {
+        let mut sessions = Vec::new();
+        for i in 0..n {
+            let browser = harness::browser(None);
+            let (status, home) = visit(&browser, &a.url(&format!("/s{i}"))).await;
+            assert_eq!(status, 200);
+            assert_eq!(
+                visit(&browser, &b.url("/")).await,
+                (200, home.clone()),
+                "session {i} through B"
+            );
+            sessions.push((browser, home));
+        }
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                self.replica.sessions().await.len() == n
+            })
+            .await,
+            "{:?}",
+            self.replica.sessions().await
+        );
+        sessions
+    }
+
     /// What the servers logged, for a failure message.
     fn logs(&self) -> String {
         let mut out = String::new();
@@ -468,28 +500,7 @@ async fn sessions_survive_a_sentinel_failover_and_new_ones_reach_the_promoted_ma
     let pool = learn_at(&cluster.url("mymaster"), "200ms", "");
     let (a, b) = Instance::pair("ha-sentinel", &nodes, &pool).await;
 
-    let mut sessions = Vec::new();
-    for i in 0..6 {
-        let browser = harness::browser(None);
-        let (status, home) = visit(&browser, &a.url(&format!("/s{i}"))).await;
-        assert_eq!(status, 200);
-        assert_eq!(
-            visit(&browser, &b.url("/")).await,
-            (200, home.clone()),
-            "session {i} through B"
-        );
-        sessions.push((browser, home));
-    }
-    // On the replica too before the master dies (replication is
-    // asynchronous).
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            cluster.replica.sessions().await.len() == 6
-        })
-        .await,
-        "{:?}",
-        cluster.replica.sessions().await
-    );
+    let sessions = cluster.learned_through(&a, &b, 6).await;
 
     // Traffic through both while the master dies and the Sentinels promote
     // the replica: every request answered by its session's node, none
@@ -601,6 +612,101 @@ async fn sessions_survive_a_sentinel_failover_and_new_ones_reach_the_promoted_ma
             );
         }
     }
+}
+
+/// A master that Sentinel demotes without dying (`SENTINEL FAILOVER`: the
+/// replica is promoted, and the old master, still up, takes writes until
+/// Sentinel makes it a replica seconds later, which drops them) is left
+/// for the promoted one: each instance asks the Sentinels again (every
+/// 5 s) or sees by its health check (`ROLE`) that it holds a replica, and
+/// follows. No session is lost: those learned meanwhile, written only to
+/// the old master, are published again (`SET … NX`) to the promoted one.
+#[tokio::test]
+async fn a_master_sentinel_demotes_alive_is_left_and_sessions_learned_meanwhile_kept() {
+    let Some(cluster) = SentinelCluster::start().await else {
+        return;
+    };
+    let nodes = nodes(3).await;
+    let pool = learn_at(&cluster.url("mymaster"), "200ms", "");
+    let (a, b) = Instance::pair("ha-demoted", &nodes, &pool).await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+
+    let sessions = cluster.learned_through(&a, &b, 4).await;
+
+    let mut failover = redis::cmd("SENTINEL");
+    failover.arg("FAILOVER").arg("mymaster");
+    let said: Option<String> = ask(cluster.sentinels[0].port, &failover).await;
+    assert_eq!(said.as_deref(), Some("OK"), "{}", cluster.logs());
+    // New sessions through A until it follows the promoted master (some
+    // of them written to the old master after the promotion), while the
+    // old ones are answered by their nodes through both.
+    let followed = "Sentinel names a new master";
+    let mut during = Vec::new();
+    let started = Instant::now();
+    // Bounded: A asks the Sentinels again within 5 s.
+    while !a.proc.log().contains(followed) && started.elapsed() < Duration::from_secs(15) {
+        let (browser, jar) = harness::browser_with_jar(None);
+        let url = a.url(&format!("/during{}", during.len()));
+        let (status, home) = visit(&browser, &url).await;
+        assert_eq!(status, 200);
+        during.push((browser, key_of(&session_id(&jar, &url)), home));
+        for (i, (browser, home)) in sessions.iter().enumerate() {
+            assert_eq!(
+                visit(browser, &b.url("/")).await,
+                (200, home.clone()),
+                "session {i} through B during the failover"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let master = cluster.master.port;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            cluster.promoted().await && info(master, "replication").await.contains("role:slave")
+        })
+        .await,
+        "the old master was not demoted: {}",
+        cluster.logs()
+    );
+    for (lb, name) in [(&a, "A"), (&b, "B")] {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                lb.proc.log().contains(followed) && lb.store_up().await
+            })
+            .await,
+            "{name} did not follow the promoted master:\n{}",
+            lb.proc.log()
+        );
+    }
+
+    // Every session learned during the failover is on the promoted master
+    // (the old one dropped what it took after the promotion), and B routes
+    // it.
+    for (i, (browser, key, home)) in during.iter().enumerate() {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                value(&cluster.replica, key).await.as_deref() == Some(home.as_str())
+            })
+            .await,
+            "session {i} of {} learned during the failover ({key} on {home}) is not on the promoted master: {:?}\n{}",
+            during.len(),
+            cluster.replica.sessions().await,
+            a.proc.log()
+        );
+        assert_eq!(visit(browser, &b.url("/")).await, (200, home.clone()));
+    }
+    for (i, (browser, home)) in sessions.iter().enumerate() {
+        assert_eq!(
+            visit(browser, &a.url("/")).await,
+            (200, home.clone()),
+            "session {i} through A after the failover"
+        );
+    }
+    assert_eq!(
+        cluster.replica.sessions().await.len(),
+        sessions.len() + during.len()
+    );
 }
 
 #[tokio::test]

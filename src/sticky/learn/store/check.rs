@@ -74,7 +74,16 @@ impl Link {
         loop {
             let (up, problem) = match self.find(&mut finder, watch.ok).await {
                 Err(problem) => (false, problem),
-                Ok(()) => self.probe(&mut finder, &mut watch).await,
+                Ok(moved) => {
+                    if moved {
+                        // The new master has the marker it replicated,
+                        // but not what the old one took after the
+                        // promotion (dropped when Sentinel demotes it):
+                        // publish the table to it again.
+                        watch.epoch = None;
+                    }
+                    self.probe(&mut finder, &mut watch).await
+                }
             };
             watch.ok = up;
             let was = self.up.swap(up, Ordering::Relaxed);
@@ -105,7 +114,8 @@ impl Link {
 
     /// Makes sure a master is known: with Sentinel, asks when none is
     /// known, after a failed check, and every [`ASK_SENTINELS_EVERY`].
-    async fn find(&self, finder: &mut Finder, ok: bool) -> Result<(), String> {
+    /// Whether Sentinel named another master than the one known.
+    async fn find(&self, finder: &mut Finder, ok: bool) -> Result<bool, String> {
         let Finder::Sentinel {
             sentinel,
             master,
@@ -113,11 +123,11 @@ impl Link {
             asked,
         } = finder
         else {
-            return Ok(());
+            return Ok(false);
         };
         let known = self.master.load().is_some();
         if known && ok && asked.is_some_and(|t| t.elapsed() < ASK_SENTINELS_EVERY) {
-            return Ok(());
+            return Ok(false);
         }
         *asked = Some(Instant::now());
         let found = tokio::time::timeout(SLOW, sentinel.async_master_for(master, Some(node))).await;
@@ -141,7 +151,7 @@ impl Link {
         let addr = client.get_connection_info().addr().to_string();
         let current = self.master.load();
         if current.as_ref().is_some_and(|m| m.addr == addr) {
-            return Ok(());
+            return Ok(false);
         }
         let next = Master::new(client).map_err(|e| e.to_string())?;
         match current.as_ref() {
@@ -154,7 +164,7 @@ impl Link {
         }
         self.master.store(Some(Arc::new(next)));
         self.moved.send_modify(|n| *n += 1);
-        Ok(())
+        Ok(current.is_some())
     }
 
     /// One check of the master: reachable (and still the master, with
@@ -216,7 +226,8 @@ impl Link {
     /// Redis without one. Each instance re-publishes its confirmed entries
     /// (never over what Redis has) when the epoch is not the one it last
     /// published under, so after Redis restarts empty, or is flushed,
-    /// every instance's sessions come back, not only the first's.
+    /// every instance's sessions come back, not only the first's; and
+    /// after Sentinel names a new master (`watch.epoch` cleared).
     async fn publish_under(&self, epoch: Option<String>, watch: &mut Watch) -> bool {
         if epoch.is_some() && epoch == watch.epoch {
             return true;
@@ -260,7 +271,7 @@ impl Link {
     async fn republish(&self) -> bool {
         let entries = self.shared_entries();
         if !entries.is_empty() {
-            tracing::info!(pool = %self.pool, sessions = entries.len(), "publishing the local table to the shared session store (new or emptied)");
+            tracing::info!(pool = %self.pool, sessions = entries.len(), "publishing the local table to the shared session store (new, emptied, or a new master)");
         }
         for chunk in entries.chunks(1000) {
             let mut pipe = redis::pipe();

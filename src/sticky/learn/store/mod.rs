@@ -36,8 +36,11 @@
 //! restarted empty, or was flushed): every instance does, not only the
 //! first to notice. At shutdown the queue is flushed within
 //! `shutdown_grace`. With `redis+sentinel://` the health check asks the
-//! sentinels for the master and follows it across a failover. Entries on
-//! probation (ids only a client sent) stay local.
+//! sentinels for the master and follows it across a failover, and
+//! re-publishes the local table to the new master (`SET … NX`): a master
+//! demoted alive took writes after the promotion, and drops them when it
+//! becomes a replica. Entries on probation (ids only a client sent) stay
+//! local.
 
 mod check;
 mod link;
