@@ -161,7 +161,7 @@ impl Instance {
     }
 
     /// `env` is put before the command (`VAR=value …`).
-    async fn start_env(
+    pub(super) async fn start_env(
         name: &str,
         dir: &std::path::Path,
         nodes: &[DemoNode],

@@ -1048,3 +1048,101 @@ async fn a_value_in_redis_that_is_not_a_server_name_never_takes_the_store_down()
     a2.wait_store(true).await;
     assert_eq!(visit(&browser, &a2.url("/")).await.1, home);
 }
+
+/// `rediss+sentinel://`: TLS to the Sentinel and to the master it names,
+/// both verified against the roots limpet trusts (here the test CA, through
+/// `SSL_CERT_FILE`); two instances share their sessions through it. Each
+/// server also has a plain port, for the test's own commands.
+#[tokio::test]
+async fn rediss_sentinel_speaks_tls_to_the_sentinel_and_to_the_master_it_names() {
+    if !redis_installed() {
+        return;
+    }
+    let dir = harness::temp_dir("sentinel-tls");
+    let ca = crate::pki::Ca::new("redis CA");
+    let ca_file = ca.write(&dir, "ca.pem");
+    let (cert, key) = ca.leaf(&["127.0.0.1"]).write(&dir, "redis");
+    let tls = |port: u16| -> Vec<String> {
+        vec![
+            format!("tls-port {port}"),
+            format!("tls-cert-file \"{}\"", cert.display()),
+            format!("tls-key-file \"{}\"", key.display()),
+            format!("tls-ca-cert-file \"{}\"", ca_file.display()),
+            "tls-auth-clients no".to_owned(),
+            "tls-replication yes".to_owned(),
+        ]
+    };
+    let as_args = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .iter()
+            .flat_map(|l| {
+                let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+                [format!("--{k}"), v.trim_matches('"').to_owned()]
+            })
+            .collect()
+    };
+    let master_tls = harness::closed_port().port();
+    let mut master = data_server(&dir, "master", &as_args(tls(master_tls))).await;
+    let port = harness::closed_port().port();
+    let sentinel_tls = harness::closed_port().port();
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir \"{}\"\n{}\n\
+             sentinel monitor mymaster 127.0.0.1 {master_tls} 1\n",
+            dir.display(),
+            tls(sentinel_tls).join("\n"),
+        ),
+    )
+    .unwrap();
+    let args = [conf.display().to_string(), "--sentinel".to_owned()];
+    let mut sentinel = spawn(&dir, "sentinel", port, &args).await;
+    assert_eq!(
+        SentinelCluster::master_port_from(port).await,
+        Some(master_tls)
+    );
+
+    let url = format!("rediss+sentinel://127.0.0.1:{sentinel_tls}/mymaster");
+    let pool = learn_at(&url, "200ms", "");
+    let env = format!("SSL_CERT_FILE='{}'", ca_file.display());
+    let nodes = nodes(3).await;
+    let start = |name: &'static str| {
+        let (nodes, pool, env) = (&nodes, &pool, &env);
+        async move { Instance::start_env(name, &harness::temp_dir(name), nodes, pool, env).await }
+    };
+    let a = start("sentinel-tls-a").await;
+    let b = start("sentinel-tls-b").await;
+    a.wait_store(true).await;
+    b.wait_store(true).await;
+    assert!(
+        a.proc.log().contains(&format!("at=127.0.0.1:{master_tls}")),
+        "{}",
+        a.proc.log()
+    );
+    for i in 0..4 {
+        let browser = harness::browser(None);
+        let (status, home) = visit(&browser, &a.url(&format!("/t{i}"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(visit(&browser, &b.url("/")).await, (200, home));
+    }
+    assert_eq!(master.sessions().await.len(), 4);
+
+    // Without the CA the Sentinel is not trusted: the store stays down,
+    // said with the reason, and requests are served.
+    let c = Instance::start("sentinel-tls-c", &nodes, &pool).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let log = c.proc.log();
+            log.contains("unreachable") && log.contains("invalid peer certificate")
+        })
+        .await,
+        "{}",
+        c.proc.log()
+    );
+    assert!(!c.store_up().await);
+    assert_eq!(visit(&harness::browser(None), &c.url("/")).await.0, 200);
+    master.kill();
+    sentinel.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
