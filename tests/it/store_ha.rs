@@ -1049,6 +1049,26 @@ async fn a_value_in_redis_that_is_not_a_server_name_never_takes_the_store_down()
     assert_eq!(visit(&browser, &a2.url("/")).await.1, home);
 }
 
+/// One Sentinel watching the Redis on `master` as `mymaster` (quorum 1),
+/// `extra` added to its configuration; naming it when this returns.
+async fn lone_sentinel(dir: &Path, master: u16, extra: &str) -> Redis {
+    let port = harness::closed_port().port();
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir \"{}\"\n{extra}\n\
+             sentinel monitor mymaster 127.0.0.1 {master} 1\n",
+            dir.display(),
+        ),
+    )
+    .unwrap();
+    let args = [conf.display().to_string(), "--sentinel".to_owned()];
+    let sentinel = spawn(dir, "sentinel", port, &args).await;
+    assert_eq!(SentinelCluster::master_port_from(port).await, Some(master));
+    sentinel
+}
+
 /// `rediss+sentinel://`: TLS to the Sentinel and to the master it names,
 /// both verified against the roots limpet trusts (here the test CA, through
 /// `SSL_CERT_FILE`); two instances share their sessions through it. Each
@@ -1083,25 +1103,8 @@ async fn rediss_sentinel_speaks_tls_to_the_sentinel_and_to_the_master_it_names()
     };
     let master_tls = harness::closed_port().port();
     let mut master = data_server(&dir, "master", &as_args(tls(master_tls))).await;
-    let port = harness::closed_port().port();
     let sentinel_tls = harness::closed_port().port();
-    let conf = dir.join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir \"{}\"\n{}\n\
-             sentinel monitor mymaster 127.0.0.1 {master_tls} 1\n",
-            dir.display(),
-            tls(sentinel_tls).join("\n"),
-        ),
-    )
-    .unwrap();
-    let args = [conf.display().to_string(), "--sentinel".to_owned()];
-    let mut sentinel = spawn(&dir, "sentinel", port, &args).await;
-    assert_eq!(
-        SentinelCluster::master_port_from(port).await,
-        Some(master_tls)
-    );
+    let mut sentinel = lone_sentinel(&dir, master_tls, &tls(sentinel_tls).join("\n")).await;
 
     let url = format!("rediss+sentinel://127.0.0.1:{sentinel_tls}/mymaster");
     let pool = learn_at(&url, "200ms", "");
@@ -1143,6 +1146,69 @@ async fn rediss_sentinel_speaks_tls_to_the_sentinel_and_to_the_master_it_names()
     assert!(!c.store_up().await);
     assert_eq!(visit(&harness::browser(None), &c.url("/")).await.0, 200);
     master.kill();
+    sentinel.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The server Sentinel names is a replica (here a Sentinel set up to watch
+/// a replica as its master, as a botched reconfiguration would leave it):
+/// it is not taken as the master (its `ROLE` says otherwise), the store
+/// stays down, requests are served from the local table, and once the
+/// server is a master the store comes back by itself and gets the session
+/// learned meanwhile.
+#[tokio::test]
+async fn a_sentinel_that_names_a_replica_keeps_the_store_down_until_it_is_a_master() {
+    if !redis_installed() {
+        return;
+    }
+    let dir = harness::temp_dir("sentinel-role");
+    let upstream = data_server(&dir, "upstream", &[]).await;
+    let of = ["--replicaof", "127.0.0.1", &upstream.port.to_string()].map(str::to_owned);
+    let mut named = data_server(&dir, "named", &of).await;
+    let mut sentinel = lone_sentinel(&dir, named.port, "").await;
+    let port = sentinel.port;
+
+    let nodes = nodes(2).await;
+    let pool = learn_at(
+        &format!("redis+sentinel://127.0.0.1:{port}/mymaster"),
+        "200ms",
+        "",
+    );
+    let a = Instance::start("sentinel-role", &nodes, &pool).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            a.proc.log().contains("unreachable")
+        })
+        .await,
+        "{}",
+        a.proc.log()
+    );
+    assert!(!a.store_up().await);
+    let browser = harness::browser(None);
+    let (status, home) = visit(&browser, &a.url("/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(visit(&browser, &a.url("/")).await, (200, home.clone()));
+
+    let mut promote = redis::cmd("REPLICAOF");
+    promote.arg("NO").arg("ONE");
+    assert_eq!(
+        ask::<String>(named.port, &promote).await.as_deref(),
+        Some("OK")
+    );
+    a.wait_store(true).await;
+    // The session learned while the store was down reaches it (the table
+    // is published once the store is up).
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            named.sessions().await.len() == 1
+        })
+        .await,
+        "{:?}\n{}",
+        named.sessions().await,
+        a.proc.log()
+    );
+    assert_eq!(visit(&browser, &a.url("/")).await, (200, home));
+    named.kill();
     sentinel.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
