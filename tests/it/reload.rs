@@ -171,22 +171,27 @@ async fn a_reload_under_load_applies_the_whole_file_without_a_failed_request() {
     );
 }
 
+/// A configuration with listeners `http` and `second` in front of `n`
+/// (`extra` added at the top level), and the same without `second`.
+fn second_listener(n: &[limpet_demo::DemoNode], extra: &str) -> (String, String) {
+    let second = "  - name: second\n    bind: 127.0.0.1:3\n    pool: app\n";
+    let two = format!(
+        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n{second}log:\n  level: warn\n{extra}pools:\n  app:\n    servers:\n{}",
+        servers_yaml(n)
+    );
+    let one = two.replace(second, "");
+    (two, one)
+}
+
 #[tokio::test]
 async fn a_removed_listener_stops_accepting_and_the_others_keep_their_sockets() {
     let n = nodes(1).await;
-    let two = format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n  - name: second\n    bind: 127.0.0.1:3\n    pool: app\nlog:\n  level: warn\npools:\n  app:\n    servers:\n{}",
-        servers_yaml(&n)
-    );
+    let (two, one) = second_listener(&n, "");
     let lb = Lb::start(&two).await;
     let second = lb.limpet.as_ref().unwrap().addr("second").unwrap();
     assert_eq!(
         get_json(&client(), &format!("http://{second}/")).await.0,
         200
-    );
-    let one = two.replace(
-        "  - name: second\n    bind: 127.0.0.1:3\n    pool: app\n",
-        "",
     );
     lb.reload_new(&one, &[]).await;
     assert!(
@@ -210,10 +215,7 @@ async fn a_removed_listener_stops_accepting_and_the_others_keep_their_sockets() 
 async fn a_removed_listeners_kept_alive_connections_close_between_requests() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let n = nodes(1).await;
-    let two = format!(
-        "listeners:\n  - name: http\n    bind: 127.0.0.1:1\n    pool: app\n  - name: second\n    bind: 127.0.0.1:3\n    pool: app\nlog:\n  level: warn\ntimeouts:\n  client_idle: 60s\npools:\n  app:\n    servers:\n{}",
-        servers_yaml(&n)
-    );
+    let (two, one) = second_listener(&n, "timeouts:\n  client_idle: 60s\n");
     let lb = Lb::start(&two).await;
     let second = lb.limpet.as_ref().unwrap().addr("second").unwrap();
     let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -229,10 +231,6 @@ async fn a_removed_listeners_kept_alive_connections_close_between_requests() {
             .unwrap();
         assert!(buf[..got].starts_with(b"HTTP/1.1 200"));
     }
-    let one = two.replace(
-        "  - name: second\n    bind: 127.0.0.1:3\n    pool: app\n",
-        "",
-    );
     lb.reload_new(&one, &[]).await;
     // A request during the grace is answered, and closes the connection.
     busy.write_all(request).await.unwrap();
