@@ -212,6 +212,19 @@ impl Instance {
         harness::metric(&self.metrics().await, "limpet_store_up", "pool=\"app\"") == 1.0
     }
 
+    /// Waits (15 s at most) until the log holds `text`; fails the test,
+    /// showing the log, if it does not.
+    pub(super) async fn wait_log(&self, text: &str) {
+        assert!(
+            eventually(Duration::from_secs(15), || async {
+                self.proc.log().contains(text)
+            })
+            .await,
+            "no {text:?} in the log: {}",
+            self.proc.log()
+        );
+    }
+
     pub(super) async fn wait_store(&self, up: bool) {
         assert!(
             eventually(Duration::from_secs(15), || async {
@@ -683,14 +696,7 @@ async fn a_subscriber_on_a_connection_gone_silent_subscribes_again() {
     // themselves; its subscription must notice too.
     let subscribed = redis.subscribers().await;
     freezer.freeze();
-    assert!(
-        eventually(Duration::from_secs(15), || async {
-            b.proc.log().contains("subscribing again")
-        })
-        .await,
-        "{}",
-        b.proc.log()
-    );
+    b.wait_log("subscribing again").await;
     b.wait_store(true).await;
     // B's new subscription is in place (a subscriber Redis did not have
     // before), then a failover that only the announcement can tell B about
@@ -986,12 +992,7 @@ async fn rediss_with_a_password_from_a_file() {
         &env,
     )
     .await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            c.proc.log().contains("unreachable")
-        })
-        .await
-    );
+    c.wait_log("unreachable").await;
     assert!(!c.store_up().await);
     let (status, _) = visit(&harness::browser(None), &c.url("/")).await;
     assert_eq!(status, 200);

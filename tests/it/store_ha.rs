@@ -1134,15 +1134,7 @@ async fn rediss_sentinel_speaks_tls_to_the_sentinel_and_to_the_master_it_names()
     // Without the CA the Sentinel is not trusted: the store stays down,
     // said with the reason, and requests are served.
     let c = Instance::start("sentinel-tls-c", &nodes, &pool).await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            let log = c.proc.log();
-            log.contains("unreachable") && log.contains("invalid peer certificate")
-        })
-        .await,
-        "{}",
-        c.proc.log()
-    );
+    c.wait_log("invalid peer certificate").await;
     assert!(!c.store_up().await);
     assert_eq!(visit(&harness::browser(None), &c.url("/")).await.0, 200);
     master.kill();
@@ -1175,14 +1167,7 @@ async fn a_sentinel_that_names_a_replica_keeps_the_store_down_until_it_is_a_mast
         "",
     );
     let a = Instance::start("sentinel-role", &nodes, &pool).await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            a.proc.log().contains("unreachable")
-        })
-        .await,
-        "{}",
-        a.proc.log()
-    );
+    a.wait_log("unreachable").await;
     assert!(!a.store_up().await);
     let browser = harness::browser(None);
     let (status, home) = visit(&browser, &a.url("/")).await;
