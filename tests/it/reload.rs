@@ -261,6 +261,33 @@ async fn a_removed_listeners_kept_alive_connections_close_between_requests() {
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
 }
 
+/// An answer limpet gives itself on a connection whose listener stopped
+/// while the request was in flight (here the server took longer than
+/// `backend_response`: 504) says `Connection: close`, and the connection
+/// closes after it.
+#[tokio::test]
+async fn limpets_own_answer_after_its_listener_stopped_closes_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = nodes(1).await;
+    let (two, one) = second_listener(&n, "timeouts:\n  backend_response: 1s\n");
+    let lb = Lb::start(&two).await;
+    let second = lb.limpet.as_ref().unwrap().addr("second").unwrap();
+    let mut s = tokio::net::TcpStream::connect(second).await.unwrap();
+    s.write_all(b"GET /slow?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { n[0].in_flight() == 1 }).await);
+    lb.reload_new(&one, &[]).await;
+    let mut answer = Vec::new();
+    // Bounded by the deadline; one answer is a few hundred bytes.
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(read.is_ok(), "the connection stayed open: {answer}");
+    assert!(answer.starts_with("http/1.1 504"), "{answer}");
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(head.contains("\r\nconnection: close\r\n"), "{answer}");
+}
+
 /// `workers` applies at the next upgrade, not on a reload: a reload that
 /// changes it keeps every socket of the listener's group (one closed would
 /// reset the connections the kernel queued in it), so under load, with new
