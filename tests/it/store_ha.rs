@@ -1197,3 +1197,52 @@ async fn a_sentinel_that_names_a_replica_keeps_the_store_down_until_it_is_a_mast
     sentinel.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The master limpet writes to becomes a replica behind Sentinel's back
+/// (`REPLICAOF` on it; Sentinel still names it): the health check's `ROLE`
+/// sees it within about a second, before the next time the sentinels are
+/// asked (every 5 s), and the store is down, requests served; when the
+/// server is a master again, the store is up by itself.
+#[tokio::test]
+async fn a_master_made_a_replica_takes_the_store_down_within_a_check() {
+    if !redis_installed() {
+        return;
+    }
+    let dir = harness::temp_dir("sentinel-demoted");
+    let mut master = data_server(&dir, "master", &[]).await;
+    let mut other = data_server(&dir, "other", &[]).await;
+    let mut sentinel = lone_sentinel(&dir, master.port, "").await;
+    let nodes = nodes(2).await;
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster", sentinel.port);
+    let a = Instance::start("sentinel-demoted", &nodes, &learn_at(&url, "200ms", "")).await;
+    a.wait_store(true).await;
+    let browser = harness::browser(None);
+    let (status, home) = visit(&browser, &a.url("/")).await;
+    assert_eq!(status, 200);
+
+    let mut demote = redis::cmd("REPLICAOF");
+    demote.arg("127.0.0.1").arg(other.port);
+    assert_eq!(
+        ask::<String>(master.port, &demote).await.as_deref(),
+        Some("OK")
+    );
+    assert!(
+        eventually(Duration::from_secs(3), || async { !a.store_up().await }).await,
+        "the store stayed up on a replica: {}",
+        a.proc.log()
+    );
+    assert_eq!(visit(&browser, &a.url("/")).await, (200, home.clone()));
+
+    let mut promote = redis::cmd("REPLICAOF");
+    promote.arg("NO").arg("ONE");
+    assert_eq!(
+        ask::<String>(master.port, &promote).await.as_deref(),
+        Some("OK")
+    );
+    a.wait_store(true).await;
+    assert_eq!(visit(&browser, &a.url("/")).await, (200, home));
+    master.kill();
+    other.kill();
+    sentinel.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
