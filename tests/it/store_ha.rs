@@ -1049,6 +1049,17 @@ async fn a_value_in_redis_that_is_not_a_server_name_never_takes_the_store_down()
     assert_eq!(visit(&browser, &a2.url("/")).await.1, home);
 }
 
+/// `REPLICAOF` on the Redis on `port`: a replica of the one on `of`, or a
+/// master (`None`).
+async fn replica_of(port: u16, of: Option<u16>) {
+    let mut cmd = redis::cmd("REPLICAOF");
+    match of {
+        Some(of) => cmd.arg("127.0.0.1").arg(of),
+        None => cmd.arg("NO").arg("ONE"),
+    };
+    assert_eq!(ask::<String>(port, &cmd).await.as_deref(), Some("OK"));
+}
+
 /// One Sentinel watching the Redis on `master` as `mymaster` (quorum 1),
 /// `extra` added to its configuration; naming it when this returns.
 async fn lone_sentinel(dir: &Path, master: u16, extra: &str) -> Redis {
@@ -1174,12 +1185,7 @@ async fn a_sentinel_that_names_a_replica_keeps_the_store_down_until_it_is_a_mast
     assert_eq!(status, 200);
     assert_eq!(visit(&browser, &a.url("/")).await, (200, home.clone()));
 
-    let mut promote = redis::cmd("REPLICAOF");
-    promote.arg("NO").arg("ONE");
-    assert_eq!(
-        ask::<String>(named.port, &promote).await.as_deref(),
-        Some("OK")
-    );
+    replica_of(named.port, None).await;
     a.wait_store(true).await;
     // The session learned while the store was down reaches it (the table
     // is published once the store is up).
@@ -1220,12 +1226,7 @@ async fn a_master_made_a_replica_takes_the_store_down_within_a_check() {
     let (status, home) = visit(&browser, &a.url("/")).await;
     assert_eq!(status, 200);
 
-    let mut demote = redis::cmd("REPLICAOF");
-    demote.arg("127.0.0.1").arg(other.port);
-    assert_eq!(
-        ask::<String>(master.port, &demote).await.as_deref(),
-        Some("OK")
-    );
+    replica_of(master.port, Some(other.port)).await;
     assert!(
         eventually(Duration::from_secs(3), || async { !a.store_up().await }).await,
         "the store stayed up on a replica: {}",
@@ -1233,12 +1234,7 @@ async fn a_master_made_a_replica_takes_the_store_down_within_a_check() {
     );
     assert_eq!(visit(&browser, &a.url("/")).await, (200, home.clone()));
 
-    let mut promote = redis::cmd("REPLICAOF");
-    promote.arg("NO").arg("ONE");
-    assert_eq!(
-        ask::<String>(master.port, &promote).await.as_deref(),
-        Some("OK")
-    );
+    replica_of(master.port, None).await;
     a.wait_store(true).await;
     assert_eq!(visit(&browser, &a.url("/")).await, (200, home));
     master.kill();
