@@ -107,6 +107,14 @@ column() { # column ARRAY SCENARIO NAME → the values of every round
 }
 # shellcheck disable=SC2046  # one word per round
 med() { median $(column "$@"); }
+spread() { # spread ARRAY SCENARIO NAME → "lowest–highest" of the rounds, "-" with fewer than 2
+    local lo hi
+    # shellcheck disable=SC2046  # one word per round
+    read -r lo hi < <(printf '%s\n' $(column "$@") | awk '/^[0-9]+([.][0-9]+)?$/' | sort -g |
+        awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR < 2) print "- -"; else print lo, hi }')
+    [[ $lo == - ]] && { echo -; return; }
+    echo "$(fmt_ms "$lo")–$(fmt_ms "$hi")"
+}
 total() { column "$@" | awk '$1 ~ /^[0-9]+$/ { s += $1 } END { print s + 0 }'; }
 fmt() { # fmt FORMAT VALUE ("-" stays)
     [[ $2 == - ]] && { echo -; return; }
@@ -240,8 +248,8 @@ report() {
   each round; the table shows the **median over rounds** (errors: the sum).
 $(took)
 
-| scenario | balancer | req/s | req/s ÷ HAProxy | req/s ÷ baseline | p50 ms | p99 ms | CPU µs/req | CPU/req ÷ HAProxy | user µs/req | user/req ÷ HAProxy | system µs/req | peak RSS MiB | non-2xx | socket errors |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| scenario | balancer | req/s | req/s ÷ HAProxy | req/s ÷ baseline | p50 ms | p99 ms | p99 ms, rounds | CPU µs/req | CPU/req ÷ HAProxy | user µs/req | user/req ÷ HAProxy | system µs/req | peak RSS MiB | non-2xx | socket errors |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
     local scenario name base_rps hap_rps hap_us hap_user rps us user who_list
     local base_static=- base_new=-
@@ -265,12 +273,12 @@ EOF
             user=$(med R_USER "$scenario" "$name")
             echo "| $scenario | $name | $(fmt %.0f "$rps") | $(ratio "$rps" "$hap_rps") | $(ratio "$rps" "$b") |" \
                 "$(fmt_ms "$(med R_P50 "$scenario" "$name")") | $(fmt_ms "$(med R_P99 "$scenario" "$name")") |" \
-                "$(fmt %.1f "$us") | $(ratio "$us" "$hap_us") | $(fmt %.1f "$user") | $(ratio "$user" "$hap_user") |" \
+                "$(spread R_P99 "$scenario" "$name") | $(fmt %.1f "$us") | $(ratio "$us" "$hap_us") | $(fmt %.1f "$user") | $(ratio "$user" "$hap_user") |" \
                 "$(fmt %.1f "$(med R_SYS "$scenario" "$name")") | $(fmt %.1f "$(med R_PEAK "$scenario" "$name")") |" \
                 "$(total R_NON2XX "$scenario" "$name") | $(total R_SOCK "$scenario" "$name") |"
         done
         if ((shown)) && [[ ($scenario == learn_hit || $scenario == learn_new) && " $BALANCERS " == *" nginx "* ]]; then
-            echo "| $scenario | nginx | not run | | | | | | | | | | | | |"
+            echo "| $scenario | nginx | not run | | | | | | | | | | | | | |"
         fi
     done
     cat <<EOF
@@ -306,7 +314,10 @@ EOF
     fi
     cat <<EOF
 
-Columns: *req/s*, *p50*, *p99* from wrk; *÷ HAProxy* the ratio to HAProxy in the same
+Columns: *req/s*, *p50*, *p99* from wrk (medians over rounds); *p99 ms, rounds* the
+lowest and the highest p99 of the rounds: a difference of medians smaller than that
+spread is not the balancer's (an A/A run, \`LIMPET_B\` set to the same binary, shows
+how far one balancer differs from itself); *÷ HAProxy* the ratio to HAProxy in the same
 scenario (CPU, user: above 1 means more CPU per request than HAProxy); *÷ baseline* the share
 of the direct baseline's req/s that gets through the balancer; *CPU µs/req* the
 balancer's user + system time (\`/proc/PID/stat\`, nginx master + workers) over the

@@ -45,6 +45,10 @@ bad=$(jq -r --argjson rate "$RATE" 'select(.kind == "run")
 [[ -z $bad ]] || fail "paced runs off their rate or with errors:"$'\n'"$bad"
 grep -qF "**paced**" "$tmp/paced.md" || fail "the report does not say the runs were paced"
 grep -q "RATE=$RATE" "$tmp/paced.md" || fail "the report does not name RATE=$RATE"
+# the main table: every row has the header's cells (nginx's "not run" rows too)
+ragged=$(awk -F'|' '/^\| scenario \| balancer \| req\/s/ { on = 1; n = NF; next }
+    on && !/^\|/ { exit } on && NF != n { print }' "$tmp/paced.md")
+[[ -z $ragged ]] || fail "rows of the report's table with the wrong number of cells:"$'\n'"$ragged"
 
 # --- unpaced: as fast as the load side goes --------------------------------
 SCENARIOS="cookie" BALANCERS="limpet" SYSCALLS=0 \
