@@ -96,8 +96,11 @@ done < <(
 # --------------------------------------------------------------------------
 # the report
 # --------------------------------------------------------------------------
+numbers() { # the numeric ones of the arguments, in increasing order, one per line
+    printf '%s\n' "$@" | awk '/^[0-9]+([.][0-9]+)?$/' | sort -g
+}
 median() { # median of the numeric arguments ("-" when none)
-    printf '%s\n' "$@" | awk '/^[0-9]+([.][0-9]+)?$/' | sort -g |
+    numbers "$@" |
         awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 column() { # column ARRAY SCENARIO NAME → the values of every round
@@ -110,8 +113,7 @@ med() { median $(column "$@"); }
 spread() { # spread ARRAY SCENARIO NAME → "lowest–highest" of the rounds, "-" with fewer than 2
     local lo hi
     # shellcheck disable=SC2046  # one word per round
-    read -r lo hi < <(printf '%s\n' $(column "$@") | awk '/^[0-9]+([.][0-9]+)?$/' | sort -g |
-        awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR < 2) print "- -"; else print lo, hi }')
+    read -r lo hi < <(numbers $(column "$@") | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR < 2) print "- -"; else print lo, hi }')
     [[ $lo == - ]] && { echo -; return; }
     echo "$(fmt_ms "$lo")–$(fmt_ms "$hi")"
 }
