@@ -7,12 +7,15 @@
 #   * the paced runs were offered RATE req/s and carried it (within 10 %),
 #     with no error, no misrouted request and every balancer measured;
 #   * the unpaced run reports a rate and no pace;
-#   * the report names the pace, and run.sh refuses a bad RATE.
+#   * the report names the pace, and run.sh refuses a bad RATE;
+#   * report.sh, given a committed results file, prints the medians and
+#     p99 ranges its runs add up to.
 #
 # No figure of speed is checked: the numbers of a 2-second run on a shared
 # CI machine say nothing. Installs what run.sh needs (as root, with apt-get).
 #
 #   benches/compare/smoke.sh          # about a minute after the release build
+#   SMOKE_KEEP=1 benches/compare/smoke.sh   # keep its reports and logs (the path is printed)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,6 +52,9 @@ grep -q "RATE=$RATE" "$tmp/paced.md" || fail "the report does not name RATE=$RAT
 ragged=$(awk -F'|' '/^\| scenario \| balancer \| req\/s/ { on = 1; n = NF; next }
     on && !/^\|/ { exit } on && NF != n { print }' "$tmp/paced.md")
 [[ -z $ragged ]] || fail "rows of the report's table with the wrong number of cells:"$'\n'"$ragged"
+# one round: no p99 range
+grep -qE '^\| cookie \| limpet \| [0-9]+ \|.*\| [0-9.]+ \| - \| [0-9.]+ \|' "$tmp/paced.md" ||
+    fail "the cookie/limpet row of a one-round report does not show '-' as its p99 range"
 
 # --- unpaced: as fast as the load side goes --------------------------------
 SCENARIOS="cookie" BALANCERS="limpet" SYSCALLS=0 \
@@ -59,6 +65,13 @@ jq -se 'map(select(.kind == "setup"))[0] | has("pace") and .pace == null' "$tmp/
 jq -se 'map(select(.kind == "run")) | length == 1 and all(.rps > 0 and .non2xx == 0 and .socket_errors == 0)' \
     "$tmp/unpaced.jsonl" >/dev/null || fail "the unpaced run measured nothing, or saw errors"
 if grep -qF "**paced**" "$tmp/unpaced.md"; then fail "the unpaced report says it was paced"; fi
+
+# --- the report of a committed results file ----------------------------------
+# cookie/limpet's seven p99s there: 2.63 2.74 1.55 1.45 2.28 6.86 2.33 ms;
+# p50s: 0.712 0.634 0.561 0.499 0.689 1.12 0.725
+row=$("$here/report.sh" "$here/results-2026-12-06-amd-aa.jsonl" | grep -F '| cookie | limpet |' | head -n 1)
+[[ $row == "| cookie | limpet | 19976 | 1.00 | - | 0.689 | 2.33 | 1.45–6.86 | 23.1 |"* ]] ||
+    fail "report.sh's cookie/limpet row of results-2026-12-06-amd-aa.jsonl: \`$row\`"
 
 # --- bad input ---------------------------------------------------------------
 for rate in 0 abc 1.5; do
